@@ -1,0 +1,284 @@
+"""SEI dataset: Latin-hypercube barrier samples → KMC runs → one compact ``dataset.npz``.
+
+Resumable: every finished run is a small file under ``runs/``; a rebuild skips those. The design
+is a *blocked* Latin hypercube: each block of ``BLOCK`` runs is its own LHS over the 15 free
+barriers, so a dataset can grow block by block without invalidating finished runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from battgen.sei.barriers import BARRIER_NAMES, BARRIER_RANGES, N_FREE
+from battgen.sei.observables import OBSERVABLE_NAMES
+
+BLOCK = 1000
+DATASET_FILE = "dataset.npz"
+RUNS_DIR = "runs"
+# Bound on KMC events per dataset run. Runs whose barriers never passivate the electrode
+# (radicals escape faster than they are reduced) would otherwise run forever; 3 M events is
+# ~1.3x what a default-barrier 50x50 run needs to complete, ~1 s on one core.
+DEFAULT_MAX_STEPS = 3_000_000
+SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+STATUS_CODES = {"complete": 0, "frozen": 1, "max_steps": 2, "max_time": 3}
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    n: int
+    size: int = 50
+    seed: int = 0
+    max_steps: int = DEFAULT_MAX_STEPS
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError("n must be at least 1")
+        if self.max_steps < 1:
+            raise ValueError("max_steps must be at least 1")
+
+    def as_dict(self) -> dict:
+        return {"n": self.n, "size": self.size, "seed": self.seed, "max_steps": self.max_steps}
+
+
+def sample_barriers(n: int, seed: int = 0) -> np.ndarray:
+    """(n, 15) barriers in eV. Block b (runs b·BLOCK ...) is a Latin hypercube of its own size,
+    seeded by (seed, b): whole blocks never change when the dataset grows, and a partial last
+    block is still a Latin hypercube."""
+    from scipy.stats import qmc
+
+    rows = []
+    for block, start in enumerate(range(0, n, BLOCK)):
+        sampler = qmc.LatinHypercube(d=N_FREE, rng=np.random.default_rng([seed, block]))
+        unit = sampler.random(min(BLOCK, n - start))
+        rows.append(qmc.scale(unit, BARRIER_RANGES[:, 0], BARRIER_RANGES[:, 1]))
+    return np.concatenate(rows)
+
+
+def run_seed(seed: int, index: int) -> int:
+    return int(np.random.default_rng([seed, index, 7]).integers(0, 2**31 - 1))
+
+
+def split_indices(n: int, seed: int = 0) -> np.ndarray:
+    """0 train / 1 val / 2 test, 70/15/15. Every run has its own barriers, so a random split
+    keeps no barrier vector in two splits."""
+    order = np.random.default_rng([seed, 99]).permutation(n)
+    split = np.zeros(n, np.int8)
+    n_train = int(round(SPLIT_FRACTIONS[0] * n))
+    n_val = int(round(SPLIT_FRACTIONS[1] * n))
+    split[order[n_train : n_train + n_val]] = 1
+    split[order[n_train + n_val :]] = 2
+    return split
+
+
+def _run_file(out_dir: Path, index: int) -> Path:
+    return out_dir / RUNS_DIR / f"{index:06d}.npz"
+
+
+def _simulate_indices(out_dir: str, indices: list[int], barriers: np.ndarray, plan: dict) -> list[int]:
+    """Worker: simulate and store the given runs; returns the indices done. Runs in a separate
+    process (or a Dask worker), so it takes plain data and imports the kernel lazily."""
+    from battgen.sei.kmc import simulate
+
+    out = Path(out_dir)
+    done = []
+    for index, row in zip(indices, barriers):
+        result = simulate(
+            row, nx=plan["size"], ny=plan["size"], seed=run_seed(plan["seed"], index),
+            max_steps=plan["max_steps"],
+        )
+        path = _run_file(out, index)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(
+            tmp,
+            lattice=result.lattice,
+            barriers=result.barriers[:N_FREE].astype(np.float32),
+            observables=np.array([result.observables[k] for k in OBSERVABLE_NAMES], np.float32),
+            steps=np.int64(result.steps),
+            sim_time=np.float64(result.sim_time_s),
+            wall_time=np.float64(result.wall_time_s),
+            status=np.int8(STATUS_CODES[result.status]),
+            seed=np.int64(result.seed),
+        )
+        os.replace(tmp, path)  # atomic: a killed build never leaves a half-written run
+        done.append(index)
+    return done
+
+
+def _check_finished_runs_match(out: Path, barriers: np.ndarray) -> None:
+    """A partial last block is re-drawn when n grows: refuse to mix runs of two designs."""
+    for start in range(0, len(barriers), BLOCK):
+        stop = min(start + BLOCK, len(barriers))
+        first_done = next((i for i in range(start, stop) if _run_file(out, i).exists()), None)
+        if first_done is None:
+            continue
+        with np.load(_run_file(out, first_done), allow_pickle=False) as run:
+            if not np.allclose(run["barriers"], barriers[first_done], atol=1e-6):
+                raise ValueError(
+                    f"finished runs in {out} come from a different sample design (run "
+                    f"{first_done}); grow a dataset by whole blocks of {BLOCK} runs or use a new --out"
+                )
+
+
+def build_dataset(
+    out_dir: str | Path,
+    plan: DatasetPlan,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    chunk: int = 16,
+    progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Simulate every missing run of ``plan`` into ``out_dir/runs`` and write
+    ``out_dir/dataset.npz``. ``scheduler`` is a Dask scheduler address for cluster runs."""
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    plan_file = out / "plan.json"
+    if plan_file.exists():
+        previous = json.loads(plan_file.read_text())
+        for key in ("size", "seed", "max_steps"):
+            if previous.get(key) != plan.as_dict()[key]:
+                raise ValueError(
+                    f"{out} holds runs made with {key}={previous.get(key)}; "
+                    f"use another --out or the same {key}"
+                )
+    plan_file.write_text(json.dumps(plan.as_dict(), indent=2))
+
+    barriers = sample_barriers(plan.n, plan.seed)
+    _check_finished_runs_match(out, barriers)
+    todo = [i for i in range(plan.n) if not _run_file(out, i).exists()]
+    batches = [todo[k : k + chunk] for k in range(0, len(todo), chunk)]
+    done = plan.n - len(todo)
+    bar = tqdm(total=plan.n, initial=done, desc="KMC runs", unit="run", disable=not progress)
+    if on_progress:
+        on_progress(done, plan.n)
+
+    def finished(indices: Iterable[int]):
+        nonlocal done
+        n_done = len(list(indices))
+        done += n_done
+        bar.update(n_done)
+        if on_progress:
+            on_progress(done, plan.n)
+
+    start = time.perf_counter()
+    args = [(str(out), b, barriers[b], plan.as_dict()) for b in batches]
+    if scheduler:
+        from dask.distributed import Client, as_completed as dask_completed
+
+        with Client(scheduler) as client:
+            futures = [client.submit(_simulate_indices, *a, pure=False) for a in args]
+            for future in dask_completed(futures):
+                finished(future.result())
+    elif (workers or os.cpu_count() or 1) == 1 or len(batches) <= 1:
+        for a in args:
+            finished(_simulate_indices(*a))
+    else:
+        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+            futures = [pool.submit(_simulate_indices, *a) for a in args]
+            for future in as_completed(futures):
+                finished(future.result())
+    bar.close()
+    return consolidate(out, plan, build_seconds=time.perf_counter() - start)
+
+
+def consolidate(out_dir: str | Path, plan: DatasetPlan, *, build_seconds: float = 0.0) -> Path:
+    """Gather the run files of ``plan`` into one ``dataset.npz`` (uint8 lattices)."""
+    out = Path(out_dir)
+    missing = [i for i in range(plan.n) if not _run_file(out, i).exists()]
+    if missing:
+        raise ValueError(f"{len(missing)} runs are missing in {out / RUNS_DIR}; build again")
+    fields = {k: [] for k in ("lattice", "barriers", "observables", "steps", "sim_time",
+                              "wall_time", "status", "seed")}
+    for i in range(plan.n):
+        with np.load(_run_file(out, i), allow_pickle=False) as run:
+            for key in fields:
+                fields[key].append(run[key])
+    path = out / DATASET_FILE
+    np.savez_compressed(
+        path,
+        lattices=np.stack(fields["lattice"]).astype(np.uint8),
+        barriers=np.stack(fields["barriers"]).astype(np.float32),
+        observables=np.stack(fields["observables"]).astype(np.float32),
+        observable_names=np.array(OBSERVABLE_NAMES),
+        barrier_names=np.array(BARRIER_NAMES),
+        barrier_ranges=BARRIER_RANGES.astype(np.float32),
+        split=split_indices(plan.n, plan.seed),
+        seeds=np.array(fields["seed"], np.int64),
+        steps=np.array(fields["steps"], np.int64),
+        sim_time=np.array(fields["sim_time"], np.float64),
+        wall_time=np.array(fields["wall_time"], np.float64),
+        status=np.array(fields["status"], np.int8),
+        status_names=np.array(list(STATUS_CODES)),
+    )
+    from battgen.artifacts import write_metadata
+
+    wall = np.array(fields["wall_time"])
+    write_metadata(
+        out,
+        command="python -m battgen sei build-dataset",
+        config=plan.as_dict(),
+        seed=plan.seed,
+        inputs=None,
+        wall_time_s=build_seconds,
+        extra={
+            "runs": plan.n,
+            "cpu_seconds_in_kmc": float(wall.sum()),
+            "median_run_s": float(np.median(wall)),
+            "status_counts": {
+                name: int((np.array(fields["status"]) == code).sum())
+                for name, code in STATUS_CODES.items()
+            },
+        },
+    )
+    return path
+
+
+@dataclass
+class SEIDataset:
+    """A consolidated dataset in memory (arrays as stored)."""
+
+    lattices: np.ndarray
+    barriers: np.ndarray
+    observables: np.ndarray
+    observable_names: tuple[str, ...]
+    split: np.ndarray
+    status: np.ndarray
+    seeds: np.ndarray
+    steps: np.ndarray
+
+    def observable(self, name: str) -> np.ndarray:
+        return self.observables[:, self.observable_names.index(name)]
+
+    def __len__(self) -> int:
+        return len(self.lattices)
+
+
+def load_dataset(path: str | Path) -> SEIDataset:
+    """Load ``dataset.npz`` (a file or the directory holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / DATASET_FILE
+    if not path.exists():
+        raise ValueError(f"no SEI dataset at {path}: build one with `python -m battgen sei build-dataset`")
+    with np.load(path, allow_pickle=False) as data:
+        return SEIDataset(
+            lattices=data["lattices"],
+            barriers=data["barriers"],
+            observables=data["observables"],
+            observable_names=tuple(str(s) for s in data["observable_names"]),
+            split=data["split"],
+            status=data["status"],
+            seeds=data["seeds"],
+            steps=data["steps"],
+        )
