@@ -1,0 +1,83 @@
+# BattGen: `make app` starts the web app, `make test` runs the test suite.
+# Everything installs into ./.venv; a second run only redoes what changed.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := app
+
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+VENV_PYTHON := $(VENV)/bin/python
+VENV_PIP := $(VENV)/bin/pip
+# Pinned and installed on its own, before requirements.txt: any later requirement that
+# pulls in torch then finds it satisfied instead of downloading a multi-GB CUDA build.
+TORCH_PIN := torch==2.13.0
+INSTALL_STAMP := $(VENV)/.installed
+
+# The 3Dmol.js version matches py3Dmol in requirements.txt, so the notebook-style viewer
+# and the offline copy speak the same API. Streamlit serves ./static/ at /app/static/.
+THREEDMOL_VERSION := 2.5.5
+THREEDMOL_JS := static/vendor/3Dmol-min.js
+
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: app test bench assets venv
+
+venv: $(INSTALL_STAMP)
+
+$(VENV_PYTHON):
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+
+$(INSTALL_STAMP): requirements.txt | $(VENV_PYTHON)
+	$(VENV_PIP) install $(TORCH_PIN)
+	$(VENV_PIP) install -r requirements.txt
+	touch $@
+
+# Never fails the build: without 3Dmol.js only the 3D structure viewers are missing;
+# a page that needs it should check for the file and say so.
+assets:
+	@if [ -s "$(THREEDMOL_JS)" ]; then \
+		exit 0; \
+	elif ! command -v npm >/dev/null 2>&1; then \
+		echo "WARNING: npm not found; $(THREEDMOL_JS) not fetched, 3D structure viewers will be unavailable." >&2; \
+	else \
+		tmp_dir=$$(mktemp -d) && \
+		if (cd "$$tmp_dir" && npm pack --loglevel=error 3dmol@$(THREEDMOL_VERSION) >/dev/null 2>npm.log \
+				&& tar -xzf 3dmol-$(THREEDMOL_VERSION).tgz package/build/3Dmol-min.js package/build/3Dmol-min.js.LICENSE.txt); then \
+			mkdir -p "$$(dirname $(THREEDMOL_JS))" && \
+			cp "$$tmp_dir/package/build/3Dmol-min.js" "$(THREEDMOL_JS)" && \
+			cp "$$tmp_dir/package/build/3Dmol-min.js.LICENSE.txt" "$(THREEDMOL_JS).LICENSE.txt" && \
+			echo "Fetched 3Dmol.js $(THREEDMOL_VERSION) into $(THREEDMOL_JS)"; \
+		else \
+			echo "WARNING: could not fetch 3dmol@$(THREEDMOL_VERSION) from npm; 3D structure viewers will be unavailable." >&2; \
+			tail -n 5 "$$tmp_dir/npm.log" >&2 2>/dev/null || true; \
+		fi; \
+		rm -rf "$$tmp_dir"; \
+	fi
+
+app: venv assets
+	$(VENV)/bin/streamlit run app.py
+
+# The browser tests need Debian's chromium. If it cannot be installed we carry on: those
+# tests then fail with a message naming the missing browser, rather than the whole target
+# dying here before the rest of the suite has run.
+test: venv assets
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		echo "Installing Debian chromium for the browser tests..."; \
+		if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then \
+			echo "WARNING: could not install chromium with apt-get; the browser tests will FAIL." >&2; \
+		fi; \
+	fi
+	BATTGEN_CHROMIUM=$(CHROMIUM) $(VENV_PYTHON) -m pytest -q
+
+# Scripts run as plain files from the repo root; PYTHONPATH lets them import battgen
+# without installing it.
+bench: venv
+	@status=0; found=0; \
+	for script in benchmarks/bench_*.py; do \
+		[ -e "$$script" ] || continue; \
+		found=1; \
+		echo "== $$script"; \
+		PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(VENV_PYTHON) "$$script" || status=1; \
+	done; \
+	if [ $$found -eq 0 ]; then echo "No benchmarks/bench_*.py scripts found." >&2; status=1; fi; \
+	exit $$status
