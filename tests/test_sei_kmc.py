@@ -32,7 +32,7 @@ def _sei(lattice):
 
 
 def test_run_completes_with_a_grown_sei(default_run):
-    assert default_run.status in ("complete", "frozen")
+    assert default_run.status == "complete"
     assert default_run.steps > 1000
     assert default_run.observables["thickness"] > TUNNEL_ROWS
     assert default_run.lattice.dtype == np.uint8
@@ -86,7 +86,7 @@ def test_complete_run_leaves_no_reduction_possible(default_run):
                 assert not touches_sei, f"first reduction still possible at {(r, x)}"
             if lattice[r, x] == RADICAL and r < TUNNEL_ROWS:
                 assert not (touches_sei or r == 0), f"second reduction still possible at {(r, x)}"
-    assert not np.any(lattice == FREE_CLUSTER) or default_run.status == "frozen"
+    assert not np.any(lattice == FREE_CLUSTER) or default_run.locked_sites > 0
 
 
 def test_snapshots_start_empty_and_end_on_the_final_state(default_run):
@@ -213,7 +213,7 @@ def test_cli_simulate_prints_json():
     record = json.loads(out)
     for key in ("thickness", "porosity", "inorganic_fraction", "density", "wall_time_s", "steps"):
         assert key in record
-    assert record["status"] in ("complete", "frozen")
+    assert record["status"] == "complete"
 
 
 def test_cli_rejects_bad_barriers_with_a_message():
@@ -223,3 +223,19 @@ def test_cli_rejects_bad_barriers_with_a_message():
     )
     assert proc.returncode == 2
     assert "barrier e1 must be finite" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_species_alone_in_inert_pores_are_locked_and_the_run_ends():
+    from scipy import ndimage
+
+    from battgen.sei.species import MOBILE_CODES
+
+    result = simulate(nx=50, ny=50, seed=4, max_steps=20_000_000)
+    assert result.status == "complete" and result.locked_sites > 0
+    lattice = result.lattice
+    pores, _ = ndimage.label(~_sei(lattice))
+    open_labels = set(np.unique(pores[-1])) - {0}
+    mobile = np.isin(lattice, MOBILE_CODES)
+    # every species left is locked in a closed pore above the tunnelling rows
+    assert not (set(np.unique(pores[mobile])) & open_labels)
+    assert not np.any(mobile[: TUNNEL_ROWS + 1])

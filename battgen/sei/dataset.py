@@ -28,7 +28,7 @@ RUNS_DIR = "runs"
 # ~1.3x what a default-barrier 50x50 run needs to complete, ~1 s on one core.
 DEFAULT_MAX_STEPS = 3_000_000
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
-STATUS_CODES = {"complete": 0, "frozen": 1, "max_steps": 2, "max_time": 3}
+STATUS_CODES = {"complete": 0, "max_steps": 2, "max_time": 3}
 
 
 @dataclass(frozen=True)

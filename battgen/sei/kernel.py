@@ -38,7 +38,6 @@ N_TYPES = 19
 OPPOSITE = np.array([2, 3, 0, 1], np.int64)
 
 STATUS_COMPLETE = 0  # no event possible
-STATUS_FROZEN = 1  # only diffusion of species locked in closed pores is left
 STATUS_MAX_STEPS = 2
 STATUS_MAX_TIME = 3
 
@@ -102,11 +101,11 @@ NEEDS_CHECK[[E2, E7, E10, E11]] = True
 
 
 @njit(cache=True, error_model="numpy")
-def classify_mol_slot(m, d, code, mol, mol_kind, mol_head, mol_next, nbr):
+def classify_mol_slot(m, d, code, mol, mol_kind, mol_head, mol_next, nbr, locked):
     """Rigid one-site move of molecule m in direction d: allowed when every target is solvent
     or the molecule's own site (leaving through the top is events 18/19, not a move)."""
     kind = mol_kind[m]
-    if kind == 0:
+    if kind == 0 or locked[mol_head[m]]:
         return -1
     s = mol_head[m]
     while s >= 0:
@@ -160,7 +159,7 @@ def run_kmc(
 ):
     """Run to completion or to a bound. ``code`` holds the nx·ny lattice plus three entries for
     the boundary classes; it is mutated, as are the snapshot and event-count arrays.
-    Returns (status, steps, time, n_snapshots, snapshot_every)."""
+    Returns (status, steps, time, n_snapshots, snapshot_every, n_locked_sites)."""
     np.random.seed(seed)
     n = nx * ny
     nslots = 4 * n
@@ -203,15 +202,18 @@ def run_kmc(
             else:
                 nbr_class[4 * i + d] = n + 2
     # slots to re-classify before the next draw: all of them at the start
-    pending = np.zeros(2 * nslots, np.int32)  # a changed site queues at most 8 slots
+    # a changed site queues at most 8 slots, a newly locked one 4 more
+    pending = np.zeros(3 * nslots, np.int32)
     pending[:nslots] = np.arange(nslots)
+    locked = np.zeros(n, np.bool_)
+    n_locked = 0
     n_pending = nslots
 
     steps = 0
     time = 0.0
     n_snap = 0
     max_snap = snapshots.shape[0]
-    last_frozen_check = -n
+    last_lock_check = 0
     status = STATUS_COMPLETE
 
     while True:
@@ -221,7 +223,7 @@ def run_kmc(
             slot = pending[k]
             q = slot >> 2
             nc = nbr_class[slot]
-            new_t = PAIR[code[q], code[nc], slot & 3]
+            new_t = -1 if locked[q] else PAIR[code[q], code[nc], slot & 3]
             if new_t >= 0 and NEEDS_CHECK[new_t]:
                 if new_t == E2:  # first reduction next to SEI: S within tunnel_rows + 1
                     if q // nx + 1 > tunnel_rows + 1:
@@ -260,13 +262,18 @@ def run_kmc(
         if steps >= max_steps:
             status = STATUS_MAX_STEPS
             break
-        if reactive == 0 and steps - last_frozen_check >= n:
-            last_frozen_check = steps
-            if _only_locked_species_left(
-                code, mol, mol_kind, mslot_type, nbr, nx, ny, tunnel_rows, members
-            ):
-                status = STATUS_FROZEN
-                break
+        # Species alone in closed pores where nothing can react hop forever at high rates
+        # without changing anything: lock them in place. Checked often once nothing else can
+        # react (the run is ending), and every 20 sweeps otherwise; a check is one O(n) pass.
+        if steps - last_lock_check >= (n if reactive == 0 else 20 * n):
+            last_lock_check = steps
+            n_pending, newly = _lock_inert_pores(
+                code, mol, mol_kind, mol_head, mol_next, nbr, nx, ny, tunnel_rows, members,
+                locked, pending, n_pending, mslot_type, mslot_pos, ev_list, ev_count,
+            )
+            if newly:
+                n_locked += newly
+                continue
 
         dt = -np.log(1.0 - np.random.random()) / total
         if time + dt > max_time:
@@ -482,12 +489,12 @@ def run_kmc(
                     mq = mol[q]
                     if mq >= 0 and mark_mol[mq] != stamp:
                         mark_mol[mq] = stamp
-                        _update_mol_slots(mq, code, mol, mol_kind, mol_head, mol_next, nbr,
+                        _update_mol_slots(mq, code, mol, mol_kind, mol_head, mol_next, nbr, locked,
                                           mslot_type, mslot_pos, ev_list, ev_count)
             ms = mol[s]
             if ms >= 0 and mark_mol[ms] != stamp:
                 mark_mol[ms] = stamp
-                _update_mol_slots(ms, code, mol, mol_kind, mol_head, mol_next, nbr,
+                _update_mol_slots(ms, code, mol, mol_kind, mol_head, mol_next, nbr, locked,
                                   mslot_type, mslot_pos, ev_list, ev_count)
 
         event_counts[t] += 1
@@ -508,7 +515,7 @@ def run_kmc(
                 snapshot_times[n_snap] = time
                 n_snap += 1
 
-    return status, steps, time, n_snap, snapshot_every
+    return status, steps, time, n_snap, snapshot_every, n_locked
 
 
 @njit(cache=True, error_model="numpy")
@@ -523,11 +530,11 @@ def _touches_sei(s, code, nbr):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _update_mol_slots(m, code, mol, mol_kind, mol_head, mol_next, nbr, mslot_type, mslot_pos,
-                      ev_list, ev_count):
+def _update_mol_slots(m, code, mol, mol_kind, mol_head, mol_next, nbr, locked, mslot_type,
+                      mslot_pos, ev_list, ev_count):
     for d in range(4):
         slot = 4 * m + d
-        new_t = classify_mol_slot(m, d, code, mol, mol_kind, mol_head, mol_next, nbr)
+        new_t = classify_mol_slot(m, d, code, mol, mol_kind, mol_head, mol_next, nbr, locked)
         old_t = mslot_type[slot]
         if new_t != old_t:
             if old_t >= 0:
@@ -571,19 +578,21 @@ def _attach(m, code, mol, mol_kind, mol_head, mol_next, mol_size, free_ids, n_fr
 
 
 @njit(cache=True, error_model="numpy")
-def _only_locked_species_left(code, mol, mol_kind, mslot_type, nbr, nx, ny, tunnel_rows, queue):
-    """True when every mobile species sits alone in a pore closed off from the electrolyte and
-    can never react again: only diffusion inside that pore is left, forever.
+def _lock_inert_pores(code, mol, mol_kind, mol_head, mol_next, nbr, nx, ny, tunnel_rows, queue,
+                      locked, pending, n_pending, mslot_type, mslot_pos, ev_list, ev_count):
+    """Lock the mobile species of every closed pore in which nothing can ever react again.
 
-    Called only when no reactive event is possible. A pore is a connected set of non-SEI sites
-    that does not reach the absorbing top. A lone radical can still be reduced if its pore reaches
-    into the tunnelling rows; a lone monomer or dimer can still join organic SEI on the pore wall;
-    a lone free cluster that can move will touch the wall and attach.
+    A pore is a connected set of non-SEI sites that does not reach the absorbing top; its walls
+    are permanent SEI, so nothing enters or leaves it. Nothing can react in it when it lies
+    wholly above the tunnelling rows (no reduction there), holds at most one radical (radicals
+    react only with radicals) and at most one organic entity (O, OO, C react with each other),
+    a lone monomer or dimer has no organic wall to join, and a lone free cluster cannot move.
+    Its species would hop forever; their position in the pore is then as good as any.
+    Returns (n_pending, number of sites locked now).
     """
     n = nx * ny
     comp = np.full(n, -1, np.int32)
     seen_mol = np.full(n, -1, np.int32)
-    # the open region connected to the top: any mobile species there can still leave or react
     head = 0
     tail = 0
     for x in range(nx):
@@ -592,17 +601,16 @@ def _only_locked_species_left(code, mol, mol_kind, mslot_type, nbr, nx, ny, tunn
             comp[s] = 0
             queue[tail] = s
             tail += 1
-    while head < tail:
+    while head < tail:  # the open region connected to the electrolyte bulk: never locked
         s = queue[head]
         head += 1
-        if code[s] != SOLVENT:
-            return False
         for d in range(4):
             q = nbr[4 * s + d]
             if q >= 0 and comp[q] < 0 and code[q] != INORGANIC and code[q] != ATTACHED:
                 comp[q] = 0
                 queue[tail] = q
                 tail += 1
+    newly = 0
     label = 0
     for start in range(n):
         if comp[start] >= 0 or code[start] == INORGANIC or code[start] == ATTACHED:
@@ -612,25 +620,30 @@ def _only_locked_species_left(code, mol, mol_kind, mslot_type, nbr, nx, ny, tunn
         head = 0
         tail = 1
         queue[0] = start
-        entities = 0
-        kind = SOLVENT
-        entity_site = -1
+        # Radicals react only with radicals (and SEI in the tunnelling rows); the organic
+        # species (O, OO, C) react with each other: the two families are judged apart.
+        radicals = 0
+        organics = 0
+        organic_kind = SOLVENT
+        organic_site = -1
         reaches_tunnel_rows = False
         wall_has_organic = False
         while head < tail:
             s = queue[head]
             head += 1
             c = code[s]
-            if c == RADICAL or c == MONOMER:
-                entities += 1
-                kind = c
-                entity_site = s
+            if c == RADICAL:
+                radicals += 1
+            elif c == MONOMER:
+                organics += 1
+                organic_kind = c
+                organic_site = s
             elif c == DIMER or c == FREE_CLUSTER:
                 if seen_mol[mol[s]] != label:  # a molecule spans several sites: count it once
                     seen_mol[mol[s]] = label
-                    entities += 1
-                kind = c
-                entity_site = s
+                    organics += 1
+                organic_kind = c
+                organic_site = s
             if s // nx + 1 <= tunnel_rows:
                 reaches_tunnel_rows = True
             for d in range(4):
@@ -643,18 +656,27 @@ def _only_locked_species_left(code, mol, mol_kind, mslot_type, nbr, nx, ny, tunn
                     comp[q] = label
                     queue[tail] = q
                     tail += 1
-        if entities == 0:
+        if radicals + organics == 0 or reaches_tunnel_rows or radicals > 1 or organics > 1:
             continue
-        if entities > 1:
-            return False
-        if kind == RADICAL and reaches_tunnel_rows:
-            return False
-        if (kind == MONOMER or kind == DIMER) and wall_has_organic:
-            return False
-        if kind == FREE_CLUSTER:
-            m = mol[entity_site]
+        if (organic_kind == MONOMER or organic_kind == DIMER) and wall_has_organic:
+            continue
+        if organic_kind == FREE_CLUSTER:
+            m = mol[organic_site]
+            if (mslot_type[4 * m] >= 0 or mslot_type[4 * m + 1] >= 0
+                    or mslot_type[4 * m + 2] >= 0 or mslot_type[4 * m + 3] >= 0):
+                continue
+        for k in range(tail):
+            s = queue[k]
+            c = code[s]
+            if c == SOLVENT or locked[s]:
+                continue
+            locked[s] = True
+            newly += 1
             for d in range(4):
-                if mslot_type[4 * m + d] >= 0:
-                    return False
-    return True
+                pending[n_pending] = 4 * s + d
+                n_pending += 1
+            if mol[s] >= 0:
+                _update_mol_slots(mol[s], code, mol, mol_kind, mol_head, mol_next, nbr, locked,
+                                  mslot_type, mslot_pos, ev_list, ev_count)
+    return n_pending, newly
 

@@ -10,9 +10,10 @@ Interpretations fixed here (the reference leaves them open):
 - Pair events are counted per neighbouring site pair, so an event's rate grows with the contact.
 - P + P → O + S turns one of the two radicals (chosen at random) into Li2EDC.
 - OO and C move rigidly by one site when every target site is solvent.
-- A run is *complete* when no event is possible, or when the only events left are diffusions of
-  species each locked alone in a closed pore where it can never react (status ``frozen``):
-  they would hop forever without changing any observable.
+- A run is *complete* when no event is possible. Mobile species alone in a closed pore where
+  nothing can ever react (no partner, no reduction, no organic wall to join) would hop forever
+  without changing anything; the kernel locks them in place (``locked_sites``), which changes
+  no observable and lets such runs end.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ MIN_SIZE, MAX_SIZE = 8, 400
 DEFAULT_MAX_STEPS = 200_000_000
 STATUS_NAMES = {
     kernel.STATUS_COMPLETE: "complete",
-    kernel.STATUS_FROZEN: "frozen",
     kernel.STATUS_MAX_STEPS: "max_steps",
     kernel.STATUS_MAX_TIME: "max_time",
 }
@@ -54,6 +54,7 @@ class KMCResult:
     wall_time_s: float
     status: str
     event_counts: np.ndarray  # (19,) executed events per type
+    locked_sites: int  # mobile species locked in inert closed pores
     observables: dict[str, float]
     snapshots: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.uint8))
     snapshot_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -61,7 +62,7 @@ class KMCResult:
 
     @property
     def completed(self) -> bool:
-        return self.status in ("complete", "frozen")
+        return self.status == "complete"
 
     def summary(self) -> dict:
         """JSON-ready record: observables, counters and timings."""
@@ -72,6 +73,7 @@ class KMCResult:
             "wall_time_s": float(self.wall_time_s),
             "steps_per_s": float(self.steps / self.wall_time_s) if self.wall_time_s > 0 else None,
             "status": self.status,
+            "locked_sites": int(self.locked_sites),
             "seed": int(self.seed),
             "size": list(self.lattice.shape[::-1]),
             "event_counts": {f"e{i + 1}": int(c) for i, c in enumerate(self.event_counts)},
@@ -140,7 +142,7 @@ def simulate(
     snapshot_every = max(1, 2000 // max(capacity, 1)) if capacity else 0
 
     start = _time.perf_counter()
-    status, steps, sim_time, n_snap, _ = kernel.run_kmc(
+    status, steps, sim_time, n_snap, _, n_locked = kernel.run_kmc(
         code, rates, nx, ny, int(tunnel_rows), int(seed), steps_bound, time_bound,
         snapshots, snapshot_steps, snapshot_times, snapshot_every, event_counts,
     )
@@ -164,6 +166,7 @@ def simulate(
         wall_time_s=wall,
         status=STATUS_NAMES[int(status)],
         event_counts=event_counts,
+        locked_sites=int(n_locked),
         observables=compute_observables(lattice),
         snapshots=frames,
         snapshot_steps=frame_steps,
