@@ -27,7 +27,8 @@ from battgen.models.prvae import (
     logits_to_lattice,
     sei_vae_loss,
 )
-from battgen.train.sei_prvae import class_weights_from_frequencies, load_sei_dataset, train_sei_model
+from battgen.sei.dataset import load_dataset as load_sei_dataset
+from battgen.train.sei_prvae import class_weights_from_frequencies, train_sei_model
 
 L = 50
 N_BARRIERS = 15

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from battgen.sei.barriers import BARRIER_NAMES, BARRIER_RANGES, N_FREE
-from battgen.sei.observables import OBSERVABLE_NAMES
+from battgen.sei.observables import OBSERVABLE_NAMES, PROPERTY_NAMES
+from battgen.sei.species import N_SPECIES
 
 BLOCK = 1000
 DATASET_FILE = "dataset.npz"
@@ -28,6 +29,7 @@ RUNS_DIR = "runs"
 # ~1.3x what a default-barrier 50x50 run needs to complete, ~1 s on one core.
 DEFAULT_MAX_STEPS = 3_000_000
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 STATUS_CODES = {"complete": 0, "max_steps": 2, "max_time": 3}
 
 
@@ -246,16 +248,23 @@ def consolidate(out_dir: str | Path, plan: DatasetPlan, *, build_seconds: float 
 
 @dataclass
 class SEIDataset:
-    """A consolidated dataset in memory (arrays as stored)."""
+    """Arrays of a ``dataset.npz`` written by the SEI dataset builder."""
 
-    lattices: np.ndarray
-    barriers: np.ndarray
-    observables: np.ndarray
-    observable_names: tuple[str, ...]
-    split: np.ndarray
-    status: np.ndarray
-    seeds: np.ndarray
-    steps: np.ndarray
+    lattices: np.ndarray  # (N, H, W) uint8 species codes
+    barriers: np.ndarray  # (N, 15) float32 eV
+    barrier_ranges: np.ndarray  # (15, 2) eV
+    barrier_names: list[str]
+    observables: np.ndarray  # (N, K) float32
+    observable_names: list[str]
+    split: np.ndarray  # (N,) int8: 0 train, 1 val, 2 test
+    path: Path
+    status: np.ndarray | None = None  # (N,) codes of STATUS_CODES
+
+    def properties(self, names=PROPERTY_NAMES) -> np.ndarray:
+        missing = [n for n in names if n not in self.observable_names]
+        if missing:
+            raise ValueError(f"{self.path} lacks observables {missing}; it has {self.observable_names}")
+        return self.observables[:, [self.observable_names.index(n) for n in names]].astype(np.float32)
 
     def observable(self, name: str) -> np.ndarray:
         return self.observables[:, self.observable_names.index(name)]
@@ -263,22 +272,47 @@ class SEIDataset:
     def __len__(self) -> int:
         return len(self.lattices)
 
+    def indices(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.split == SPLIT_CODES[split])
+
 
 def load_dataset(path: str | Path) -> SEIDataset:
-    """Load ``dataset.npz`` (a file or the directory holding it)."""
+    """Read and sanity-check a ``dataset.npz`` (the file or its directory); ValueError on anything off."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or path.suffix != ".npz":
         path = path / DATASET_FILE
-    if not path.exists():
-        raise ValueError(f"no SEI dataset at {path}: build one with `python -m battgen sei build-dataset`")
-    with np.load(path, allow_pickle=False) as data:
-        return SEIDataset(
-            lattices=data["lattices"],
-            barriers=data["barriers"],
-            observables=data["observables"],
-            observable_names=tuple(str(s) for s in data["observable_names"]),
-            split=data["split"],
-            status=data["status"],
-            seeds=data["seeds"],
-            steps=data["steps"],
+    if not path.is_file():
+        raise ValueError(f"no SEI dataset at {path} (build one with `python -m battgen sei build-dataset`)")
+    with np.load(path, allow_pickle=False) as z:
+        required = ["lattices", "barriers", "barrier_ranges", "observables", "observable_names", "split"]
+        missing = [k for k in required if k not in z.files]
+        if missing:
+            raise ValueError(f"{path} lacks keys {missing}")
+        lattices = z["lattices"]
+        barriers = z["barriers"].astype(np.float32)
+        ranges = z["barrier_ranges"].astype(np.float64)
+        names = [str(n) for n in z["barrier_names"]] if "barrier_names" in z.files else None
+        data = SEIDataset(
+            lattices=lattices,
+            barriers=barriers,
+            barrier_ranges=ranges,
+            barrier_names=names or [f"e{i + 1}" for i in range(barriers.shape[1])],
+            observables=z["observables"].astype(np.float32),
+            observable_names=[str(n) for n in z["observable_names"]],
+            split=z["split"].astype(np.int8),
+            path=path,
+            status=z["status"] if "status" in z.files else None,
         )
+    n = lattices.shape[0]
+    if lattices.ndim != 3 or lattices.shape[1] != lattices.shape[2]:
+        raise ValueError(f"lattices must be (N, L, L), got {lattices.shape}")
+    if n and int(lattices.max()) >= N_SPECIES:
+        raise ValueError(f"lattice codes exceed the {N_SPECIES} species")
+    if barriers.shape[0] != n or data.observables.shape[0] != n or data.split.shape[0] != n:
+        raise ValueError("lattices, barriers, observables and split disagree on N")
+    if ranges.shape != (barriers.shape[1], 2):
+        raise ValueError(f"barrier_ranges must be ({barriers.shape[1]}, 2), got {ranges.shape}")
+    for s in ("train", "val", "test"):
+        if data.indices(s).size == 0:
+            raise ValueError(f"{path} has an empty {s} split")
+    return data

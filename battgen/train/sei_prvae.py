@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.device import get_device
 from battgen.eval.sei_metrics import sei_test_metrics
+from battgen.sei.dataset import load_dataset
 from battgen.models.prvae import (
     MODEL_KINDS,
     PROPERTY_NAMES,
@@ -41,77 +42,13 @@ from battgen.models.prvae import (
     sei_vae_loss,
 )
 
-DATASET_FILENAME = "dataset.npz"
 LATENTS_FILENAME = "latents.npz"
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 # Enough components for the app's 3-D view plus a look at how fast variance decays.
 N_PCA_COMPONENTS = 5
 # Inverse-frequency class weights are capped so a species with a handful of trapped sites
 # cannot dominate the reconstruction loss (and its gradient noise) over the whole lattice.
 MAX_CLASS_WEIGHT_RATIO = 20.0
 EVAL_BATCH = 512
-
-
-@dataclass
-class SEIDataset:
-    """Arrays of a ``dataset.npz`` written by the SEI dataset builder."""
-
-    lattices: np.ndarray  # (N, H, W) uint8 species codes
-    barriers: np.ndarray  # (N, 15) float32 eV
-    barrier_ranges: np.ndarray  # (15, 2) eV
-    barrier_names: list[str]
-    observables: np.ndarray  # (N, K) float32
-    observable_names: list[str]
-    split: np.ndarray  # (N,) int8: 0 train, 1 val, 2 test
-    path: Path
-
-    def properties(self, names=PROPERTY_NAMES) -> np.ndarray:
-        missing = [n for n in names if n not in self.observable_names]
-        if missing:
-            raise ValueError(f"{self.path} lacks observables {missing}; it has {self.observable_names}")
-        return self.observables[:, [self.observable_names.index(n) for n in names]].astype(np.float32)
-
-    def indices(self, split: str) -> np.ndarray:
-        return np.flatnonzero(self.split == SPLIT_CODES[split])
-
-
-def load_sei_dataset(data_dir: str | Path) -> SEIDataset:
-    """Read and sanity-check ``data_dir/dataset.npz``; raises ValueError on anything off."""
-    path = Path(data_dir) / DATASET_FILENAME
-    if not path.is_file():
-        raise ValueError(f"no SEI dataset at {path} (build one with `python -m battgen sei build-dataset`)")
-    with np.load(path, allow_pickle=False) as z:
-        required = ["lattices", "barriers", "barrier_ranges", "observables", "observable_names", "split"]
-        missing = [k for k in required if k not in z.files]
-        if missing:
-            raise ValueError(f"{path} lacks keys {missing}")
-        lattices = z["lattices"]
-        barriers = z["barriers"].astype(np.float32)
-        ranges = z["barrier_ranges"].astype(np.float64)
-        names = [str(n) for n in z["barrier_names"]] if "barrier_names" in z.files else None
-        data = SEIDataset(
-            lattices=lattices,
-            barriers=barriers,
-            barrier_ranges=ranges,
-            barrier_names=names or [f"e{i + 1}" for i in range(barriers.shape[1])],
-            observables=z["observables"].astype(np.float32),
-            observable_names=[str(n) for n in z["observable_names"]],
-            split=z["split"].astype(np.int8),
-            path=path,
-        )
-    n = lattices.shape[0]
-    if lattices.ndim != 3 or lattices.shape[1] != lattices.shape[2]:
-        raise ValueError(f"lattices must be (N, L, L), got {lattices.shape}")
-    if n and int(lattices.max()) >= len(SPECIES_NAMES):
-        raise ValueError(f"lattice codes exceed the {len(SPECIES_NAMES)} species")
-    if barriers.shape[0] != n or data.observables.shape[0] != n or data.split.shape[0] != n:
-        raise ValueError("lattices, barriers, observables and split disagree on N")
-    if ranges.shape != (barriers.shape[1], 2):
-        raise ValueError(f"barrier_ranges must be ({barriers.shape[1]}, 2), got {ranges.shape}")
-    for s in ("train", "val", "test"):
-        if data.indices(s).size == 0:
-            raise ValueError(f"{path} has an empty {s} split")
-    return data
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -232,7 +169,7 @@ def train_sei_model(
     dev = device if isinstance(device, torch.device) else get_device(device)
     gen = seed_everything(seed)
 
-    data = load_sei_dataset(data_dir)
+    data = load_dataset(data_dir)
     train_idx, val_idx, test_idx = (data.indices(s) for s in ("train", "val", "test"))
     props_np = data.properties(PROPERTY_NAMES)
     if not np.isfinite(props_np[train_idx]).all():
