@@ -66,12 +66,12 @@ def _legend_traces(present: Sequence[int] | None = None) -> list[go.Scatter]:
     return traces
 
 
-def lattice_figure(lattice: np.ndarray, title: str = "", height: int = 480) -> go.Figure:
+def lattice_figure(lattice: np.ndarray, title: str = "", height: int = 560) -> go.Figure:
     """One lattice with the electrode at the bottom and a species legend."""
     fig = go.Figure([lattice_trace(lattice)] + _legend_traces())
     fig.update_layout(
         title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-        legend=dict(orientation="v", x=1.02, y=1, font=dict(size=11)),
+        legend=dict(orientation="h", x=0, y=-0.04, yanchor="top", font=dict(size=11)),
         plot_bgcolor="white",
     )
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
@@ -95,12 +95,16 @@ def lattice_strip(lattices: Sequence[np.ndarray], titles: Sequence[str], height:
     return fig
 
 
-def legend_figure() -> go.Figure:
-    fig = go.Figure(_legend_traces())
-    fig.update_layout(height=60, margin=dict(l=0, r=0, t=0, b=0), showlegend=True,
-                      legend=dict(orientation="h", x=0, y=0.5),
-                      xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="white")
-    return fig
+def legend_html() -> str:
+    """The species colour key as one line of HTML (a plotly legend cannot wrap in a strip)."""
+    items = [(c, n) for c, n in zip(COLORS, NAMES)] + [(ELECTRODE_COLOR, "electrode")]
+    spans = "".join(
+        f'<span style="display:inline-flex;align-items:center;margin-right:1.1em;white-space:nowrap">'
+        f'<span style="width:0.9em;height:0.9em;background:{colour};border:1px solid #999;'
+        f'display:inline-block;margin-right:0.35em"></span>{name}</span>'
+        for colour, name in items
+    )
+    return f'<div style="font-size:0.85em;line-height:1.8">{spans}</div>'
 
 
 def latent_scatter(pcs: np.ndarray, values: np.ndarray, name: str, title: str,
@@ -153,11 +157,11 @@ def correlation_figure(matrix: np.ndarray, names: Sequence[str]) -> go.Figure:
 
 
 def event_count_figure(counts: np.ndarray, descriptions: Sequence[str]) -> go.Figure:
-    labels = [f"{i + 1}. {d}" for i, d in enumerate(descriptions)]
+    labels = [f"{i + 1}. {d.split(':')[0]}" for i, d in enumerate(descriptions)]
     fig = go.Figure(go.Bar(x=np.maximum(counts, 0.5), y=labels, orientation="h",
                            marker_color="#1565C0", text=[f"{int(c):,}" for c in counts],
                            textposition="outside"))
     fig.update_xaxes(type="log", title="events executed")
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10))
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_layout(height=560, margin=dict(l=10, r=40, t=10, b=10))
     return fig

@@ -1,0 +1,113 @@
+"""The SEI explorer page, driven widget by widget with Streamlit's AppTest (no browser)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parent.parent
+PAGE = REPO / "pages" / "sei_explorer.py"
+TIMEOUT_S = 240
+
+
+def fresh(page: Path = PAGE) -> AppTest:
+    app = AppTest.from_file(str(page), default_timeout=TIMEOUT_S)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def ok(app: AppTest) -> AppTest:
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+@pytest.fixture(scope="module")
+def page() -> AppTest:
+    return fresh()
+
+
+def test_shipped_checkpoints_and_dataset_are_present():
+    for name in ("sei_vae", "sei_prvae", "sei_cprvae"):
+        for file in ("config.json", "latents.npz", "metrics.json", "metadata.json"):
+            assert (REPO / "checkpoints" / name / file).is_file(), f"{name}/{file}"
+    assert (REPO / "assets" / "sei" / "dataset.npz").is_file()
+
+
+def test_simulation_runs_with_chosen_barriers_size_and_seed(page):
+    page.slider(key="barrier_0").set_value(0.45)
+    page.slider(key="barrier_13").set_value(0.30)
+    page.slider(key="kmc_size").set_value(25)
+    page.number_input(key="kmc_seed").set_value(3)
+    page.number_input(key="kmc_max_steps").set_value(5)
+    page.button[0].click()
+    ok(page.run())
+    metrics = {m.label: m.value for m in page.metric}
+    assert float(metrics["Thickness (nm)"]) > 0
+    assert 0 <= float(metrics["Porosity"]) <= 1
+    result = page.session_state["kmc_result"]
+    assert result.lattice.shape == (25, 25) and result.seed == 3
+    assert result.barriers[0] == pytest.approx(0.45) and result.barriers[13] == pytest.approx(0.30)
+    labels = [d.label for d in page.get("download_button")]
+    assert any("CSV" in label for label in labels) and any("NPZ" in label for label in labels)
+
+    frames = len(result.snapshots)
+    page.slider(key="kmc_frame").set_value(0)
+    ok(page.run())
+    assert frames >= 3
+
+
+def test_latent_space_colours_by_every_property(page):
+    for prop in page.selectbox(key="latent_prop").options:
+        page.selectbox(key="latent_prop").set_value(prop)
+        ok(page.run())
+    assert any("PC1–PC2" in c.value for c in page.caption)
+
+
+@pytest.mark.parametrize("model", ["prvae", "cprvae", "vae"])
+def test_pc_walks_for_every_model_and_component(page, model):
+    page.selectbox(key="walk_model").set_value(model)
+    for pc in (0, 1, 2):
+        page.radio(key="walk_pc").set_value(pc)
+        ok(page.run())
+    slider = page.slider(key="walk_pos")
+    slider.set_value(slider.max)
+    ok(page.run())
+
+
+def test_barrier_conditioned_generation_modes(page):
+    page.radio(key="cond_mode").set_value("Barrier varies, latent at its mean")
+    ok(page.run())
+    page.selectbox(key="cond_barrier").set_value(6)
+    ok(page.run())
+    page.slider(key="cond_value").set_value(0.8)
+    ok(page.run())
+    page.radio(key="cond_mode").set_value("Latent varies, barriers fixed")
+    ok(page.run())
+    page.radio(key="cond_pc").set_value(1)
+    ok(page.run())
+    page.radio(key="cond_mode").set_value("Interpolate between two test configurations")
+    ok(page.run())
+    page.number_input(key="interp_a").set_value(2)
+    page.number_input(key="interp_b").set_value(5)
+    page.slider(key="interp_steps").set_value(7)
+    ok(page.run())
+
+
+def test_model_quality_tab_shows_metrics_table_and_correlations(page):
+    ok(page.run())
+    # the PC-walk property table and the test-metrics table
+    assert len(page.dataframe) >= 2, "the metrics table is missing"
+    assert any("correlations" in s.value for s in page.subheader)
+
+
+def test_page_without_checkpoints_or_dataset_explains_what_to_build(tmp_path):
+    (tmp_path / "pages").mkdir()
+    shutil.copy(PAGE, tmp_path / "pages" / PAGE.name)
+    app = fresh(tmp_path / "pages" / PAGE.name)
+    warnings = " ".join(w.value for w in app.warning)
+    assert "checkpoint is missing" in warnings and "python -m battgen train" in warnings
+    assert any("build-dataset" in i.value for i in app.info)
