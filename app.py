@@ -34,25 +34,25 @@ CAPABILITIES = [
         "pages/screening.py",
         "Screening",
         ":material/filter_alt:",
-        "rank candidate electrode and electrolyte materials by model-predicted properties",
+        "set target voltage, capacity, energy, volume change and working ion; a latent diffusion model generates descriptors and ranks real candidate materials",
     ),
     Capability(
         "pages/afm_translation.py",
         "AFM translation",
         ":material/blur_on:",
-        "turn atomic-force-microscopy images of electrode surfaces into the structures behind them",
+        "translate a 3D AFM force-map stack into height map, van der Waals spheres, atomic disks and an element-type map, and predict the composition",
     ),
     Capability(
         "pages/sei_explorer.py",
         "SEI explorer",
         ":material/layers:",
-        "simulate solid-electrolyte-interphase growth with kinetic Monte Carlo under chosen conditions",
+        "simulate SEI growth live with kinetic Monte Carlo for chosen reaction barriers, and walk the latent space of a property-regularised VAE",
     ),
     Capability(
         "pages/structures.py",
         "Structures",
         ":material/deployed_code:",
-        "generate candidate crystal structures and inspect them in an interactive 3D viewer",
+        "browse the electrode-materials database: filters, 3D structures, voltage profiles, CIF/POSCAR exports",
     ),
 ]
 
