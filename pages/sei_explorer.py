@@ -122,16 +122,27 @@ with tab_sim:
             status.write("Loading the compiled kernel…")
             simulator_ready()
             status.write(f"Running {size}×{size} sites to completion…")
+            counter = st.empty()
+            live = st.empty()
+
+            def show_progress(steps: int, sim_time: float, lattice: np.ndarray) -> None:
+                counter.write(f"{steps / 1e6:.2f} M events · simulated {sim_time:.3g} s")
+                live.image(viz.lattice_rgb(lattice, scale=max(1, 300 // int(size))),
+                           caption="live lattice")
+
             start = time.perf_counter()
             try:
                 result = simulate(
                     np.array(barrier_values), nx=int(size), ny=int(size), seed=int(seed),
                     max_steps=int(max_million) * 1_000_000, n_snapshots=60,
+                    on_progress=show_progress,
                 )
             except ValueError as exc:
                 status.update(label="Simulation rejected", state="error")
                 st.error(str(exc))
                 result = None
+            counter.empty()
+            live.empty()
             if result is not None:
                 status.update(label=f"Done in {time.perf_counter() - start:.2f} s "
                                     f"({result.steps:,} events, {result.status})", state="complete")

@@ -239,3 +239,14 @@ def test_species_alone_in_inert_pores_are_locked_and_the_run_ends():
     # every species left sits in a closed pore: locked, or unable to move or react at all
     assert mobile.any()
     assert not (set(np.unique(pores[mobile])) & open_labels)
+
+
+def test_progress_callback_follows_the_run_without_changing_it():
+    seen = []
+    followed = simulate(nx=40, ny=40, seed=5, progress_interval_s=0.01,
+                        on_progress=lambda steps, t, lattice: seen.append((steps, t, lattice.shape)))
+    plain = simulate(nx=40, ny=40, seed=5)
+    assert np.array_equal(followed.lattice, plain.lattice) and followed.steps == plain.steps
+    assert seen and all(shape == (40, 40) for _, _, shape in seen)
+    steps = [s for s, _, _ in seen]
+    assert steps == sorted(steps) and steps[-1] <= followed.steps

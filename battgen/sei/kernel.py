@@ -141,7 +141,7 @@ def _is_mol_type(t):
     return t == E12 or t == E15
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def run_kmc(
     code,
     rates,
@@ -156,9 +156,12 @@ def run_kmc(
     snapshot_times,
     snapshot_every,
     event_counts,
+    progress,
 ):
     """Run to completion or to a bound. ``code`` holds the nx·ny lattice plus three entries for
     the boundary classes; it is mutated, as are the snapshot and event-count arrays.
+    ``progress`` (float64, 2) receives (steps, simulated time) every 65,536 events, so another
+    thread can follow a run (the kernel releases the GIL).
     Returns (status, steps, time, n_snapshots, snapshot_every, n_locked_sites)."""
     np.random.seed(seed)
     n = nx * ny
@@ -499,6 +502,9 @@ def run_kmc(
 
         event_counts[t] += 1
         steps += 1
+        if steps & 65535 == 0:
+            progress[0] = steps
+            progress[1] = time
         if snapshot_every > 0 and steps % snapshot_every == 0:
             if n_snap == max_snap:
                 # keep every other frame and halve the frame rate: uniform spacing, bounded memory

@@ -18,8 +18,9 @@ Interpretations fixed here (the reference leaves them open):
 
 from __future__ import annotations
 
+import threading
 import time as _time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,12 +108,16 @@ def simulate(
     max_time: float | None = None,
     n_snapshots: int = 0,
     tunnel_rows: int = 4,
+    on_progress: Callable[[int, float, np.ndarray], None] | None = None,
+    progress_interval_s: float = 0.25,
 ) -> KMCResult:
     """Grow an SEI from a fresh electrode in pure solvent and return the final state.
 
     barriers: see :func:`battgen.sei.barriers.resolve_barriers` (None = defaults).
     n_snapshots: keep up to this many evenly spaced lattices for animation (0 = none).
     max_steps / max_time: bounds for the caller; the run otherwise goes to completion.
+    on_progress: called from this thread every ``progress_interval_s`` with (events so far,
+        simulated time, a copy of the live lattice) while the kernel runs in a worker thread.
     """
     full = resolve_barriers(barriers)
     nx = _check_size("nx", nx)
@@ -141,11 +146,32 @@ def simulate(
     # rate whenever the buffer fills, so the guess only needs to be on the small side.
     snapshot_every = max(1, 2000 // max(capacity, 1)) if capacity else 0
 
+    progress = np.zeros(2)
+    args = (code, rates, nx, ny, int(tunnel_rows), int(seed), steps_bound, time_bound,
+            snapshots, snapshot_steps, snapshot_times, snapshot_every, event_counts, progress)
     start = _time.perf_counter()
-    status, steps, sim_time, n_snap, _, n_locked = kernel.run_kmc(
-        code, rates, nx, ny, int(tunnel_rows), int(seed), steps_bound, time_bound,
-        snapshots, snapshot_steps, snapshot_times, snapshot_every, event_counts,
-    )
+    if on_progress is None:
+        outcome = kernel.run_kmc(*args)
+    else:
+        box: dict = {}
+
+        def work():
+            try:
+                box["outcome"] = kernel.run_kmc(*args)
+            except BaseException as exc:  # surfaced in the calling thread below
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(progress_interval_s)
+            if worker.is_alive():
+                on_progress(int(progress[0]), float(progress[1]),
+                            code[: nx * ny].reshape(ny, nx).astype(np.uint8))
+        if "error" in box:
+            raise box["error"]
+        outcome = box["outcome"]
+    status, steps, sim_time, n_snap, _, n_locked = outcome
     wall = _time.perf_counter() - start
 
     lattice = code[: nx * ny].reshape(ny, nx).astype(np.uint8)

@@ -38,6 +38,15 @@ def _with_electrode(lattice: np.ndarray) -> np.ndarray:
     return np.vstack([electrode, lattice])
 
 
+def lattice_rgb(lattice: np.ndarray, scale: int = 6) -> np.ndarray:
+    """(H·scale, W·scale, 3) uint8 picture, electrode at the bottom: cheap enough to redraw
+    several times a second while a simulation runs."""
+    palette = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in COLORS + (ELECTRODE_COLOR,)],
+                       np.uint8)
+    picture = palette[_with_electrode(np.asarray(lattice, int))[::-1]]
+    return picture.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
 def lattice_trace(lattice: np.ndarray, *, showscale: bool = False) -> go.Heatmap:
     z = _with_electrode(np.asarray(lattice, int))
     names = np.array(list(NAMES) + ["electrode"])
