@@ -50,6 +50,7 @@ def test_build_is_resumable_and_stores_the_documented_arrays(tmp_path):
     assert np.allclose(data.barriers, sample_barriers(8, 1), atol=1e-6)
     assert "thickness" in data.observable_names and "porosity" in data.observable_names
     assert data.observable("thickness").shape == (8,)
+    assert json.loads((tmp_path / "metrics.json").read_text())["runs"] == 8
     meta = json.loads((tmp_path / "metadata.json").read_text())
     assert meta["config"]["n"] == 8 and meta["runs"] == 8
 

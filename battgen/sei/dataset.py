@@ -223,8 +223,9 @@ def consolidate(out_dir: str | Path, plan: DatasetPlan, *, build_seconds: float 
         status=np.array(fields["status"], np.int8),
         status_names=np.array(list(STATUS_CODES)),
     )
-    from battgen.artifacts import write_metadata
+    from battgen.artifacts import write_metadata, write_metrics
 
+    write_metrics(out, dataset_summary(load_dataset(path)))
     wall = np.array(fields["wall_time"])
     write_metadata(
         out,
@@ -316,3 +317,22 @@ def load_dataset(path: str | Path) -> SEIDataset:
         if data.indices(s).size == 0:
             raise ValueError(f"{path} has an empty {s} split")
     return data
+
+
+def dataset_summary(data: SEIDataset) -> dict:
+    """Counts and observable distributions, for ``metrics.json`` and the home page."""
+    summary = {
+        "runs": len(data),
+        "split": {name: int((data.split == code).sum()) for name, code in SPLIT_CODES.items()},
+        "observables": {
+            name: {
+                "p05": float(np.percentile(data.observable(name), 5)),
+                "median": float(np.median(data.observable(name))),
+                "p95": float(np.percentile(data.observable(name), 95)),
+            }
+            for name in ("thickness", "porosity", "inorganic_fraction", "organic_fraction", "density")
+        },
+    }
+    if data.status is not None:
+        summary["status"] = {name: int((data.status == code).sum()) for name, code in STATUS_CODES.items()}
+    return summary
