@@ -266,6 +266,8 @@ with tab_walk:
                     {viz.property_label(n): walk.properties[:, j] for j, n in enumerate(PROPERTY_NAMES)},
                     hide_index=True,
                 )
+                st.caption("Raw regressor output from PC minimum to maximum; at the ends of the "
+                           "walk it extrapolates and can leave the physical range.")
 
 # --------------------------------------------------------------------------- conditional
 with tab_cond:
@@ -298,7 +300,9 @@ with tab_cond:
             one = decode_latents(model, mean_latent, barrier_sweep(base, index, [value]))
             st.plotly_chart(viz.lattice_figure(one.lattices[0], title=f"e{index + 1} = {value:.2f} eV"),
                             key="cond_one")
-            st.caption("Other barriers at the reference defaults (clipped to the dataset ranges).")
+            st.caption("Other barriers at the reference defaults (clipped to the dataset ranges). "
+                       "At the mean latent the decoder changes little with a single barrier: "
+                       "most of what decides the lattice is carried by the latent.")
         elif mode.startswith("Latent varies"):
             c1, c2 = st.columns(2)
             pc = c1.radio("Along", [0, 1, 2], format_func=lambda i: f"PC{i + 1}", horizontal=True, key="cond_pc")
