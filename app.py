@@ -18,10 +18,17 @@ ARTIFACT_ROOT_ENV_VAR = "BATTGEN_ARTIFACT_ROOT"
 
 @dataclass(frozen=True)
 class Capability:
-    page_path: str  # relative to the repo root; the URL path is the file name without .py
+    page_path: str  # relative to the repo root
     title: str
     icon: str
     summary: str
+
+    @property
+    def url_path(self) -> str:
+        # Deliberately not the file name: Streamlit also maps pages/<name>.py to /<name> on its
+        # own, and a deep link (bookmark, reload) to that path runs the page file without this
+        # router. A path no file answers to always comes through st.navigation.
+        return Path(self.page_path).stem.replace("_", "-")
 
     @property
     def available(self) -> bool:
@@ -187,7 +194,8 @@ def main() -> None:
     st.set_page_config(page_title="BattGen", layout="wide", page_icon=":material/battery_charging_full:")
     pages = [st.Page(home, title="Home", icon=":material/home:", default=True)]
     pages += [
-        st.Page(c.page_path, title=c.title, icon=c.icon) for c in CAPABILITIES if c.available
+        st.Page(c.page_path, title=c.title, icon=c.icon, url_path=c.url_path)
+        for c in CAPABILITIES if c.available
     ]
     st.navigation(pages).run()
 

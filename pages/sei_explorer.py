@@ -77,7 +77,8 @@ def npz_bytes(**arrays) -> bytes:
     return buffer.getvalue()
 
 
-# Also set here: a deep link served before the router has run renders this file on its own.
+# Also set here: Streamlit serves this file on its own at /sei_explorer (the router uses
+# /sei-explorer); that view should be wide too.
 st.set_page_config(page_title="SEI explorer · BattGen", layout="wide")
 st.title("SEI explorer")
 st.caption(

@@ -16,9 +16,9 @@ Usage from a test (the ``streamlit_app`` fixture, a base URL, lives in tests/con
 
     @pytest.mark.browser
     def test_sei_page(streamlit_app, tmp_path):
-        html = dump_dom(f"{streamlit_app}/sei_explorer", wait_for_text="SEI")
-        screenshot(f"{streamlit_app}/sei_explorer", tmp_path / "sei.png")
-        with open_page(f"{streamlit_app}/sei_explorer") as page:
+        html = dump_dom(f"{streamlit_app}/sei-explorer", wait_for_text="SEI")
+        screenshot(f"{streamlit_app}/sei-explorer", tmp_path / "sei.png")
+        with open_page(f"{streamlit_app}/sei-explorer") as page:
             page.click("Run simulation")
             assert "thickness" in page.text()
             page.screenshot(tmp_path / "after_run.png")

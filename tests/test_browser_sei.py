@@ -21,3 +21,11 @@ def test_sei_page_runs_a_simulation_in_the_browser(streamlit_app, tmp_path):
         for tab in ("Latent space", "PC walks", "Barrier-conditioned generation", "Model quality"):
             page.click(tab)
             assert exception_blocks(page.dom()) == [], tab
+
+
+@pytest.mark.browser
+def test_a_deep_link_to_the_sei_page_goes_through_the_router(streamlit_app):
+    with open_page(f"{streamlit_app}/sei-explorer", width=1400, height=900) as page:
+        assert "Activation barriers" in page.text()
+        nav = page.evaluate("document.querySelector('[data-testid=\"stSidebarNav\"]').innerText")
+        assert "Home" in nav and "SEI explorer" in nav
