@@ -230,7 +230,7 @@ with tab_walk:
     if not walk_kinds:
         missing_model("prvae")
     else:
-        from battgen.eval.sei_latent import decode_latents, pc_walk_points
+        from battgen.eval.sei_latent import decode_latents, pc_walk
 
         c1, c2 = st.columns(2)
         kind = c1.selectbox("Model", walk_kinds, format_func=MODEL_LABELS.get, key="walk_model")
@@ -239,19 +239,15 @@ with tab_walk:
         model = load_model(kind)
         latents = load_latent_set(kind)
         lo, mean, hi = latents.pc_range(pc)
-        barriers = np.median(latents.barriers, axis=0)  # conditional model: typical barriers
-        anchors = np.zeros((3, latents.pcs.shape[1]))
-        anchors[:, pc] = [lo, mean, hi]
-        decoded = decode_latents(model, latents.pc_to_latent(anchors), barriers)
+        barriers = DEFAULT_BARRIERS[:N_FREE]  # used by the conditional model only
+        decoded = decode_latents(model, latents.along_pc(pc, [lo, mean, hi]), barriers)
         st.plotly_chart(
             viz.lattice_strip(decoded.lattices, [f"PC{pc + 1} min", f"PC{pc + 1} mean", f"PC{pc + 1} max"]),
             key="walk_anchors",
         )
         position = st.slider(f"Position along PC{pc + 1}", float(lo), float(hi), float(mean),
                              key="walk_pos")
-        point = np.zeros((1, latents.pcs.shape[1]))
-        point[0, pc] = position
-        one = decode_latents(model, latents.pc_to_latent(point), barriers)
+        one = decode_latents(model, latents.along_pc(pc, position), barriers)
         left, right = st.columns([3, 2])
         left.plotly_chart(viz.lattice_figure(one.lattices[0], title=f"PC{pc + 1} = {position:.2f}"),
                           key="walk_lattice")
@@ -260,7 +256,7 @@ with tab_walk:
                 st.markdown("**Regressor's prediction at this latent**")
                 for name, value in zip(PROPERTY_NAMES, one.properties[0]):
                     st.metric(viz.property_label(name), f"{value:.3f}")
-            walk = decode_latents(model, latents.pc_to_latent(pc_walk_points(latents, pc, 7)), barriers)
+            walk = decode_latents(model, pc_walk(latents, pc, 7)[1], barriers)
             if walk.properties is not None:
                 st.markdown("**Along the walk**")
                 st.dataframe(
@@ -275,7 +271,7 @@ with tab_cond:
     if not available("cprvae"):
         missing_model("cprvae")
     else:
-        from battgen.eval.sei_latent import barrier_sweep, decode_latents, interpolate
+        from battgen.eval.sei_latent import barrier_sweep, decode_latents, interpolate, pc_walk
 
         model = load_model("cprvae")
         latents = load_latent_set("cprvae")
@@ -291,9 +287,9 @@ with tab_cond:
             index = c1.selectbox("Barrier", range(N_FREE),
                                  format_func=lambda i: f"e{i + 1}: {EVENT_DESCRIPTIONS[i]}", key="cond_barrier")
             low, high = map(float, BARRIER_RANGES[index])
-            value = c2.slider(f"e{index + 1} (eV)", low, high, float(np.clip(DEFAULT_BARRIERS[index], low, high)),
+            value = c2.slider(f"e{index + 1} (eV)", low, high, float(DEFAULT_BARRIERS[index]),
                               step=0.01, key="cond_value")
-            base = np.clip(DEFAULT_BARRIERS[:N_FREE], BARRIER_RANGES[:, 0], BARRIER_RANGES[:, 1])
+            base = DEFAULT_BARRIERS[:N_FREE]
             values = np.linspace(low, high, 5)
             strip = decode_latents(model, np.repeat(mean_latent[None], 5, 0), barrier_sweep(base, index, values))
             st.plotly_chart(viz.lattice_strip(strip.lattices, [f"e{index + 1} = {v:.2f} eV" for v in values]),
@@ -301,19 +297,16 @@ with tab_cond:
             one = decode_latents(model, mean_latent, barrier_sweep(base, index, [value]))
             st.plotly_chart(viz.lattice_figure(one.lattices[0], title=f"e{index + 1} = {value:.2f} eV"),
                             key="cond_one")
-            st.caption("Other barriers at the reference defaults (clipped to the dataset ranges). "
+            st.caption("Other barriers at the reference defaults (all inside the dataset ranges). "
                        "At the mean latent the decoder changes little with a single barrier: "
                        "most of what decides the lattice is carried by the latent.")
         elif mode.startswith("Latent varies"):
             c1, c2 = st.columns(2)
             pc = c1.radio("Along", [0, 1, 2], format_func=lambda i: f"PC{i + 1}", horizontal=True, key="cond_pc")
-            base = np.clip(DEFAULT_BARRIERS[:N_FREE], BARRIER_RANGES[:, 0], BARRIER_RANGES[:, 1])
             c2.caption("Barriers fixed at the reference defaults.")
-            lo, _, hi = latents.pc_range(pc)
-            coords = np.zeros((5, latents.pcs.shape[1]))
-            coords[:, pc] = np.linspace(lo, hi, 5)
-            strip = decode_latents(model, latents.pc_to_latent(coords), base)
-            st.plotly_chart(viz.lattice_strip(strip.lattices, [f"PC{pc + 1} = {v:.1f}" for v in coords[:, pc]]),
+            values, walk_latents = pc_walk(latents, pc, 5)
+            strip = decode_latents(model, walk_latents, DEFAULT_BARRIERS[:N_FREE])
+            st.plotly_chart(viz.lattice_strip(strip.lattices, [f"PC{pc + 1} = {v:.1f}" for v in values]),
                             key="cond_latent_strip")
         else:
             n_test = len(latents.indices)

@@ -81,6 +81,15 @@ def streamlit_python() -> Path:
     return venv_python if venv_python.exists() else Path(sys.executable)
 
 
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -134,12 +143,7 @@ def running_streamlit(
             time.sleep(0.25)
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
         log_path.unlink(missing_ok=True)
 
 
@@ -351,12 +355,7 @@ def open_page(url: str, *, width: int = 1400, height: int = 1000, wait_ms: int =
             page.wait_drawn(wait_ms=wait_ms, settle_ms=settle_ms, wait_for_text=wait_for_text)
             yield page
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
         # Chromium's helper processes can still be writing to the profile as the main one
         # exits; retry briefly so no profile directory is left behind in /tmp.
         for _ in range(10):

@@ -250,3 +250,12 @@ def test_progress_callback_follows_the_run_without_changing_it():
     assert seen and all(shape == (40, 40) for _, _, shape in seen)
     steps = [s for s, _, _ in seen]
     assert steps == sorted(steps) and steps[-1] <= followed.steps
+
+
+
+def test_reference_defaults_lie_inside_the_sampled_ranges():
+    # the page conditions the trained models on the defaults: they must not ask for extrapolation
+    from battgen.sei.barriers import BARRIER_RANGES
+
+    defaults = DEFAULT_BARRIERS[:15]
+    assert np.all(defaults >= BARRIER_RANGES[:, 0]) and np.all(defaults <= BARRIER_RANGES[:, 1])

@@ -114,3 +114,17 @@ def test_page_without_checkpoints_or_dataset_explains_what_to_build(tmp_path):
     warnings = " ".join(w.value for w in app.warning)
     assert "checkpoint is missing" in warnings and "python -m battgen train" in warnings
     assert any("build-dataset" in i.value for i in app.info)
+
+
+def test_latent_helpers_walk_along_one_principal_component():
+    import numpy as np
+
+    from battgen.eval.sei_latent import load_latents, pc_walk
+
+    latents = load_latents(REPO / "checkpoints" / "sei_prvae")
+    values, walk = pc_walk(latents, 1, 4)
+    lo, _, hi = latents.pc_range(1)
+    assert values[0] == lo and values[-1] == hi
+    projected = (walk - latents.pca_mean) @ latents.pca_components.T
+    assert np.allclose(projected[:, 1], values, atol=1e-4)
+    assert np.allclose(np.delete(projected, 1, axis=1), 0, atol=1e-4)

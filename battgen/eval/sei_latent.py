@@ -35,6 +35,14 @@ class LatentSet:
         k = coordinates.shape[1]
         return self.pca_mean + coordinates @ self.pca_components[:k]
 
+    def along_pc(self, pc: int, values) -> np.ndarray:
+        """Latent vectors at the given coordinates on principal component ``pc`` (0-based), all
+        other components at the mean."""
+        values = np.atleast_1d(np.asarray(values, float))
+        coords = np.zeros((len(values), self.pcs.shape[1]))
+        coords[:, pc] = values
+        return self.pc_to_latent(coords)
+
     def pc_range(self, pc: int) -> tuple[float, float, float]:
         """(min, mean, max) of the test latents along principal component ``pc`` (0-based)."""
         values = self.pcs[:, pc]
@@ -88,12 +96,11 @@ def decode_latents(model: SEIPRVAE, latents: np.ndarray, barriers: np.ndarray | 
     )
 
 
-def pc_walk_points(latents: LatentSet, pc: int, n: int = 5) -> np.ndarray:
-    """n evenly spaced PC-``pc`` coordinates from the test minimum to maximum (others at 0)."""
+def pc_walk(latents: LatentSet, pc: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """n evenly spaced coordinates on PC ``pc`` from the test minimum to maximum, and their latents."""
     lo, _, hi = latents.pc_range(pc)
-    coords = np.zeros((n, latents.pcs.shape[1]))
-    coords[:, pc] = np.linspace(lo, hi, n)
-    return coords
+    values = np.linspace(lo, hi, n)
+    return values, latents.along_pc(pc, values)
 
 
 def barrier_sweep(base: np.ndarray, index: int, values: np.ndarray) -> np.ndarray:

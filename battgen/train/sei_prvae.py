@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.device import get_device
+from battgen.eval.sei_latent import LATENTS_FILENAME
 from battgen.eval.sei_metrics import sei_test_metrics
 from battgen.sei.dataset import load_dataset
 from battgen.models.prvae import (
@@ -42,7 +43,6 @@ from battgen.models.prvae import (
     sei_vae_loss,
 )
 
-LATENTS_FILENAME = "latents.npz"
 # Enough components for the app's 3-D view plus a look at how fast variance decays.
 N_PCA_COMPONENTS = 5
 # Inverse-frequency class weights are capped so a species with a handful of trapped sites
