@@ -13,6 +13,7 @@ import sys
 # (group name, module with a ``register(subparsers)`` function, help text)
 COMMAND_GROUPS: list[tuple[str, str, str]] = [
     ("sei", "battgen.sei.commands", "SEI kinetic Monte Carlo: simulate, build datasets"),
+    ("data", "battgen.data.commands", "electrode data: build with CHGNet, fetch from MP, validate, export"),
     ("train", "battgen.train.commands", "train the shipped models"),
 ]
 

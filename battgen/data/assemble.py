@@ -1,0 +1,123 @@
+"""Cached relaxations → the electrode table, with every discarded candidate and its reason."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from battgen.data.builder import BuildPlan, load_cached
+from battgen.data.electrode import RejectedElectrode, computed_entry, evaluate_electrode, ion_entry
+from battgen.data.frameworks import TEMPLATE_BY_NAME, Candidate
+from battgen.data.relax import RelaxResult
+from battgen.data.splits import grouped_split
+from battgen.data.table import electrode_row, save_table
+
+REJECTED_FILENAME = "rejected.csv"
+
+
+def candidate_row(candidate: Candidate, discharged: RelaxResult, charged: RelaxResult,
+                  reference: RelaxResult, plan: BuildPlan) -> dict:
+    """Table row of one candidate; raises ``RejectedElectrode`` with the reason if unusable."""
+    for state, result in (("discharged", discharged), ("charged", charged), ("ion metal", reference)):
+        if not result.converged:
+            raise RejectedElectrode(f"{state} relaxation not converged in {plan.steps} steps "
+                                    f"(max force {result.max_force:.2f} eV/Å)")
+    entries = [computed_entry(discharged.structure, discharged.energy, f"{candidate.key}:discharge"),
+               computed_entry(charged.structure, charged.energy, f"{candidate.framework_key}:charge")]
+    result = evaluate_electrode(entries, ion_entry(candidate.ion, reference.energy_per_atom))
+    return electrode_row(
+        id=candidate.key,
+        source="computed",
+        electrode=result.electrode,
+        discharged=discharged.structure,
+        charged=charged.structure,
+        structure_type=candidate.template,
+        ion_energy_per_atom=reference.energy_per_atom,
+        properties=result.properties,
+        provenance={
+            "method": "CHGNet relaxation (FIRE, FrechetCellFilter) + pymatgen InsertionElectrode",
+            "template": TEMPLATE_BY_NAME[candidate.template].description,
+            "substitution": {"ion": candidate.ion, "metal": candidate.metal, "anion": candidate.anion,
+                             "ions_per_cell": candidate.n_ions, "ion_sites": candidate.n_sites,
+                             "supercell": candidate.supercell},
+            "metal_oxidation": {"discharge": candidate.metal_ox_discharged,
+                                "charge": candidate.metal_ox_charged},
+            "fmax_eV_per_A": plan.fmax,
+            "relax_steps": {"discharge": discharged.steps, "charge": charged.steps},
+        },
+    )
+
+
+def assemble_table(out_dir: str | Path, plan: BuildPlan, *, cache_dir: str | Path,
+                   build_seconds: float = 0.0, allow_missing: bool = True) -> Path:
+    """Write ``electrodes.parquet``, ``rejected.csv``, metadata and metrics into ``out_dir``."""
+    from tqdm.auto import tqdm
+
+    from battgen.artifacts import write_metadata, write_metrics
+    from battgen.data.summary import table_summary
+
+    cache = Path(cache_dir)
+    rows, rejected, missing = [], [], 0
+    refs = {ion: load_cached(cache, "reference", ion) for ion in plan.ions}
+    relax_seconds = sum(r.seconds for r in refs.values() if isinstance(r, RelaxResult))
+    charged_seen = set()
+    for c in tqdm(plan.candidates(), desc="assembling", unit="electrode", leave=False):
+        d = load_cached(cache, "discharged", c.key)
+        ch = load_cached(cache, "charged", c.framework_key)
+        ref = refs[c.ion]
+        if d is None or ch is None or ref is None:
+            missing += 1
+            continue
+        for r in (d,) + ((ch,) if c.framework_key not in charged_seen else ()):
+            if isinstance(r, RelaxResult):
+                relax_seconds += r.seconds
+        charged_seen.add(c.framework_key)
+        errors = [r for r in (d, ch, ref) if isinstance(r, str)]
+        try:
+            if errors:
+                raise RejectedElectrode(f"relaxation failed: {errors[0]}")
+            rows.append(candidate_row(c, d, ch, ref, plan))
+        except RejectedElectrode as err:
+            rejected.append({"id": c.key, "working_ion": c.ion, "template": c.template,
+                             "metal": c.metal, "anion": c.anion, "reason": str(err)})
+    if missing and not allow_missing:
+        raise ValueError(f"{missing} candidates have not been relaxed yet; run the build again")
+    if not rows:
+        raise ValueError("no electrode survived; nothing to write")
+    df = pd.DataFrame(rows)
+    df["split"] = grouped_split(df["formula_discharge"], df["working_ion"], seed=plan.seed,
+                                 strict=False)
+    out = Path(out_dir)
+    save_table(df, out)
+    pd.DataFrame(rejected, columns=["id", "working_ion", "template", "metal", "anion", "reason"]
+                 ).to_csv(out / REJECTED_FILENAME, index=False)
+    summary = table_summary(df)
+    summary["candidates"] = {"planned": len(plan.candidates()), "not_relaxed_yet": missing,
+                             "rejected": len(rejected), "kept": len(df),
+                             "rejected_by_reason": _reason_counts(rejected)}
+    write_metrics(out, summary)
+    from battgen.data.relax import load_chgnet  # noqa: F401 (version recorded below)
+    import importlib.metadata
+
+    write_metadata(
+        out,
+        command="python -m battgen data build-electrodes",
+        config=plan.as_dict(),
+        seed=plan.seed,
+        inputs=None,
+        wall_time_s=build_seconds,
+        extra={"relaxation_cpu_seconds": relax_seconds,
+               "chgnet_version": importlib.metadata.version("chgnet"),
+               "cache_dir": str(cache)},
+    )
+    return out / "electrodes.parquet"
+
+
+def _reason_counts(rejected: list[dict]) -> dict[str, int]:
+    def kind(reason: str) -> str:
+        return reason.split(" (")[0].split(":")[0].rstrip("0123456789.% -V")
+
+    return dict(Counter(kind(r["reason"]) for r in rejected).most_common())

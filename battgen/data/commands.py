@@ -1,0 +1,142 @@
+"""``python -m battgen data ...``: build, fetch, validate, summarise and export electrode tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+DEFAULT_TABLE = "assets/electrodes"
+DEFAULT_CACHE = "data/electrodes/cache"
+DEFAULT_MP_OUT = "data/electrodes/mp"
+
+
+def _ion_list(text: str) -> tuple[str, ...]:
+    from battgen.data.properties import check_ion
+
+    try:
+        return tuple(check_ion(ion.strip()) for ion in text.split(",") if ion.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from battgen.data.properties import WORKING_IONS
+
+    build = commands.add_parser("build-electrodes", help="compute the electrode dataset with CHGNet")
+    build.add_argument("--out", default=DEFAULT_TABLE, help="where the table goes (default: shipped)")
+    build.add_argument("--cache", default=DEFAULT_CACHE, help="relaxation cache (resumable)")
+    build.add_argument("--ions", type=_ion_list, default=WORKING_IONS, help="comma-separated")
+    build.add_argument("--templates", default=None, help="comma-separated template names")
+    build.add_argument("--limit", type=int, default=None, help="only the first N candidates")
+    build.add_argument("--fmax", type=float, default=None, help="eV/Å (default 0.1)")
+    build.add_argument("--steps", type=int, default=None, help="FIRE step bound (default 120)")
+    build.add_argument("--workers", type=int, default=None, help="local processes (default: cores)")
+    build.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    build.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    build.add_argument("--no-progress", action="store_true")
+    build.set_defaults(func=_build)
+
+    validate = commands.add_parser("validate", help="textbook electrodes vs reference values")
+    validate.add_argument("--table", default=DEFAULT_TABLE)
+    validate.add_argument("--cache", default=DEFAULT_CACHE)
+    validate.add_argument("--no-compute", action="store_true",
+                          help="only report electrodes already in the table or cache")
+    validate.add_argument("--json", action="store_true")
+    validate.set_defaults(func=_validate)
+
+    fetch = commands.add_parser("fetch-mp", help="download insertion electrodes from Materials "
+                                "Project (needs MP_API_KEY and network)")
+    fetch.add_argument("--out", default=DEFAULT_MP_OUT)
+    fetch.add_argument("--ions", type=_ion_list, default=WORKING_IONS)
+    fetch.add_argument("--no-progress", action="store_true")
+    fetch.set_defaults(func=_fetch_mp)
+
+    summary = commands.add_parser("summary", help="counts per ion and source, ranges, provenance")
+    summary.add_argument("--table", default=DEFAULT_TABLE)
+    summary.add_argument("--json", action="store_true")
+    summary.set_defaults(func=_summary)
+
+    export = commands.add_parser("export", help="write the table (ion, formula, six properties)")
+    export.add_argument("--table", default=DEFAULT_TABLE)
+    export.add_argument("--format", choices=("csv",), default="csv")
+    export.add_argument("--out", required=True)
+    export.set_defaults(func=_export)
+
+
+def _build(args) -> int:
+    from battgen.data.builder import BuildPlan, build_electrodes
+
+    plan = BuildPlan(ions=args.ions, limit=args.limit)
+    if args.templates:
+        plan.templates = tuple(t.strip() for t in args.templates.split(",") if t.strip())
+    if args.fmax is not None:
+        plan.fmax = args.fmax
+    if args.steps is not None:
+        plan.steps = args.steps
+    path = build_electrodes(args.out, plan, cache_dir=args.cache, workers=args.workers,
+                            scheduler=args.scheduler, device=args.device,
+                            progress=not args.no_progress)
+    from battgen.data.table import load_table
+
+    print(f"wrote {path} ({len(load_table(args.out))} electrodes)")
+    return 0
+
+
+def _validate(args) -> int:
+    from battgen.data.table import load_table
+    from battgen.data.validate import per_ion_table, validation_table
+
+    table = load_table(args.table)
+    textbook = validation_table(table, cache_dir=args.cache, compute_missing=not args.no_compute)
+    per_ion = per_ion_table(table)
+    if args.json:
+        print(json.dumps({"textbook": json.loads(textbook.to_json(orient="records")),
+                          "per_ion": json.loads(per_ion.to_json(orient="index"))}, indent=2))
+        return 0
+    print("Textbook electrodes: computed (CHGNet + pymatgen) vs reference (experiment)\n")
+    print(textbook.drop(columns=["note"]).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    notes = textbook[textbook["note"] != ""]
+    for _, r in notes.iterrows():
+        print(f"  {r['electrode']}: {r['note']}")
+    ok = textbook["within_0.5V"].fillna(False).astype(bool)
+    print(f"\n{int(ok.sum())}/{len(textbook)} within ±0.5 V of the reference voltage")
+    print("\nPer working ion:\n")
+    print(per_ion.to_string(float_format=lambda x: f"{x:.2f}"))
+    return 0
+
+
+def _fetch_mp(args) -> int:
+    from battgen.data.mp_fetch import fetch_mp
+
+    path = fetch_mp(args.out, ions=args.ions, progress=not args.no_progress)
+    print(f"wrote {path}")
+    return 0
+
+
+def _summary(args) -> int:
+    from battgen.artifacts import read_metadata
+    from battgen.data.summary import table_summary
+    from battgen.data.table import load_table
+
+    summary = table_summary(load_table(args.table))
+    summary["provenance"] = read_metadata(args.table)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    print(f"{summary['electrodes']} electrodes, {summary['distinct_discharged_formulas']} distinct "
+          f"discharged formulas; sources {summary['per_source']}; splits {summary['per_split']}")
+    for ion, stats in summary["per_ion"].items():
+        print(f"  {ion:>2}: {stats['count']:5d}  median {stats['median_average_voltage']} V, "
+              f"{stats['median_capacity_grav']} mAh/g")
+    for name, r in summary["property_ranges"].items():
+        print(f"  {name:>17}: {r['min']} … {r['max']} (median {r['median']})")
+    return 0
+
+
+def _export(args) -> int:
+    from battgen.data.export import export_table
+
+    rows = export_table(args.table, args.out, fmt=args.format)
+    print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,149 @@
+""""Evaluate my electrode": a user's discharged structure → the six properties, like the dataset.
+
+The discharged structure is relaxed with CHGNet, the charged state is the same cell with every
+working-ion atom removed (relaxed too), the ion metal gives the reference energy, and pymatgen's
+``InsertionElectrode`` gives the properties: the builder's pipeline, step for step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+from battgen.data.electrode import RejectedElectrode, computed_entry, evaluate_electrode, ion_entry
+from battgen.data.frameworks import elemental_reference_structure
+from battgen.data.properties import check_ion
+from battgen.data.relax import DEFAULT_FMAX, DEFAULT_STEPS, RelaxResult, relax
+
+# CHGNet's cost grows with atoms; ~64 atoms relax in about a minute or two on a 2-core CPU.
+MAX_ATOMS = 64
+MAX_FILE_BYTES = 2 * 1024 * 1024
+# CHGNet was trained on Materials Project data, which stops at Pu.
+MAX_Z = 94
+STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
+
+Progress = Callable[[float, str], None]
+
+
+def read_structure(data: bytes, filename: str):
+    """A pymatgen Structure from CIF or POSCAR bytes; clear ``ValueError`` for anything else."""
+    from pymatgen.core import Structure
+
+    name = filename.lower()
+    if len(data) == 0:
+        raise ValueError(f"{filename} is empty")
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{filename} is {len(data) / 1e6:.1f} MB; structure files over "
+                         f"{MAX_FILE_BYTES // (1024 * 1024)} MB are not accepted")
+    if name.endswith(".cif"):
+        fmt = "cif"
+    elif name.endswith((".vasp", ".poscar")) or name.split("/")[-1].upper() in ("POSCAR", "CONTCAR"):
+        fmt = "poscar"
+    else:
+        raise ValueError(f"{filename}: upload a CIF (.cif) or a VASP POSCAR (POSCAR, .vasp, .poscar)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{filename} is not a text file; CIF and POSCAR are plain text") from None
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structure = Structure.from_str(text, fmt=fmt)
+    except Exception as err:  # pymatgen raises many kinds for malformed files
+        raise ValueError(f"{filename} could not be read as {fmt.upper()}: {err}") from None
+    if len(structure) == 0:
+        raise ValueError(f"{filename} holds no atoms")
+    return structure
+
+
+def check_structure(structure, ion: str) -> None:
+    check_ion(ion)
+    if not structure.is_ordered:
+        raise ValueError("the structure has partial occupancies; order it first (e.g. with "
+                         "pymatgen's OrderDisorderedStructureTransformation)")
+    if len(structure) > MAX_ATOMS:
+        raise ValueError(f"the cell has {len(structure)} atoms; at most {MAX_ATOMS} are relaxed "
+                         "here (use a primitive cell)")
+    elements = {el.symbol: el.Z for el in structure.composition.elements}
+    unsupported = sorted(sym for sym, z in elements.items() if z > MAX_Z)
+    if unsupported:
+        raise ValueError(f"CHGNet has no training data for {', '.join(unsupported)}")
+    if ion not in elements:
+        raise ValueError(f"the structure contains no {ion}: upload the discharged "
+                         f"({ion}-containing) state")
+    if len(elements) == 1:
+        raise ValueError(f"the structure is {ion} metal; an electrode needs a host")
+    if structure.volume / len(structure) < 3.0 or structure.volume / len(structure) > 200.0:
+        raise ValueError(f"{structure.volume / len(structure):.1f} Å³ per atom is not a crystal "
+                         "(expected about 5–60); check the lattice")
+
+
+@lru_cache(maxsize=None)
+def ion_reference(ion: str, fmax: float = DEFAULT_FMAX, steps: int = DEFAULT_STEPS) -> RelaxResult:
+    return relax(elemental_reference_structure(ion), fmax=fmax, steps=steps)
+
+
+@dataclass
+class Evaluation:
+    row: dict  # table columns, as in the dataset
+    discharged: RelaxResult
+    charged: RelaxResult
+    electrode: object  # pymatgen InsertionElectrode
+
+    @property
+    def properties(self) -> dict:
+        from battgen.data.properties import PROPERTY_NAMES
+
+        return {k: self.row[k] for k in PROPERTY_NAMES}
+
+
+def evaluate_structure(structure, ion: str, *, name: str = "upload", fmax: float = DEFAULT_FMAX,
+                       steps: int = DEFAULT_STEPS, progress: Progress | None = None) -> Evaluation:
+    """Relax, remove the ions, relax, and compute the electrode. Raises ``ValueError`` if unusable."""
+    from battgen.data.table import electrode_row
+
+    check_structure(structure, ion)
+    report = progress or (lambda fraction, message: None)
+    report(0.02, f"relaxing the {ion} metal reference")
+    ref = ion_reference(ion, fmax, steps)
+    report(0.1, f"relaxing the discharged structure ({len(structure)} atoms)")
+    discharged = relax(structure, fmax=fmax, steps=steps)
+    charged_start = structure.copy()
+    charged_start.remove_species([ion])
+    report(0.55, f"relaxing the charged structure ({len(charged_start)} atoms)")
+    charged = relax(charged_start, fmax=fmax, steps=steps)
+    report(0.95, "computing the electrode")
+    for state, r in (("discharged", discharged), ("charged", charged)):
+        if not r.converged:
+            raise RejectedElectrode(f"the {state} relaxation did not converge in {steps} steps "
+                                    f"(max force {r.max_force:.2f} eV/Å); the structure may be "
+                                    "far from a stable one")
+    entries = [computed_entry(discharged.structure, discharged.energy, f"{name}:discharge"),
+               computed_entry(charged.structure, charged.energy, f"{name}:charge")]
+    result = evaluate_electrode(entries, ion_entry(ion, ref.energy_per_atom))
+    row = electrode_row(
+        id=f"upload:{name}", source="computed", electrode=result.electrode,
+        discharged=discharged.structure, charged=charged.structure, structure_type="uploaded",
+        ion_energy_per_atom=ref.energy_per_atom, properties=result.properties,
+        provenance={"method": "CHGNet relaxation + pymatgen InsertionElectrode", "file": name,
+                    "fmax_eV_per_A": fmax,
+                    "relax_steps": {"discharge": discharged.steps, "charge": charged.steps}},
+    )
+    report(1.0, "done")
+    return Evaluation(row, discharged, charged, result.electrode)
+
+
+def structure_to_text(structure, fmt: str) -> str:
+    """CIF or POSCAR text of a structure, for downloads."""
+    if fmt == "cif":
+        from pymatgen.io.cif import CifWriter
+
+        return str(CifWriter(structure, symprec=None))
+    if fmt == "poscar":
+        from pymatgen.io.vasp import Poscar
+
+        return Poscar(structure).get_str()
+    raise ValueError(f"unknown structure format {fmt!r}; use cif or poscar")

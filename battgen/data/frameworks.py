@@ -1,0 +1,273 @@
+"""Candidate insertion electrodes from host frameworks that ship with installed packages.
+
+A *template* is a known intercalation structure type with three roles: ``A`` (the sites the
+working ion fills), ``M`` (the redox-active metal) and ``X`` (the anion), plus spectators that
+stay as they are (P in phosphates). Templates come from pymatgen's bundled structures
+(LiFePO4, NaFePO4, Li3V2(PO4)3) or from textbook space groups and Wyckoff positions (layered O3,
+1T and 2H, spinel, ReO3/perovskite, delafossite, rutile channels); the relaxation fixes their
+lattice constants, so the starting values only need the right topology.
+
+A candidate substitutes one working ion for ``A``, one metal for ``M`` and one anion for ``X``
+and keeps only charge-balanced pairs: the metal's mean oxidation state must lie inside the range
+observed in ICSD (pymatgen's ``icsd_oxidation_states``) both with the ions in (discharged) and
+with all ions out (charged). Multivalent ions fill only as many ``A`` sites as the metal can
+take electrons for; where one cell has too few sites for that, it is doubled.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+
+from battgen.data.properties import ION_CHARGE, WORKING_IONS
+
+REDOX_METALS: tuple[str, ...] = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Nb", "Mo", "W")
+ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "F": -1}
+SPECTATOR_CHARGE = {"P": 5}
+# Placeholders used in template definitions; real elements replace them.
+ROLE_SPECIES = {"A": "Li", "M": "Co", "X": "O"}
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    description: str
+    anions: tuple[str, ...]
+    # "spacegroup": (number, lattice kind, lattice params, roles, fractional coords)
+    spacegroup: tuple | None = None
+    # a structure file of pymatgen/util/structures and its role map {element: role}
+    bundled: tuple[str, dict] | None = None
+    metals: tuple[str, ...] = REDOX_METALS
+    # More ions than this per metal atom is not an insertion compound any more (rutile's 4c
+    # channel sites outnumber its metals two to one).
+    max_ions_per_metal: float = 1.0
+
+    def structure(self):
+        """The template with placeholder roles as pymatgen species A→Li, M→Co, X→O (primitive)."""
+        return _template_structure(self.name).copy()
+
+
+TEMPLATES: tuple[Template, ...] = (
+    Template("layered-O3", "α-NaFeO2 layered (R-3m), ions in octahedral interlayer sites",
+             ("O", "S", "Se"),
+             spacegroup=(166, "hexagonal", (2.85, 14.2), ["A", "M", "X"],
+                         [[0, 0, 0.5], [0, 0, 0], [0, 0, 0.24]])),
+    Template("layered-1T", "CdI2/TiS2 (P-3m1), ions in the van der Waals gap",
+             ("S", "Se", "O"),
+             spacegroup=(164, "hexagonal", (3.4, 6.2), ["A", "M", "X"],
+                         [[0, 0, 0.5], [0, 0, 0], [1 / 3, 2 / 3, 0.25]])),
+    Template("layered-2H", "MoS2 2H (P6_3/mmc), ions between trigonal-prismatic layers",
+             ("S", "Se"),
+             spacegroup=(194, "hexagonal", (3.2, 13.5), ["A", "M", "X"],
+                         [[0, 0, 0], [1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]])),
+    Template("spinel", "spinel AM2X4 (Fd-3m, origin 1), ions on tetrahedral 8a",
+             ("O", "S"),
+             spacegroup=(227, "cubic", (8.3,), ["A", "M", "X"],
+                         [[0, 0, 0], [0.625, 0.625, 0.625], [0.388, 0.388, 0.388]])),
+    Template("perovskite", "ReO3 host with ions in the cuboctahedral A site (Pm-3m)",
+             ("O", "F"),
+             spacegroup=(221, "cubic", (3.9,), ["A", "M", "X"],
+                         [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]])),
+    Template("delafossite", "CuFeO2 (R-3m), ions linearly coordinated between layers",
+             ("O",),
+             spacegroup=(166, "hexagonal", (3.0, 17.2), ["A", "M", "X"],
+                         [[0, 0, 0], [0, 0, 0.5], [0, 0, 0.107]])),
+    Template("rutile-channel", "rutile MO2 (P4_2/mnm), ions in the c-axis channels",
+             ("O",),
+             spacegroup=(136, "tetragonal", (4.6, 3.0), ["A", "M", "X"],
+                         [[0, 0.5, 0.5], [0, 0, 0], [0.305, 0.305, 0]])),
+    Template("olivine", "olivine LiFePO4 (pymatgen's bundled structure)", ("O",),
+             bundled=("LiFePO4.json", {"Li": "A", "Fe": "M"}),
+             metals=("Fe", "Mn")),
+    Template("olivine-Na", "NaFePO4 (Pnma, pymatgen's bundled structure)", ("O",),
+             bundled=("NaFePO4.json", {"Na": "A", "Fe": "M"}),
+             metals=("Fe",)),
+    Template("nasicon", "Li3V2(PO4)3 (pymatgen's bundled structure)", ("O",),
+             bundled=("Li3V2(PO4)3.json", {"Li": "A", "V": "M"}),
+             metals=("V",), max_ions_per_metal=1.5),
+)
+TEMPLATE_BY_NAME = {t.name: t for t in TEMPLATES}
+
+
+@lru_cache(maxsize=None)
+def _template_structure(name: str):
+    from pymatgen.core import Lattice, Structure
+
+    template = TEMPLATE_BY_NAME[name]
+    if template.spacegroup is not None:
+        number, kind, params, roles, coords = template.spacegroup
+        lattice = getattr(Lattice, kind)(*params)
+        species = [ROLE_SPECIES[r] for r in roles]
+        return Structure.from_spacegroup(number, lattice, species, coords).get_primitive_structure()
+    import pymatgen.util
+
+    filename, role_map = template.bundled
+    folder = os.path.join(os.path.dirname(pymatgen.util.__file__), "structures")
+    structure = Structure.from_file(os.path.join(folder, filename))
+    structure.remove_oxidation_states()
+    mapping = {el: ROLE_SPECIES[role] for el, role in role_map.items()}
+    structure.replace_species(mapping)
+    return structure
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One electrode to compute: discharged = ``n_ions`` ions in a host; charged = host alone."""
+
+    template: str
+    ion: str
+    metal: str
+    anion: str
+    supercell: int  # 1 or 2 (cell doubled along its shortest axis)
+    n_ions: int
+    n_sites: int
+    metal_ox_discharged: float
+    metal_ox_charged: float
+
+    @property
+    def framework_key(self) -> str:
+        return f"{self.template}_{self.metal}_{self.anion}_x{self.supercell}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.framework_key}_{self.ion}{self.n_ions}"
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _metal_ox_range(metal: str) -> tuple[int, int]:
+    from pymatgen.core import Element
+
+    states = [s for s in Element(metal).icsd_oxidation_states if s > 0]
+    return min(states), max(states)
+
+
+def _host_counts(template: Template) -> tuple[int, int, int, dict]:
+    """(A sites, M atoms, anion atoms, spectator counts) of one primitive template cell."""
+    s = template.structure()
+    comp = s.composition.element_composition
+    spectators = {el.symbol: int(n) for el, n in comp.items()
+                  if el.symbol not in (ROLE_SPECIES["A"], ROLE_SPECIES["M"], ROLE_SPECIES["X"])}
+    return (int(comp[ROLE_SPECIES["A"]]), int(comp[ROLE_SPECIES["M"]]),
+            int(comp[ROLE_SPECIES["X"]]), spectators)
+
+
+def plan_candidate(template: Template, ion: str, metal: str, anion: str) -> Candidate | None:
+    """The charge-balanced candidate with the most ions, or None if no filling balances."""
+    n_a, n_m, n_x, spectators = _host_counts(template)
+    low, high = _metal_ox_range(metal)
+    spectator_charge = sum(SPECTATOR_CHARGE.get(el, 0) * n for el, n in spectators.items())
+    if any(el not in SPECTATOR_CHARGE and el not in ANION_CHARGE for el in spectators):
+        return None
+    for supercell in (1, 2):
+        anion_total = -ANION_CHARGE[anion] * n_x * supercell
+        # Spectators that are anions (O in a phosphate) count with their charge.
+        host_charge = anion_total - spectator_charge * supercell
+        for el, n in spectators.items():
+            if el in ANION_CHARGE:
+                host_charge += -ANION_CHARGE[el] * n * supercell
+        metals = n_m * supercell
+        charged_ox = Fraction(host_charge, metals)
+        if not (low <= charged_ox <= high):
+            return None  # the empty host is already impossible; doubling will not help
+        most = min(n_a * supercell, int(template.max_ions_per_metal * metals))
+        for n in range(most, 0, -1):
+            ox = Fraction(host_charge - n * ION_CHARGE[ion], metals)
+            if low <= ox <= high and ox >= 1:
+                return Candidate(template.name, ion, metal, anion, supercell, n, n_a * supercell,
+                                 float(ox), float(charged_ox))
+    return None
+
+
+def plan_candidates(templates=TEMPLATES, ions=WORKING_IONS) -> list[Candidate]:
+    out = []
+    for template in templates:
+        for metal in template.metals:
+            for anion in template.anions:
+                for ion in ions:
+                    c = plan_candidate(template, ion, metal, anion)
+                    if c is not None:
+                        out.append(c)
+    return out
+
+
+def _supercell(structure, factor: int):
+    if factor == 1:
+        return structure.copy()
+    axis = int(np.argmin(structure.lattice.abc))
+    scale = [1, 1, 1]
+    scale[axis] = factor
+    return structure.make_supercell(scale, in_place=False)
+
+
+def _spread_sites(structure, indices: list[int], n: int) -> list[int]:
+    """``n`` of ``indices`` chosen greedily far apart (periodic distances), deterministic."""
+    if n >= len(indices):
+        return list(indices)
+    coords = structure.frac_coords[indices]
+    dist = structure.lattice.get_all_distances(coords, coords)
+    chosen = [0]
+    while len(chosen) < n:
+        d_min = dist[:, chosen].min(axis=1)
+        d_min[chosen] = -1
+        chosen.append(int(np.argmax(d_min)))
+    return [indices[i] for i in sorted(chosen)]
+
+
+def framework_structure(candidate: Candidate):
+    """The charged host: template with roles substituted and every A site empty."""
+    s = _supercell(candidate_template(candidate).structure(), candidate.supercell)
+    s.remove_species([ROLE_SPECIES["A"]])
+    _substitute(s, candidate.metal, candidate.anion)
+    return s
+
+
+def discharged_structure(candidate: Candidate):
+    """The host with ``n_ions`` of its A sites filled by the working ion, the rest empty."""
+    s = _supercell(candidate_template(candidate).structure(), candidate.supercell)
+    a_sites = [i for i, site in enumerate(s) if site.specie.symbol == ROLE_SPECIES["A"]]
+    keep = set(_spread_sites(s, a_sites, candidate.n_ions))
+    s.remove_sites([i for i in a_sites if i not in keep])
+    _substitute(s, candidate.metal, candidate.anion, ion=candidate.ion)
+    return s
+
+
+def _substitute(structure, metal: str, anion: str, ion: str | None = None) -> None:
+    # Placeholders can collide with real targets (Co→Li when the ion is Li), so go via dummies.
+    from pymatgen.core import DummySpecies
+
+    mapping = {ROLE_SPECIES["M"]: DummySpecies("Xm"), ROLE_SPECIES["X"]: DummySpecies("Xx")}
+    if ion is not None:
+        mapping[ROLE_SPECIES["A"]] = DummySpecies("Xa")
+    present = {el.symbol for el in structure.composition.elements}
+    structure.replace_species({k: v for k, v in mapping.items() if k in present})
+    final = {"Xm0+": metal, "Xx0+": anion, "Xa0+": ion}
+    structure.replace_species({sp: final[str(sp)] for sp in structure.composition.elements
+                               if str(sp) in final})
+
+
+def candidate_template(candidate: Candidate) -> Template:
+    return TEMPLATE_BY_NAME[candidate.template]
+
+
+def elemental_reference_structure(element: str):
+    """Ground-state-type metal of a working ion, for its reference energy per atom."""
+    from pymatgen.core import Lattice, Structure
+
+    kinds = {
+        "Li": ("bcc", 3.44), "Na": ("bcc", 4.23), "K": ("bcc", 5.23), "Rb": ("bcc", 5.59),
+        "Cs": ("bcc", 6.05), "Ca": ("fcc", 5.58), "Al": ("fcc", 4.05),
+        "Mg": ("hcp", 3.21, 5.21), "Zn": ("hcp", 2.66, 4.95), "Y": ("hcp", 3.65, 5.73),
+    }
+    kind, *params = kinds[element]
+    if kind == "bcc":
+        return Structure(Lattice.cubic(params[0]), [element] * 2, [[0, 0, 0], [0.5, 0.5, 0.5]])
+    if kind == "fcc":
+        return Structure.from_spacegroup(225, Lattice.cubic(params[0]), [element], [[0, 0, 0]]).get_primitive_structure()
+    a, c = params
+    return Structure(Lattice.hexagonal(a, c), [element] * 2, [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])
