@@ -38,7 +38,7 @@ class Capability:
 # Adding a page: write the file under pages/ and it appears here once it exists.
 CAPABILITIES = [
     Capability(
-        "pages/screening.py",
+        "pages/candidate_screening.py",
         "Screening",
         ":material/filter_alt:",
         "set target voltage, capacity, energy, volume change and working ion; a latent diffusion model generates descriptors and ranks real candidate materials",
@@ -56,7 +56,7 @@ CAPABILITIES = [
         "simulate SEI growth live with kinetic Monte Carlo for chosen reaction barriers, and walk the latent space of a property-regularised VAE",
     ),
     Capability(
-        "pages/structures.py",
+        "pages/structure_browser.py",
         "Structures",
         ":material/deployed_code:",
         "browse the electrode-materials database: filters, 3D structures, voltage profiles, CIF/POSCAR exports",

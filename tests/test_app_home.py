@@ -52,10 +52,10 @@ def test_home_runs_and_shows_its_sections():
 # The home page's promise to the user: a capability is offered as a link once its page
 # file exists, and marked "coming" until then.
 CAPABILITY_PAGES = {
-    "Screening": "pages/screening.py",
+    "Screening": "pages/candidate_screening.py",
     "AFM translation": "pages/afm_translation.py",
     "SEI explorer": "pages/sei_explorer.py",
-    "Structures": "pages/structures.py",
+    "Structures": "pages/structure_browser.py",
 }
 
 
@@ -109,7 +109,7 @@ def test_a_page_file_that_exists_is_linked_and_routed(tmp_path):
 
     shutil.copy(APP, tmp_path / "app.py")
     (tmp_path / "pages").mkdir()
-    (tmp_path / "pages" / "structures.py").write_text(
+    (tmp_path / "pages" / "structure_browser.py").write_text(
         "import streamlit as st\nst.header('Structures page body')\n"
     )
     st.cache_data.clear()
@@ -122,6 +122,16 @@ def test_a_page_file_that_exists_is_linked_and_routed(tmp_path):
     links = app.get("page_link")
     assert [link.proto.label for link in links] == ["Structures"]
 
-    app.switch_page("pages/structures.py").run()
+    app.switch_page("pages/structure_browser.py").run()
     assert not app.exception, [e.value for e in app.exception]
     assert [h.value for h in app.header] == ["Structures page body"]
+
+
+def test_every_page_url_differs_from_its_file_name():
+    """Streamlit also serves pages/<stem>.py at /<stem> without the router (no Home in the
+    sidebar); a URL that no file answers to keeps deep links and reloads on the router."""
+    source = Path(APP).read_text()
+    for page_file in CAPABILITY_PAGES.values():
+        assert f'"{page_file}"' in source, f"{page_file} is not a capability of app.py"
+        stem = Path(page_file).stem
+        assert "_" in stem, f"{page_file}: page files need an underscore so /<url> differs from /<stem>"

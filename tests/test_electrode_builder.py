@@ -166,3 +166,19 @@ def test_structure_text_round_trips_through_the_reader():
         again = read_structure(structure_to_text(lco, fmt).encode(), name)
         assert again.composition == lco.composition
         assert np.allclose(again.lattice.abc, lco.lattice.abc, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_builder_runs_on_a_dask_cluster(tmp_path):
+    from dask.distributed import LocalCluster
+
+    from battgen.data.builder import BuildPlan, build_electrodes
+    from battgen.data.table import load_table
+
+    plan = BuildPlan(ions=("Li",), templates=("layered-1T",), limit=1, steps=60)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        build_electrodes(tmp_path / "t", plan, cache_dir=tmp_path / "c",
+                         scheduler=cluster.scheduler_address, progress=False)
+    assert len(load_table(tmp_path / "t")) + len(pd.read_csv(tmp_path / "t" / "rejected.csv")) == 1
+    assert len(list((tmp_path / "c").rglob("*.json"))) == 3  # metal, host, discharged

@@ -1,0 +1,194 @@
+"""The Structures page, driven widget by widget with Streamlit's AppTest (no browser).
+
+Assertions are computed from the shipped table itself, so they hold for whatever size the
+electrode dataset has.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+from battgen.data.evaluate import structure_to_text
+from battgen.data.table import load_table, row_structure
+
+REPO = Path(__file__).resolve().parent.parent
+PAGE = REPO / "pages" / "structure_browser.py"
+TIMEOUT_S = 240
+
+
+def ok(app: AppTest) -> AppTest:
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return load_table()
+
+
+@pytest.fixture()
+def page() -> AppTest:
+    app = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S)
+    return ok(app.run())
+
+
+@pytest.fixture()
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """Bytes behind every download button of the last run, by its URL.
+
+    AppTest keeps download payloads in an in-memory media store it creates per run and then
+    drops; recording the stores lets a test read what a user would download.
+    """
+    stores: list[MemoryMediaFileStorage] = []
+    original_init = MemoryMediaFileStorage.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        stores.append(self)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "__init__", recording_init)
+
+    class Payloads(dict):
+        def of(self, button) -> bytes:
+            url = button.proto.url
+            for store in reversed(stores):
+                try:
+                    return bytes(store.get_file(url.rsplit("/", 1)[-1]).content)
+                except Exception:  # not in this run's store
+                    continue
+            raise AssertionError(f"no payload for {url}")
+
+    return Payloads()
+
+
+def count_line(app: AppTest) -> str:
+    return next(m.value for m in app.markdown if "electrodes match the filters" in m.value)
+
+
+def button(app: AppTest, label: str):
+    return next(b for b in app.get("download_button") if b.label == label)
+
+
+def test_page_lists_the_whole_table_and_shows_the_first_material(page, table):
+    assert f"**{len(table):,}** of {len(table):,}" in count_line(page)
+    assert page.session_state["material"] in set(table["id"])
+    assert len(page.metric) == 6  # the six properties of the selected electrode
+    assert not page.warning, [w.value for w in page.warning]  # 3Dmol.js is served locally
+
+
+def test_filters_by_ion_range_and_formula(page, table, downloads):
+    ion = table["working_ion"].value_counts().index[0]
+    page.multiselect(key="filter_ions").set_value([ion])
+    ok(page.run())
+    n_ion = int((table["working_ion"] == ion).sum())
+    assert f"**{n_ion:,}** of" in count_line(page)
+
+    voltages = table.loc[table["working_ion"] == ion, "average_voltage"]
+    slider = page.slider(key="range_average_voltage")
+    cut = float(voltages.median())
+    slider.set_value((slider.min, cut))
+    ok(page.run())
+    low_bound = page.slider(key="range_average_voltage").value[0]
+    expected = int(((table["working_ion"] == ion) & table["average_voltage"].between(low_bound, cut)).sum())
+    assert f"**{expected:,}** of" in count_line(page)
+
+    csv = pd.read_csv(io.BytesIO(downloads.of(button(page, "Selection as CSV"))))
+    assert len(csv) == expected
+    assert set(csv["working_ion"]) == {ion}
+    assert csv["average_voltage"].max() <= cut + 1e-9
+    assert {"capacity_grav", "energy_vol", "max_delta_volume", "formula_discharge"} <= set(csv.columns)
+
+    page.text_input(key="filter_search").set_value("no-such-formula-xyz")
+    ok(page.run())
+    assert "**0** of" in count_line(page)
+    assert any("No electrode matches" in i.value for i in page.info)
+    assert button(page, "Selection as CSV").proto.disabled
+
+
+def test_selecting_a_material_shows_its_structures_and_downloads(page, table, downloads):
+    material = table["id"].iloc[len(table) // 2]
+    page.selectbox(key="material").set_value(material)
+    ok(page.run())
+    row = table.loc[table["id"] == material].iloc[0]
+    values = {m.label: m.value for m in page.metric}
+    assert values["Average voltage"] == f"{row['average_voltage']:,.2f} V"
+    assert any(row["formula_discharge"] in s.value for s in page.subheader)
+
+    for state, formula_column in (("discharge", "formula_discharge"), ("charge", "formula_charge")):
+        page.radio(key="structure_state").set_value(state)
+        ok(page.run())
+        cif = downloads.of(button(page, "CIF")).decode()
+        poscar = downloads.of(button(page, "POSCAR")).decode()
+        expected = row_structure(row, state)
+        from pymatgen.core import Structure
+
+        for text, fmt in ((cif, "cif"), (poscar, "poscar")):
+            got = Structure.from_str(text, fmt=fmt)
+            assert got.composition.reduced_formula == row[formula_column]
+            assert len(got) == len(expected)
+        facts = page.table[0].value
+        assert row[formula_column] in facts.to_string()
+
+    for style in ("spheres", "sticks", "ball-and-stick"):
+        page.radio(key="structure_style").set_value(style)
+        ok(page.run())
+
+
+def test_distribution_and_pairwise_plots_for_every_property(page):
+    for name in page.selectbox(key="distribution_property").options:
+        page.selectbox(key="distribution_property").set_value(name)
+        ok(page.run())
+    page.radio(key="distribution_kind").set_value("box")
+    page.selectbox(key="pair_x").set_value("energy_grav")
+    page.selectbox(key="pair_y").set_value("max_delta_volume")
+    ok(page.run())
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("notes.txt", b"hello", "upload a CIF"),
+    ("broken.cif", b"data_x\n_cell_length_a 3\nloop_\n_atom_site_label\n", "could not be read"),
+    ("empty.vasp", b"", "is empty"),
+    ("binary.cif", bytes(range(256)), "not a text file"),
+])
+def test_malformed_uploads_get_a_clear_message_and_no_evaluate_button(page, name, data, message):
+    page.file_uploader(key="upload_file").upload(name, data)
+    ok(page.run())
+    assert any(message in e.value for e in page.error), [e.value for e in page.error]
+    assert not [b for b in page.button if b.label == "Evaluate"]
+
+
+def test_a_structure_without_the_working_ion_is_refused(page, table):
+    row = table.iloc[0]
+    charged = row_structure(row, "charge")  # the host alone: no working ion in it
+    page.selectbox(key="upload_ion").set_value(row["working_ion"])
+    page.file_uploader(key="upload_file").upload("host.cif", structure_to_text(charged, "cif").encode())
+    ok(page.run())
+    assert any(f"contains no {row['working_ion']}" in e.value for e in page.error)
+
+
+@pytest.mark.slow
+def test_uploading_a_discharged_structure_computes_its_electrode(page):
+    from pymatgen.core import Lattice, Structure
+
+    # LiTiS2 (1T): four atoms, so the three CHGNet relaxations take seconds.
+    lits2 = Structure(Lattice.hexagonal(3.43, 6.19), ["Li", "Ti", "S", "S"],
+                      [[0, 0, 0.5], [0, 0, 0], [1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])
+    page.selectbox(key="upload_ion").set_value("Li")
+    page.file_uploader(key="upload_file").upload("LiTiS2.vasp", structure_to_text(lits2, "poscar").encode())
+    ok(page.run())
+    page.button(key="evaluate").click()
+    ok(page.run())
+    evaluation = page.session_state["evaluation"]["evaluation"]
+    assert evaluation.row["formula_discharge"] == "LiTiS2"
+    assert evaluation.properties["capacity_grav"] == pytest.approx(225.6, abs=1.0)
+    assert 1.0 < evaluation.properties["average_voltage"] < 3.5
+    values = {m.label: m.value for m in page.metric}
+    assert values["Gravimetric capacity"].startswith("22")
+    assert any("Closest Li electrodes by properties" in m.value for m in page.markdown)
+    assert any("Closest electrodes by composition" in m.value for m in page.markdown)
