@@ -14,6 +14,7 @@ import sys
 COMMAND_GROUPS: list[tuple[str, str, str]] = [
     ("sei", "battgen.sei.commands", "SEI kinetic Monte Carlo: simulate, build datasets"),
     ("data", "battgen.data.commands", "electrode data: build with CHGNet, fetch from MP, validate, export"),
+    ("afm", "battgen.afm.commands", "AFM simulation: simulate one structure, build the campaign dataset"),
     ("train", "battgen.train.commands", "train the shipped models"),
 ]
 
