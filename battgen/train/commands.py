@@ -16,6 +16,10 @@ SEI_COMMANDS = {
     "sei-cprvae": ("cprvae", "checkpoints/sei_cprvae", "SEI prVAE whose decoder is conditioned on barriers"),
 }
 DEFAULT_SEI_DATA = "data/sei"
+DEFAULT_AFM_DATA = "data/afm"
+DEFAULT_TRANSLATOR = "checkpoints/translator"
+DEFAULT_TRANSLATOR_NOADV = "checkpoints/translator_noadv"
+DEFAULT_ATOM_REGRESSOR = "checkpoints/atom_regressor"
 
 
 def _positive_float(text: str) -> float:
@@ -97,6 +101,144 @@ def _register_sei(subparsers) -> None:
         p.set_defaults(func=_run_sei, kind=kind)
 
 
+def _channel_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 32,64,128, got {text!r}")
+    if len(values) < 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"need at least two positive block widths, got {text!r}")
+    return values
+
+
+def _common_options(args: argparse.Namespace) -> list[str]:
+    parts = ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+             "--seed", str(args.seed), "--patience", str(args.patience)]
+    if args.max_minutes is not None:
+        parts += ["--max-minutes", str(args.max_minutes)]
+    if args.device is not None:
+        parts += ["--device", args.device]
+    if args.threads is not None:
+        parts += ["--threads", str(args.threads)]
+    return parts
+
+
+def _run_translator(args: argparse.Namespace) -> int:
+    from battgen.train.translator import train_translator
+
+    adversarial = not args.no_adversarial
+    out = args.out or (DEFAULT_TRANSLATOR if adversarial else DEFAULT_TRANSLATOR_NOADV)
+    parts = ["python", "-m", "battgen", "train", "translator", "--data", args.data, "--out", out,
+             *_common_options(args), "--beta", str(args.beta),
+             "--channels", ",".join(map(str, args.channels)), "--layers-per-block", str(args.layers_per_block)]
+    if adversarial:
+        parts += ["--adv-weight", str(args.adv_weight), "--disc-layers", str(args.disc_layers),
+                  "--disc-channels", str(args.disc_channels), "--gan-loss", args.gan_loss,
+                  "--disc-norm", args.disc_norm]
+        if args.adv_warmup_epochs is not None:
+            parts += ["--adv-warmup-epochs", str(args.adv_warmup_epochs)]
+        if args.disc_lr is not None:
+            parts += ["--disc-lr", str(args.disc_lr)]
+    else:
+        parts += ["--no-adversarial"]
+
+    metrics = train_translator(
+        args.data, out, adversarial=adversarial, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, disc_lr=args.disc_lr, beta=args.beta, adv_weight=args.adv_weight,
+        adv_warmup_epochs=args.adv_warmup_epochs, gan_loss=args.gan_loss, disc_norm=args.disc_norm,
+        disc_layers=args.disc_layers, disc_channels=args.disc_channels, block_out_channels=args.channels,
+        layers_per_block=args.layers_per_block, patience=args.patience, seed=args.seed,
+        device=args.device, max_minutes=args.max_minutes, num_threads=args.threads,
+        progress=not args.no_progress, command=shlex.join(parts),
+    )
+    if not metrics:  # a non-main process of a multi-GPU run: the main process reports
+        return 0
+    test = metrics["test"]
+    print(f"saved {out}: best epoch {metrics['best_epoch']}/{metrics['epochs_run']} ({metrics['stopped']}), "
+          f"{metrics['seconds_per_epoch']:.1f} s/epoch, scaling factor {metrics['scaling_factor']:.4g}")
+    for name, m in test["per_descriptor"].items():
+        psnr = "n/a" if m["psnr"] is None else f"{m['psnr']:.2f} dB"
+        print(f"  {name}: SSIM {m['ssim']:.4f}, PSNR {psnr}, MAE {m['mae']:.4f}")
+    print(f"  type map: mean IoU {test['type_map']['mean_iou']:.4f}, "
+          f"mean class accuracy {test['type_map']['mean_class_accuracy']:.4f}")
+    if "warning" in metrics:
+        print(f"warning: {metrics['warning']}")
+    return 0
+
+
+def _run_atom_regressor(args: argparse.Namespace) -> int:
+    from battgen.train.atom_regressor import train_atom_regressor
+
+    parts = ["python", "-m", "battgen", "train", "atom-regressor", "--data", args.data,
+             "--translator", args.translator, "--out", args.out, *_common_options(args),
+             "--weight-decay", str(args.weight_decay)]
+    metrics = train_atom_regressor(
+        args.data, args.translator, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=args.device,
+        max_minutes=args.max_minutes, num_threads=args.threads, progress=not args.no_progress,
+        command=shlex.join(parts),
+    )
+    print(f"saved {args.out}: best epoch {metrics['best_epoch']}/{metrics['epochs_run']} ({metrics['stopped']})")
+    rows = {**metrics["test"]["per_ion"], "overall": metrics["test"]["overall"]}
+    for ion, m in rows.items():
+        r2 = "n/a" if m["r2"] is None else f"{m['r2']:.4f}"
+        print(f"  {ion:>7}: MAE {m['mae']:.4f}  MSE {m['mse']:.4f}  R2 {r2}  ({m['n_views']} views)")
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser, *, epochs: int, batch_size: int, lr: float, patience: int) -> None:
+    p.add_argument("--data", default=DEFAULT_AFM_DATA,
+                   help="AFM dataset.npz or the directory holding it (default %(default)s)")
+    p.add_argument("--epochs", type=_positive_int, default=epochs)
+    p.add_argument("--batch-size", type=_positive_int, default=batch_size)
+    p.add_argument("--lr", type=_positive_float, default=lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patience", type=_positive_int, default=patience,
+                   help="epochs without validation improvement before stopping")
+    p.add_argument("--max-minutes", type=_positive_float, default=None,
+                   help="wall-clock budget for the training loop")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+
+
+def _register_afm(subparsers) -> None:
+    text = "AFM translator: stack -> descriptors VAE with a two-branch PatchGAN (or --no-adversarial)"
+    p = subparsers.add_parser("translator", help=text, description=text)
+    _add_common(p, epochs=30, batch_size=16, lr=5e-4, patience=6)
+    p.add_argument("--out", default=None,
+                   help=f"checkpoint directory (default {DEFAULT_TRANSLATOR}, "
+                        f"or {DEFAULT_TRANSLATOR_NOADV} with --no-adversarial)")
+    p.add_argument("--no-adversarial", action="store_true",
+                   help="ablation: same network and schedule, no discriminator")
+    p.add_argument("--beta", type=float, default=1e-4, help="weight of the per-element KL term")
+    p.add_argument("--adv-weight", type=_positive_float, default=0.01,
+                   help="weight of the generator's adversarial term (pix2pix: 0.01 of L1)")
+    p.add_argument("--adv-warmup-epochs", type=int, default=None,
+                   help="L1 + KL only before this epoch (default: a quarter of --epochs)")
+    p.add_argument("--disc-lr", type=_positive_float, default=None, help="discriminator learning rate (default --lr)")
+    p.add_argument("--disc-layers", type=_positive_int, default=2,
+                   help="stride-2 layers per discriminator branch (2: 34-pixel patches)")
+    p.add_argument("--disc-channels", type=_positive_int, default=32,
+                   help="width of the discriminator's first layer (doubles per layer)")
+    p.add_argument("--gan-loss", choices=("hinge", "bce"), default="hinge")
+    p.add_argument("--disc-norm", choices=("spectral", "instance"), default="spectral")
+    p.add_argument("--channels", type=_channel_list, default=(32, 64, 128),
+                   help="encoder/decoder block widths; each block after the first halves the grid "
+                        "(default %(default)s: latent H/4)")
+    p.add_argument("--layers-per-block", type=_positive_int, default=1)
+    p.set_defaults(func=_run_translator)
+
+    text = "atom regressor: frozen translator latent -> 112 atom counts"
+    p = subparsers.add_parser("atom-regressor", help=text, description=text)
+    _add_common(p, epochs=400, batch_size=64, lr=1e-3, patience=40)
+    p.add_argument("--translator", default=DEFAULT_TRANSLATOR, help="translator checkpoint (default %(default)s)")
+    p.add_argument("--out", default=DEFAULT_ATOM_REGRESSOR, help="checkpoint directory (default %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.set_defaults(func=_run_atom_regressor)
+
+
 def register(subparsers) -> None:
     """Add the ``train`` sub-commands to ``subparsers`` (from ``battgen.cli``)."""
     _register_sei(subparsers)
+    _register_afm(subparsers)

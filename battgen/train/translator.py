@@ -1,0 +1,430 @@
+"""Train the AFM translator (stack -> descriptors VAE), adversarially or as the no-GAN ablation.
+
+``train_translator("data/afm", "checkpoints/translator")`` reads ``dataset.npz``
+(:func:`battgen.afm.loader.load_afm_dataset`) and optimises, per view,
+
+    L1(descriptors) + beta * KL + lambda_adv * adversarial(generator),
+
+each term weighted by the inverse frequency of the view's working ion (every ion counts the
+same, however few materials it has). The adversarial term comes from the two-branch
+conditional PatchGAN of :mod:`battgen.models.discriminator`, trained alternately (one
+discriminator step per generator step) and switched on after a warm-up: a discriminator
+facing a decoder that still paints noise wins at once and its gradients are useless, while
+L1 alone first gets the descriptors into the right place. ``adversarial=False`` is the ablation:
+the same network and schedule, no discriminator at all.
+
+Validation (posterior mean, every epoch) scores ion-weighted L1 + beta * KL, the objective both
+runs share; the best epoch is kept, and for the adversarial run only epochs with the
+adversarial term on are eligible (otherwise the warm-up epoch with the lowest L1 could be
+kept and the "adversarial" checkpoint would be the ablation in disguise).
+
+``accelerate`` places the models (CPU, one GPU, or several with ``accelerate launch``); the
+device is chosen by :func:`battgen.device.get_device`. Left in ``out_dir``:
+
+* ``config.json`` + safetensors (``AFMTranslator.from_pretrained``), with ``scaling_factor`` =
+  1 / std of the train-split latent means;
+* ``discriminator/`` (adversarial run only), the discriminator of the same epoch;
+* ``metrics.json``: test-split metrics (:func:`battgen.eval.afm_metrics.translator_metrics`)
+  and the training history; ``metadata.json``: command, hyperparameters, seed, input hash;
+* ``latents.npz``: posterior mean ``mu`` (N, 4, H/4, W/4, float16, unscaled) of every view
+  with ``material``, ``rotation``, ``split``, ``working_ion`` and ``scaling_factor``, for the
+  screening diffusion model and the app's nearest-by-latent search.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from battgen.afm.loader import AFMDataset, load_afm_dataset
+from battgen.artifacts import write_metadata, write_metrics
+from battgen.device import get_device
+from battgen.eval.afm_metrics import translator_metrics
+from battgen.eval.sei_latent import LATENTS_FILENAME
+from battgen.models.discriminator import (
+    PatchDiscriminator,
+    discriminator_loss,
+    generator_adversarial_loss,
+)
+from battgen.models.translator import (
+    DEFAULT_BLOCK_OUT_CHANNELS,
+    AFMTranslator,
+    AFMTranslatorOutput,
+    channels_last,
+    kl_per_element,
+)
+from battgen.train.sei_prvae import seed_everything
+
+DISCRIMINATOR_SUBFOLDER = "discriminator"
+EVAL_BATCH = 64
+DEFAULT_OUT = "checkpoints/translator"
+DEFAULT_OUT_NO_ADV = "checkpoints/translator_noadv"
+
+
+def make_accelerator(device: torch.device):
+    """An ``accelerate.Accelerator`` on ``device`` (multi-process when started by ``accelerate launch``).
+
+    In a plain single process, accelerate's device state is a process-wide singleton fixed by the
+    first Accelerator; it is reset here so that a second training in the same process (tests,
+    notebooks) can use another device, and an explicit ``cuda:N`` is honoured.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)
+    return Accelerator(cpu=device.type == "cpu")
+
+
+def translator_loss(out: AFMTranslatorOutput, target: torch.Tensor, weights: torch.Tensor | None,
+                    beta: float) -> dict[str, torch.Tensor]:
+    """Ion-weighted reconstruction and KL terms.
+
+    Returns ``l1_per_channel`` (6,) (weighted mean absolute error of each descriptor), ``recon``
+    (their mean), ``kl`` (per-element KL, weighted mean) and ``vae`` = recon + beta * kl.
+    """
+    w = torch.ones(target.shape[0], device=target.device) if weights is None else weights.to(target.dtype)
+    per_channel = (out.descriptors - target).abs().mean(dim=(2, 3))  # (B, 6)
+    l1_per_channel = (per_channel * w[:, None]).mean(0)
+    recon = l1_per_channel.mean()
+    kl = (kl_per_element(out.posterior) * w).mean()
+    return {"l1_per_channel": l1_per_channel, "recon": recon, "kl": kl, "vae": recon + beta * kl}
+
+
+def _split_weights(data: AFMDataset) -> np.ndarray:
+    """Per-row ion weights, normalised within each split (mean 1 over that split's rows)."""
+    w = np.zeros(len(data), np.float32)
+    for s in ("train", "val", "test"):
+        idx = data.indices(s)
+        if idx.size:
+            w[idx] = data.ion_weights(idx)
+    return w
+
+
+def _batch(arr: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Rows ``idx`` of a channels-last host tensor as float32 channels-first on ``device``."""
+    return arr[idx.cpu()].to(device, non_blocking=True).permute(0, 3, 1, 2).float().contiguous()
+
+
+@torch.no_grad()
+def encode_means(model: AFMTranslator, stacks: torch.Tensor, idx: np.ndarray,
+                 device: torch.device, batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """Posterior means (len(idx), 4, h, w) float32 of rows ``idx`` of channels-last ``stacks``."""
+    model.eval()
+    out = []
+    for start in range(0, len(idx), batch_size):
+        b = torch.as_tensor(idx[start:start + batch_size])
+        out.append(model.encode(_batch(stacks, b, device)).mode().float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, *model.latent_shape(*stacks.shape[1:3])), np.float32)
+
+
+@torch.no_grad()
+def _evaluate(model: AFMTranslator, stacks, descriptors, weights, idx, device, beta) -> dict:
+    """Validation terms with the posterior mean (deterministic, comparable across epochs)."""
+    model.eval()
+    n = len(idx)
+    sums = {"recon": 0.0, "kl": 0.0, "vae": 0.0}
+    per_channel = torch.zeros(model.config.descriptor_channels)
+    for start in range(0, n, EVAL_BATCH):
+        b = torch.as_tensor(idx[start:start + EVAL_BATCH])
+        out = model(_batch(stacks, b, device), sample_posterior=False)
+        losses = translator_loss(out, _batch(descriptors, b, device), weights[b].to(device), beta)
+        for k in sums:
+            sums[k] += losses[k].item() * len(b)
+        per_channel += losses["l1_per_channel"].cpu() * len(b)
+    return {**{k: v / n for k, v in sums.items()}, "l1_per_channel": (per_channel / n).tolist()}
+
+
+def train_translator(
+    data_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    adversarial: bool = True,
+    epochs: int = 30,
+    batch_size: int = 16,
+    lr: float = 5e-4,
+    disc_lr: float | None = None,
+    beta: float = 1e-4,
+    adv_weight: float = 0.01,
+    adv_warmup_epochs: int | None = None,
+    gan_loss: str = "hinge",
+    disc_norm: str = "spectral",
+    disc_layers: int = 2,
+    disc_channels: int = 32,
+    block_out_channels: Sequence[int] = DEFAULT_BLOCK_OUT_CHANNELS,
+    layers_per_block: int = 1,
+    norm_num_groups: int | None = None,
+    patience: int = 6,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    max_minutes: float | None = None,
+    num_threads: int | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict:
+    """Train the translator on ``data_dir/dataset.npz`` and write its artifacts; return the metrics.
+
+    adversarial: False trains the ablation (no discriminator; default out dir
+    ``checkpoints/translator_noadv``). beta: KL weight on the per-element KL (L1 is per pixel,
+    so 1e-4 keeps the latent informative while bounding its scale). adv_weight: lambda_adv;
+    0.01 is pix2pix's ratio of GAN to L1 weight (1 : 100). adv_warmup_epochs: L1 + KL only
+    before this epoch (default a quarter of ``epochs``); with ``max_minutes`` the adversarial
+    term also switches on once the same fraction of the time budget is spent, so a run cut
+    short by its budget is still adversarial. patience: epochs without a better eligible
+    validation score before stopping. norm_num_groups: GroupNorm groups (default: the largest
+    of 32, 16, 8, 4, 2, 1 dividing every block width).
+    """
+    t_start = time.perf_counter()
+    if epochs < 1 or batch_size < 1 or lr <= 0 or beta < 0 or adv_weight < 0 or patience < 1:
+        raise ValueError("epochs, batch_size and patience must be >= 1, lr > 0, beta and adv_weight >= 0")
+    if max_minutes is not None and max_minutes <= 0:
+        raise ValueError("max_minutes must be positive")
+    if out_dir is None:
+        out_dir = DEFAULT_OUT if adversarial else DEFAULT_OUT_NO_ADV
+    out_dir = Path(out_dir)
+    block_out_channels = tuple(int(c) for c in block_out_channels)
+    if norm_num_groups is None:
+        norm_num_groups = next(g for g in (32, 16, 8, 4, 2, 1) if all(c % g == 0 for c in block_out_channels))
+    warmup = max(1, epochs // 4) if adv_warmup_epochs is None else int(adv_warmup_epochs)
+    if warmup < 0:
+        raise ValueError("adv_warmup_epochs must be >= 0")
+    disc_lr = lr if disc_lr is None else disc_lr
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+    dev = device if isinstance(device, torch.device) else get_device(device)
+    accelerator = make_accelerator(dev)
+    dev = accelerator.device
+    gen = seed_everything(seed)
+
+    # float16 on the host halves memory (5,000 views at 64 x 64 are 0.65 GB instead of 1.3 GB);
+    # each batch is cast to float32 on the device.
+    data = load_afm_dataset(data_dir, dtype=np.float16)
+    train_idx, val_idx, test_idx = (data.indices(s) for s in ("train", "val", "test"))
+    if test_idx.size < 1:
+        raise ValueError(f"{data.path} has an empty test split")
+    stacks = torch.from_numpy(data.stacks)
+    descriptors = torch.from_numpy(data.descriptors)
+    weights = torch.from_numpy(_split_weights(data))
+    height, width = data.grid
+
+    model = AFMTranslator(
+        block_out_channels=block_out_channels,
+        layers_per_block=layers_per_block,
+        norm_num_groups=norm_num_groups,
+        sample_size=height,
+        descriptor_names=list(data.descriptor_names),
+    )
+    disc = None
+    if adversarial:
+        disc = PatchDiscriminator(base_channels=disc_channels, n_layers=disc_layers, norm=disc_norm, loss=gan_loss)
+        if min(height, width) < disc.min_grid():
+            raise ValueError(f"the {height} x {width} grid is too small for a {disc_layers}-layer discriminator "
+                             f"(needs {disc.min_grid()}); lower disc_layers")
+    # Adam with beta1 = 0.5 as in pix2pix / taming: less momentum keeps the two-player game from
+    # overshooting. The ablation uses the same optimiser so only the adversarial term differs.
+    opt_g = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.9))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.as_tensor(train_idx)), batch_size=batch_size, shuffle=True,
+        generator=gen)
+    if disc is not None:
+        opt_d = torch.optim.Adam(disc.parameters(), lr=disc_lr, betas=(0.5, 0.9))
+        model, disc, opt_g, opt_d, loader = accelerator.prepare(model, disc, opt_g, opt_d, loader)
+    else:
+        opt_d = None
+        model, opt_g, loader = accelerator.prepare(model, opt_g, loader)
+    raw_model: AFMTranslator = accelerator.unwrap_model(model)
+
+    history: dict[str, list] = {k: [] for k in (
+        "adversarial", "train_recon", "train_kl", "train_g_adv", "train_d_loss",
+        "val_vae", "val_recon", "val_kl", "val_l1_per_channel", "epoch_seconds")}
+    best: dict = {"score": math.inf, "epoch": -1, "state": None, "disc_state": None, "adversarial": False}
+    stopped, bad_epochs = "max_epochs", 0
+    budget_s = None if max_minutes is None else 60.0 * max_minutes
+    t_loop = time.perf_counter()
+    quiet = not progress or not accelerator.is_local_main_process
+
+    epoch_bar = tqdm(range(epochs), desc="translator" + ("" if adversarial else " (no adv)"),
+                     unit="epoch", disable=quiet)
+    for epoch in epoch_bar:
+        elapsed = time.perf_counter() - t_loop
+        if budget_s is not None and history["epoch_seconds"] and elapsed + max(history["epoch_seconds"]) > budget_s:
+            stopped = "max_minutes"
+            break
+        adv_on = adversarial and (epoch >= warmup or (
+            budget_s is not None and elapsed >= budget_s * warmup / epochs))
+        t_epoch = time.perf_counter()
+        model.train()
+        if disc is not None:
+            disc.train()
+        sums = {"recon": 0.0, "kl": 0.0, "g_adv": 0.0, "d_loss": 0.0}
+        seen = 0
+        batch_bar = tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=quiet)
+        for (b,) in batch_bar:
+            x = _batch(stacks, b, dev)
+            y = _batch(descriptors, b, dev)
+            w = weights[b.cpu()].to(dev)
+            out = model(x, sample_posterior=True)
+            losses = translator_loss(out, y, w, beta)
+            loss = losses["vae"]
+            g_adv = torch.zeros((), device=dev)
+            if adv_on:
+                fake = disc(x, out.descriptors)
+                g_adv = sum(generator_adversarial_loss(l, gan_loss, w) for l in (fake.grey, fake.type_map))
+                loss = loss + adv_weight * g_adv
+            opt_g.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            opt_g.step()
+
+            d_loss = torch.zeros((), device=dev)
+            if adv_on:
+                # Real and fake in one forward pass: under DDP a module may run forward once per backward.
+                logits = disc(torch.cat([x, x]), torch.cat([y, out.descriptors.detach()]))
+                n = x.shape[0]
+                d_loss = sum(discriminator_loss(l[:n], l[n:], gan_loss, w) for l in (logits.grey, logits.type_map))
+                # The generator step left gradients in the discriminator; they must not leak in.
+                opt_d.zero_grad(set_to_none=True)
+                accelerator.backward(d_loss)
+                opt_d.step()
+
+            seen += len(b)
+            for k, v in (("recon", losses["recon"]), ("kl", losses["kl"]), ("g_adv", g_adv), ("d_loss", d_loss)):
+                sums[k] += v.item() * len(b)
+            batch_bar.set_postfix(l1=f"{losses['recon'].item():.4f}",
+                                  **({"d": f"{d_loss.item():.3f}"} if adv_on else {}))
+        batch_bar.close()
+
+        val = _evaluate(raw_model, stacks, descriptors, weights, val_idx, dev, beta)
+        history["adversarial"].append(adv_on)
+        for k in sums:
+            history[f"train_{k}"].append(sums[k] / max(1, seen))
+        for k in ("vae", "recon", "kl", "l1_per_channel"):
+            history[f"val_{k}"].append(val[k])
+        history["epoch_seconds"].append(time.perf_counter() - t_epoch)
+        epoch_bar.set_postfix(val_l1=f"{val['recon']:.4f}", kl=f"{val['kl']:.3g}")
+
+        if not math.isfinite(val["vae"]):
+            stopped = "non_finite_loss"
+            break
+        # Once the adversarial term is on, earlier (warm-up) bests no longer count.
+        if adv_on and not best["adversarial"]:
+            best = {"score": math.inf, "epoch": -1, "state": None, "disc_state": None, "adversarial": True}
+            bad_epochs = 0
+        if val["vae"] < best["score"]:
+            best.update(score=val["vae"], epoch=epoch,
+                        state=copy.deepcopy({k: v.detach().cpu() for k, v in raw_model.state_dict().items()}),
+                        disc_state=(copy.deepcopy({k: v.detach().cpu() for k, v in
+                                                   accelerator.unwrap_model(disc).state_dict().items()})
+                                    if adv_on else None))
+            bad_epochs = 0
+        elif not adversarial or adv_on:  # warm-up epochs never count towards early stopping
+            bad_epochs += 1
+            if bad_epochs >= patience:
+                stopped = "early_stopping"
+                break
+    epoch_bar.close()
+    train_seconds = time.perf_counter() - t_loop
+    if best["state"] is None:
+        raise RuntimeError("training produced no finite validation loss; nothing to save")
+
+    metrics: dict = {}
+    if accelerator.is_main_process:
+        metrics = _finish(
+            raw_model, accelerator.unwrap_model(disc) if disc is not None else None, best, data, stacks,
+            descriptors, dev, out_dir, history=history, stopped=stopped, train_seconds=train_seconds,
+            seed=seed, t_start=t_start, command=command, adversarial=adversarial,
+            hyper={
+                "adversarial": adversarial, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                "disc_lr": disc_lr if adversarial else None, "beta": beta,
+                "adv_weight": adv_weight if adversarial else 0.0,
+                "adv_warmup_epochs": warmup if adversarial else None, "gan_loss": gan_loss if adversarial else None,
+                "patience": patience, "optimizer": "Adam(betas=(0.5, 0.9))", "max_minutes": max_minutes,
+                "device": str(dev), "num_processes": accelerator.num_processes,
+                "torch_threads": torch.get_num_threads(), "sample_weights": "inverse working-ion frequency",
+            })
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+def _finish(model: AFMTranslator, disc: PatchDiscriminator | None, best: dict, data: AFMDataset,
+            stacks: torch.Tensor, descriptors: torch.Tensor, dev: torch.device, out_dir: Path, *,
+            history: dict, stopped: str, train_seconds: float, seed: int, t_start: float,
+            command: str | None, adversarial: bool, hyper: dict) -> dict:
+    """Restore the best epoch, set the latent scaling factor, score the test split, write everything."""
+    model.load_state_dict(best["state"])
+    model.eval()
+    all_idx = np.arange(len(data))
+    mu = encode_means(model, stacks, all_idx, dev)
+    train_idx, val_idx, test_idx = (data.indices(s) for s in ("train", "val", "test"))
+    std = float(mu[train_idx].std())
+    if not (math.isfinite(std) and std > 0):
+        raise RuntimeError(f"train latents have standard deviation {std}; cannot set a scaling factor")
+    # Stable Diffusion's convention: the diffusion model sees mu * scaling_factor with unit variance.
+    model.register_to_config(scaling_factor=1.0 / std)
+
+    with torch.no_grad():
+        pred = np.concatenate([channels_last(model.decode(torch.as_tensor(mu[test_idx[i:i + EVAL_BATCH]], device=dev)))
+                               for i in range(0, len(test_idx), EVAL_BATCH)])
+    true = data.descriptors[test_idx].astype(np.float32)
+    test_metrics = translator_metrics(true, pred, data.descriptor_names, ions=data.working_ion[test_idx])
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    if disc is not None and best["disc_state"] is not None:
+        disc.load_state_dict(best["disc_state"])
+        disc.save_pretrained(out_dir / DISCRIMINATOR_SUBFOLDER)
+    np.savez_compressed(
+        out_dir / LATENTS_FILENAME,
+        mu=mu.astype(np.float16),
+        material=data.material,
+        rotation=data.rotation,
+        split=data.split,
+        working_ion=data.working_ion,
+        scaling_factor=np.float32(model.config.scaling_factor),
+    )
+    epochs_run = len(history["epoch_seconds"])
+    metrics = {
+        "adversarial": adversarial,
+        "adversarial_active_at_best": bool(best["adversarial"]),
+        "test": test_metrics,
+        "best_epoch": best["epoch"] + 1,
+        "best_val_score": best["score"],
+        "val_score": "ion-weighted L1 + beta * KL, posterior mean",
+        "epochs_run": epochs_run,
+        "stopped": stopped,
+        "seconds_per_epoch": float(np.mean(history["epoch_seconds"])),
+        # per epoch and training view, validation included: times N_train gives an epoch's cost
+        "seconds_per_train_view": float(np.sum(history["epoch_seconds"]) / max(1, epochs_run * len(train_idx))),
+        "train_seconds": train_seconds,
+        "scaling_factor": model.config.scaling_factor,
+        "latent_shape": list(mu.shape[1:]),
+        "parameters": {"translator": model.num_parameters(),
+                       **({"discriminator": disc.num_parameters()} if disc is not None else {})},
+        "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
+        "history": history,
+    }
+    if adversarial and not best["adversarial"]:
+        metrics["warning"] = "training ended before the adversarial term switched on; this is an L1 + KL model"
+    write_metrics(out_dir, metrics)
+    write_metadata(
+        out_dir,
+        command=command or f"train_translator({str(data.path)!r}, {str(out_dir)!r}, adversarial={adversarial})",
+        config={**hyper,
+                "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
+                "discriminator": ({k: v for k, v in disc.config.items() if not k.startswith("_")}
+                                  if disc is not None else None)},
+        seed=seed,
+        inputs=[data.path],
+        wall_time_s=time.perf_counter() - t_start,
+        extra={"artifact": "afm_translator" if adversarial else "afm_translator_noadv"},
+    )
+    return metrics
