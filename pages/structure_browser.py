@@ -12,18 +12,17 @@ import pandas as pd
 import streamlit as st
 
 from battgen.artifacts import flatten_metrics, format_metric_value
-from battgen.data.evaluate import MAX_ATOMS, check_structure, read_structure, structure_to_text
+from battgen.data.evaluate import MAX_ATOMS, check_structure, read_structure
 from battgen.data.export import to_csv_bytes
 from battgen.data.neighbors import nearest_by_composition, nearest_by_properties
 from battgen.data.properties import PROPERTIES, PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 from battgen.data.table import load_scaler, load_table, row_electrode, row_structure
+from battgen.ui.structure_panel import show_structure
 from battgen.viz import electrodes as viz
-from battgen.viz import structure3d
 
 ROOT = Path(__file__).resolve().parent.parent
 # The same variable as Home's: point the app at another results folder laid out like the repo.
 ARTIFACT_ROOT_ENV_VAR = "BATTGEN_ARTIFACT_ROOT"
-VIEWER_HEIGHT = 440
 NEIGHBOURS = 5
 STATE_LABELS = {"discharge": "Discharged", "charge": "Charged"}
 TABLE_COLUMNS = ["id", "working_ion", "formula_discharge", "formula_charge", "structure_type",
@@ -83,17 +82,6 @@ def table_voltage_profile(directory: str, version: int, material_id: str):
     return viz.voltage_profile_figure(row_electrode(row), label=row["formula_discharge"])
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def structure_outputs(cache_key: str, _structure, style: str) -> dict:
-    """Viewer HTML, lattice facts and CIF/POSCAR text of a structure, computed once per ``cache_key``."""
-    return {
-        "html": structure3d.structure_view_html(_structure, height=VIEWER_HEIGHT, style=style),
-        "facts": structure3d.lattice_facts(_structure),
-        "cif": structure_to_text(_structure, "cif"),
-        "poscar": structure_to_text(_structure, "poscar"),
-    }
-
-
 @st.cache_data(show_spinner=False, max_entries=16)
 def parse_upload(data: bytes, filename: str):
     return read_structure(data, filename)
@@ -127,29 +115,6 @@ def show_properties(properties: dict) -> None:
         value = viz.format_property(prop.name, properties[prop.name])
         unit = "" if prop.unit == "fraction" else f" {prop.unit}"  # "0.05 fraction" reads oddly
         column.metric(prop.label, value + unit, help=prop.axis_title)
-
-
-def show_structure(structure, *, cache_key: str, file_stem: str, key: str) -> None:
-    """3D view, lattice facts and CIF/POSCAR downloads of one structure."""
-    style = st.session_state.get(f"{key}_style", structure3d.STYLES[0])
-    outputs = structure_outputs(f"{cache_key}:{style}", structure, style)
-    view, facts = st.columns([3, 2])
-    with view:
-        problem = structure3d.viewer_script_problem()
-        if problem:
-            st.warning(problem)
-        else:
-            st.iframe(outputs["html"], height=VIEWER_HEIGHT)
-        st.caption("Drag to rotate, scroll to zoom; the box is the unit cell, atoms on its faces are "
-                   "shown on both sides.")
-    with facts:
-        st.table({"": list(outputs["facts"]), "value": list(outputs["facts"].values())}, hide_index=True)
-        st.radio("Style", structure3d.STYLES, horizontal=True, key=f"{key}_style")
-        cif, poscar = st.columns(2)
-        cif.download_button("CIF", outputs["cif"], file_name=f"{file_stem}.cif", mime="chemical/x-cif",
-                            icon=":material/download:", on_click="ignore", key=f"{key}_cif")
-        poscar.download_button("POSCAR", outputs["poscar"], file_name=f"{file_stem}.vasp", mime="text/plain",
-                               icon=":material/download:", on_click="ignore", key=f"{key}_poscar")
 
 
 def state_picker(formulas: dict[str, str], key: str) -> str:

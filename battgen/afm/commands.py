@@ -51,6 +51,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     _add_simulation_options(build)
     build.set_defaults(func=_build)
 
+    examples = commands.add_parser("export-examples",
+                                   help="test-split views with ground truth for the app (assets/afm/examples.npz)")
+    examples.add_argument("--data", default=DEFAULT_OUT, help="directory or file of the campaign's dataset.npz")
+    examples.add_argument("--out", default=None, help="default: assets/afm/examples.npz")
+    examples.add_argument("--per-ion", type=int, default=1)
+    examples.set_defaults(func=_export_examples)
+
 
 def _simulate(args) -> int:
     from pathlib import Path
@@ -92,5 +99,13 @@ def _build(args) -> int:
                         target_atoms=args.atoms)
     path = build_dataset(args.table, args.out, plan, workers=args.workers, scheduler=args.scheduler,
                          limit=args.limit, progress=not args.no_progress)
+    print(f"wrote {path}")
+    return 0
+
+
+def _export_examples(args) -> int:
+    from battgen.afm.examples import EXAMPLES_FILE, write_examples
+
+    path = write_examples(args.data, args.out or EXAMPLES_FILE, per_ion=args.per_ion)
     print(f"wrote {path}")
     return 0

@@ -116,14 +116,22 @@ def simulate_structure(
     candidates: int = 100,
     keep: int = 8,
     target_atoms: int = DEFAULT_TARGET_ATOMS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> MaterialViews:
-    """Cluster of ``structure``, its ``keep`` most informative of ``candidates`` views, simulated."""
+    """Cluster of ``structure``, its ``keep`` most informative of ``candidates`` views, simulated.
+
+    ``progress(done, total)`` is called after each view (a page shows it; a view takes ~1 s).
+    """
     ion = ion or infer_working_ion(structure)
     if ion not in {e.symbol for e in structure.composition.elements}:
         raise ValueError(f"working ion {ion} is not in {structure.composition.reduced_formula}")
     cluster = cut_cluster(structure, target_atoms=target_atoms)
     rotations, chosen, entropy = select_rotations(cluster.xyz, candidates, keep)
-    results = [simulator.simulate(cluster.xyz, cluster.Zs, r, ion=ion) for r in rotations]
+    results = []
+    for r in rotations:
+        results.append(simulator.simulate(cluster.xyz, cluster.Zs, r, ion=ion))
+        if progress is not None:
+            progress(len(results), len(rotations))
     return MaterialViews(
         cluster=cluster,
         ion=ion,

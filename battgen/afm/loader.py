@@ -69,6 +69,9 @@ class AFMDataset:
     split: np.ndarray  # (N,) str
     composition: np.ndarray | None  # (N, 112) float32, or None when the file has none
     path: Path
+    # (N,) electrode-table id of each view's material: indices alone break when the table is
+    # rebuilt in another order, ids do not. None for files without ``material_ids``.
+    material_id: np.ndarray | None = None
     descriptor_names: tuple[str, ...] = DESCRIPTOR_NAMES
 
     def __len__(self) -> int:
@@ -180,6 +183,7 @@ def load_afm_dataset(path: str | Path, dtype: type | np.dtype = np.float32) -> A
                 raise ValueError(f"{path}: '{keys[key]}' must have one entry per view, shape ({n},), got {arr.shape}")
             columns[key] = arr
         composition = z["composition"] if "composition" in files else None
+        material_ids = z["material_ids"].astype(str) if "material_ids" in files else None
         names = tuple(str(s) for s in z["descriptor_names"]) if "descriptor_names" in files else DESCRIPTOR_NAMES
 
     for key in ("material", "rotation"):
@@ -206,6 +210,13 @@ def load_afm_dataset(path: str | Path, dtype: type | np.dtype = np.float32) -> A
         if not np.isfinite(composition).all() or (composition < 0).any():
             raise ValueError(f"{path}: 'composition' must hold finite, non-negative atom counts")
 
+    material_id = None
+    if material_ids is not None:
+        index = columns["material"].astype(np.int64)
+        if index.min() < 0 or index.max() >= len(material_ids):
+            raise ValueError(f"{path}: 'material' indices run past the {len(material_ids)} 'material_ids'")
+        material_id = material_ids[index]
+
     return AFMDataset(
         stacks=stacks,
         descriptors=descriptors,
@@ -216,4 +227,5 @@ def load_afm_dataset(path: str | Path, dtype: type | np.dtype = np.float32) -> A
         composition=composition,
         path=path,
         descriptor_names=names,
+        material_id=material_id,
     )

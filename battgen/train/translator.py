@@ -390,6 +390,7 @@ def _finish(model: AFMTranslator, disc: PatchDiscriminator | None, best: dict, d
         split=data.split,
         working_ion=data.working_ion,
         scaling_factor=np.float32(model.config.scaling_factor),
+        **({} if data.material_id is None else {"material_id": data.material_id}),
     )
     epochs_run = len(history["epoch_seconds"])
     metrics = {

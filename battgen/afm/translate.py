@@ -1,0 +1,110 @@
+"""One AFM stack through the shipped models: descriptors, latent, composition and neighbours.
+
+What the AFM page and ``python -m battgen afm translate`` show for a stack, computed in one
+place: the translator's descriptors (posterior mean, so a stack always gives the same
+answer), its latent, the atom regressor's composition, and the dataset materials nearest by
+latent (``latents.npz`` of the translator checkpoint) and by composition.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from battgen.data.composition import formula_guess, top_elements
+
+LATENTS_FILENAME = "latents.npz"
+
+
+@dataclass
+class Translation:
+    descriptors: np.ndarray  # (H, W, 6) in [−1, 1]
+    mu: np.ndarray  # (4, h, w) unscaled posterior mean
+    composition: np.ndarray | None  # (112,) atom counts, None without an atom regressor
+
+    def top_elements(self, k: int = 8) -> list[tuple[str, float]]:
+        return [] if self.composition is None else top_elements(self.composition, k=k)
+
+    @property
+    def formula(self) -> str:
+        return "" if self.composition is None else formula_guess(self.composition)
+
+    def predictions_csv(self) -> bytes:
+        """Predicted atom count of every element above 0.05 atoms, largest first."""
+        rows = self.top_elements(k=112)
+        frame = pd.DataFrame(rows, columns=["element", "predicted_atoms"])
+        return frame.to_csv(index=False).encode()
+
+    def descriptors_npz(self) -> bytes:
+        from battgen.afm.simulate import DESCRIPTOR_NAMES
+
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, descriptors=self.descriptors.astype(np.float32),
+                            descriptor_names=np.array(DESCRIPTOR_NAMES), latent=self.mu.astype(np.float32),
+                            **({} if self.composition is None else {"composition": self.composition}))
+        return buffer.getvalue()
+
+
+def translate_stack(translator, stack: np.ndarray, atom_regressor=None) -> Translation:
+    """Descriptors, latent and (with a regressor) composition of one (H, W, 10) stack."""
+    import torch
+
+    stack = np.asarray(stack, np.float32)
+    expected = (translator.config.sample_size, translator.config.sample_size, translator.config.stack_channels)
+    if stack.shape != expected:
+        raise ValueError(f"the translator expects a {expected[0]}×{expected[1]}×{expected[2]} stack, "
+                         f"got {'×'.join(map(str, stack.shape))}; read uploads with target_shape="
+                         f"({expected[0]}, {expected[1]})")
+    if not np.isfinite(stack).all():
+        raise ValueError("the stack contains NaN or infinite values")
+    descriptors, mu = translator.translate(stack[None])
+    composition = None
+    if atom_regressor is not None:
+        with torch.no_grad():
+            counts = atom_regressor.predict_from_mu(torch.as_tensor(mu, device=atom_regressor.device))
+        composition = counts[0].float().cpu().numpy()
+    return Translation(descriptors[0], mu[0], composition)
+
+
+@dataclass
+class LatentIndex:
+    """Latent means of every dataset view, for nearest-material search."""
+
+    mu: np.ndarray  # (N, D) float32, flattened
+    material_id: np.ndarray  # (N,) str
+    rotation: np.ndarray
+    split: np.ndarray
+    working_ion: np.ndarray
+
+    @classmethod
+    def load(cls, path: str | Path, material_ids: list[str] | None = None) -> "LatentIndex":
+        """``latents.npz`` of a translator checkpoint; ``material_ids`` maps old files' indices."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / LATENTS_FILENAME
+        if not path.is_file():
+            raise ValueError(f"no latents at {path}; train the translator first")
+        with np.load(path, allow_pickle=False) as z:
+            mu = z["mu"].astype(np.float32).reshape(len(z["mu"]), -1)
+            if "material_id" in z.files:
+                ids = z["material_id"].astype(str)
+            elif material_ids is not None:
+                ids = np.asarray(material_ids, dtype=str)[z["material"]]
+            else:
+                raise ValueError(f"{path} names no material ids; pass the table's ids")
+            return cls(mu, ids, z["rotation"], z["split"].astype(str), z["working_ion"].astype(str))
+
+    def nearest(self, mu: np.ndarray, k: int = 5) -> pd.DataFrame:
+        """The ``k`` materials with a view closest to ``mu`` (Euclidean, per-dimension RMS)."""
+        target = np.asarray(mu, np.float32).reshape(1, -1)
+        if target.shape[1] != self.mu.shape[1]:
+            raise ValueError(f"latent has {target.shape[1]} values, the index {self.mu.shape[1]}")
+        distance = np.sqrt(((self.mu - target) ** 2).mean(axis=1))
+        frame = pd.DataFrame({"id": self.material_id, "rotation": self.rotation, "split": self.split,
+                              "latent_distance": distance})
+        best = frame.sort_values("latent_distance", kind="stable").drop_duplicates("id")
+        return best.head(k).reset_index(drop=True)

@@ -1,0 +1,331 @@
+"""AFM translation: a 3D force-map stack → height map, vdW spheres, atomic disks, type map, composition."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from battgen.afm.examples import load_examples
+from battgen.afm.io import read_stack
+from battgen.afm.translate import LatentIndex, translate_stack
+from battgen.artifacts import read_metrics
+from battgen.data.neighbors import nearest_by_composition
+from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
+from battgen.data.table import load_table, row_structure
+from battgen.ui.structure_panel import show_structure
+from battgen.viz import afm as viz
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACT_ROOT_ENV_VAR = "BATTGEN_ARTIFACT_ROOT"
+NEIGHBOURS = 5
+DEFAULT_GRID = 64
+SIMULATED_VIEWS = 4
+SOURCES = ("Example", "Upload", "Simulate from a structure")
+
+
+def artifact_root() -> Path:
+    return Path(os.environ.get(ARTIFACT_ROOT_ENV_VAR) or ROOT)
+
+
+@st.cache_resource(show_spinner="Loading the translation model…")
+def load_translator(path: str):
+    from battgen.device import get_device
+    from battgen.models.translator import AFMTranslator
+
+    return AFMTranslator.from_pretrained(path).to(get_device()).eval()
+
+
+@st.cache_resource(show_spinner="Loading the atom regressor…")
+def load_regressor(path: str):
+    from battgen.device import get_device
+    from battgen.models.atom_regressor import AtomRegressor
+
+    return AtomRegressor.from_pretrained(path).to(get_device()).eval()
+
+
+@st.cache_resource(show_spinner=False)
+def load_latent_index(path: str, table_ids: tuple[str, ...]) -> LatentIndex:
+    return LatentIndex.load(path, list(table_ids))
+
+
+@st.cache_resource(show_spinner="Loading the electrode table…")
+def load_electrodes(directory: str) -> pd.DataFrame:
+    return load_table(directory)
+
+
+@st.cache_resource(show_spinner=False)
+def load_example_stacks(formulas: tuple[tuple[str, str], ...]):
+    return load_examples(formulas=dict(formulas))
+
+
+@st.cache_resource(show_spinner="Starting the AFM simulator (OpenCL)…")
+def load_simulator(grid: int):
+    from battgen.afm.simulate import AFMSimulator, SimulationConfig
+
+    return AFMSimulator(SimulationConfig(grid=grid))
+
+
+def checkpoint(name: str) -> Path | None:
+    path = artifact_root() / "checkpoints" / name
+    return path if (path / "config.json").is_file() else None
+
+
+def model_status() -> tuple[object | None, object | None, str | None]:
+    """(translator, regressor, problem) — a missing model is a message, not an exception."""
+    translator_dir, regressor_dir = checkpoint("translator"), checkpoint("atom_regressor")
+    if translator_dir is None:
+        return None, None, ("No trained translator in `checkpoints/translator`: stacks can be loaded, "
+                            "viewed and simulated, but not translated. Train one with "
+                            "`python -m battgen train translator --data data/afm`.")
+    translator = load_translator(str(translator_dir))
+    regressor = load_regressor(str(regressor_dir)) if regressor_dir is not None else None
+    problem = None if regressor is not None else (
+        "No atom regressor in `checkpoints/atom_regressor`: descriptors are shown, the composition is not.")
+    return translator, regressor, problem
+
+
+def set_input(stack: np.ndarray, label: str, *, truth=None, composition=None, ion=None, notes=()) -> None:
+    st.session_state["afm_input"] = {"stack": stack, "label": label, "truth": truth,
+                                     "composition": composition, "ion": ion, "notes": list(notes)}
+
+
+st.set_page_config(page_title="AFM translation · BattGen", layout="wide")
+st.title("AFM translation")
+st.caption("A stack of frequency-shift maps at 10 tip heights goes in; the translation VAE draws what a "
+           "chemist reads from it (height map, van der Waals spheres, atomic disks, and a type map of "
+           "working ion / gas-phase elements / other elements), and the atom regressor predicts the "
+           "composition from the same latent.")
+
+table_dir = artifact_root() / "assets" / "electrodes"
+try:
+    table = load_electrodes(str(table_dir))
+except ValueError as exc:
+    table = None
+    st.warning(str(exc))
+translator, regressor, problem = model_status()
+if problem:
+    st.info(problem)
+grid = int(translator.config.sample_size) if translator is not None else DEFAULT_GRID
+formulas = {} if table is None else dict(zip(table["id"], table["formula_discharge"]))
+
+translate_tab, quality_tab = st.tabs(["Translate a stack", "Model quality"])
+
+with translate_tab:
+    source = st.radio("Stack from", SOURCES, horizontal=True, key="afm_source")
+
+    if source == "Example":
+        try:
+            examples = load_example_stacks(tuple(formulas.items()))
+        except ValueError as exc:
+            st.warning(str(exc))
+            examples = []
+        if examples:
+            labels = [e.label for e in examples]
+            choice = st.selectbox("Example (test-split materials the models never saw)", range(len(examples)),
+                                  format_func=labels.__getitem__, key="afm_example")
+            example = examples[choice]
+            set_input(example.stack, example.label, truth=example.descriptors, composition=example.composition,
+                      ion=example.working_ion, notes=[f"simulated with ppafm from `{example.material_id}`"])
+
+    elif source == "Upload":
+        files = st.file_uploader("Stack file(s): .npz/.npy, multi-page TIFF, Nanonis .3ds (or several .sxm, "
+                                 "one per height), Gwyddion .gwy", accept_multiple_files=True, key="afm_upload")
+        with st.expander("Reading options"):
+            key_column, axis_column, order_column = st.columns(3)
+            array_key = key_column.text_input("Array / channel (when the file has several)", key="afm_array_key")
+            axis = axis_column.selectbox("Height axis", ["auto", 0, 2], key="afm_axis",
+                                         format_func=lambda a: {"auto": "auto (smallest)", 0: "first (Z×H×W)",
+                                                                2: "last (H×W×Z)"}[a])
+            closest_first = order_column.checkbox("First map is the closest to the sample", key="afm_closest_first")
+        if files:
+            try:
+                result = read_stack(files if len(files) > 1 else files[0], array_key=array_key or None,
+                                    axis=None if axis == "auto" else axis, target_shape=(grid, grid),
+                                    closest_first=closest_first or None)
+            except ValueError as exc:
+                st.error(str(exc))
+                st.session_state.pop("afm_input", None)
+            else:
+                name = ", ".join(f.name for f in files)
+                set_input(result.stack, name, notes=[f"read as {result.format}, source shape "
+                                                     f"{'×'.join(map(str, result.source_shape))}", *result.operations])
+        else:
+            st.session_state.pop("afm_input", None)
+
+    else:
+        pick_column, upload_column = st.columns(2)
+        structure, structure_label, ion = None, None, None
+        if table is not None:
+            ids = table["id"].tolist()
+            material = pick_column.selectbox("Dataset material", ids, key="afm_material",
+                                             format_func=lambda i: f"{formulas[i]} · {i}")
+            row = table.loc[table["id"] == material].iloc[0]
+            structure, structure_label, ion = row_structure(row, "discharge"), f"{formulas[material]} · {material}", row["working_ion"]
+        cif = upload_column.file_uploader("…or your own structure (CIF or POSCAR)", key="afm_structure_upload")
+        if cif is not None:
+            from battgen.data.evaluate import read_structure
+
+            try:
+                structure, structure_label = read_structure(cif.getvalue(), cif.name), cif.name
+                present = [i for i in WORKING_IONS if i in {e.symbol for e in structure.composition.elements}]
+                ion = present[0] if len(present) == 1 else None
+            except ValueError as exc:
+                st.error(str(exc))
+                structure = None
+        if structure is not None:
+            ion_options = [i for i in WORKING_IONS if i in {e.symbol for e in structure.composition.elements}]
+            if not ion_options:
+                st.error(f"{structure.composition.reduced_formula} contains none of the working ions "
+                         f"({', '.join(WORKING_IONS)}); the type map needs one.")
+            else:
+                ion = st.selectbox("Working ion (blue in the type map)", ion_options,
+                                   index=ion_options.index(ion) if ion in ion_options else 0, key="afm_sim_ion")
+                if st.button("Simulate", type="primary", icon=":material/play_arrow:", key="afm_simulate"):
+                    from battgen.afm.dataset import simulate_structure
+
+                    bar = st.progress(0.0, text="starting the OpenCL simulator")
+                    try:
+                        views = simulate_structure(
+                            structure, load_simulator(grid), ion=ion, keep=SIMULATED_VIEWS,
+                            progress=lambda done, total: bar.progress(done / total, text=f"view {done} of {total}"))
+                    except ValueError as exc:
+                        st.error(str(exc))
+                    else:
+                        from battgen.data.composition import composition_vector
+
+                        st.session_state["afm_simulated"] = {"label": structure_label, "ion": ion, "views": views,
+                                                             "composition": composition_vector(structure)}
+                    bar.empty()
+        simulated = st.session_state.get("afm_simulated")
+        if simulated is not None:
+            views = simulated["views"]
+            view = st.radio("View (most informative first)", range(len(views.valid)), horizontal=True,
+                            key="afm_view", format_func=lambda k: f"{k + 1}{'' if views.valid[k] else ' (invalid)'}")
+            if not views.valid[view]:
+                st.warning(f"This view is invalid: {views.reasons[view]}")
+            set_input(views.stacks[view].astype(np.float32), f"{simulated['label']}, view {view + 1}",
+                      truth=views.descriptors[view].astype(np.float32), composition=simulated["composition"],
+                      ion=simulated["ion"],
+                      notes=[f"{len(views.cluster)}-atom cluster ({views.cluster.formula}), radius "
+                             f"{views.cluster.radius:.1f} Å, simulated in {views.seconds[view]:.2f} s"])
+
+    current = st.session_state.get("afm_input")
+    if current is None:
+        st.info("Choose an example, upload a stack or simulate one.")
+        st.stop()
+
+    stack = current["stack"]
+    st.subheader(current["label"])
+    for note in current["notes"]:
+        st.caption(note)
+    stack_column, strip_column = st.columns([2, 3])
+    with stack_column:
+        height_index = st.slider("Tip height (1 = farthest)", 1, stack.shape[2], stack.shape[2], key="afm_height") - 1
+        st.plotly_chart(viz.stack_figure(stack, height_index), key="afm_stack")
+    with strip_column:
+        st.plotly_chart(viz.stack_strip_figure(stack), key="afm_strip")
+
+    if translator is None:
+        st.stop()
+    try:
+        translation = translate_stack(translator, stack, regressor)
+    except ValueError as exc:
+        st.error(str(exc))
+        st.stop()
+
+    st.markdown("**Descriptors**")
+    st.plotly_chart(viz.descriptor_figure(translation.descriptors, current["truth"]), key="afm_descriptors")
+    st.caption(f"Type map: {viz.TYPE_MAP_LEGEND}.")
+    downloads = st.columns(3)
+    stem = Path(str(current["label"]).split(",")[0]).stem.replace(" ", "_").replace("·", "")
+    downloads[0].download_button("Descriptors (PNG)", viz.descriptors_png(translation.descriptors),
+                                 file_name=f"{stem}_descriptors.png", mime="image/png", on_click="ignore",
+                                 icon=":material/download:", key="afm_png")
+    downloads[1].download_button("Descriptors + latent (NPZ)", translation.descriptors_npz(),
+                                 file_name=f"{stem}_descriptors.npz", mime="application/octet-stream",
+                                 on_click="ignore", icon=":material/download:", key="afm_npz")
+
+    if translation.composition is not None:
+        downloads[2].download_button("Composition (CSV)", translation.predictions_csv(),
+                                     file_name=f"{stem}_composition.csv", mime="text/csv", on_click="ignore",
+                                     icon=":material/download:", key="afm_csv")
+        composition_column, formula_column = st.columns([3, 2])
+        truth = None
+        if current["composition"] is not None:
+            from battgen.data.composition import top_elements
+
+            truth = dict(top_elements(current["composition"], k=112))
+        with composition_column:
+            st.markdown("**Predicted composition** (atoms per formula cell)")
+            st.plotly_chart(viz.composition_figure(translation.top_elements(), truth=truth), key="afm_composition")
+        with formula_column:
+            st.metric("Formula guess", translation.formula or "—",
+                      help="Counts rounded to whole atoms; elements below half an atom are dropped.")
+            if truth:
+                from pymatgen.core import Composition
+
+                st.metric("True formula", Composition({k: v for k, v in truth.items()}).reduced_formula)
+
+    if table is not None:
+        st.markdown("**Nearest materials of the dataset**")
+        latent_column, composition_column = st.columns(2)
+        shown = ["id", "working_ion", "formula_discharge", *PROPERTY_NAMES[:2]]
+        neighbours = []
+        latents_dir = checkpoint("translator")
+        try:
+            index = load_latent_index(str(latents_dir), tuple(table["id"]))
+        except (ValueError, KeyError) as exc:
+            latent_column.caption(f"Latent search unavailable: {exc}")
+        else:
+            by_latent = index.nearest(translation.mu, NEIGHBOURS).merge(table, on="id", how="left")
+            latent_column.caption("By latent (closest view, RMS distance of the 4×h×w latent means)")
+            latent_column.dataframe(by_latent[shown + ["latent_distance"]], hide_index=True)
+            neighbours += by_latent["id"].tolist()
+        if translation.composition is not None:
+            by_composition = nearest_by_composition(table, translation.composition, k=NEIGHBOURS)
+            composition_column.caption("By predicted composition (fraction of atoms that differ)")
+            composition_column.dataframe(by_composition[shown + ["composition_distance"]], hide_index=True)
+            neighbours += by_composition["id"].tolist()
+        if neighbours:
+            chosen = st.selectbox("Show in 3D", list(dict.fromkeys(neighbours)), key="afm_neighbour",
+                                  format_func=lambda i: f"{formulas.get(i, i)} · {i}")
+            row = table.loc[table["id"] == chosen].iloc[0]
+            show_structure(row_structure(row, "discharge"), cache_key=f"afm:{chosen}",
+                           file_stem=f"{row['formula_discharge']}_{chosen}", key="afm_structure")
+
+with quality_tab:
+    rows = []
+    for name in ("translator", "translator_noadv"):
+        metrics = read_metrics(artifact_root() / "checkpoints" / name)
+        if metrics:
+            rows.append({"model": name, **{k: v for k, v in pd.json_normalize(metrics.get("test", {})).iloc[0].items()
+                                          if isinstance(v, (int, float))}})
+    if rows:
+        st.markdown("**Translator, test split** (adversarial vs the same network without discriminator)")
+        st.dataframe(pd.DataFrame(rows).set_index("model").T, key="afm_translator_metrics")
+    else:
+        st.info("No translator metrics yet.")
+    regressor_metrics = read_metrics(artifact_root() / "checkpoints" / "atom_regressor")
+    if regressor_metrics:
+        from battgen.eval.afm_metrics import PUBLISHED_ATOM_REGRESSOR
+
+        per_ion = regressor_metrics.get("test", {}).get("per_ion", {})
+        table_rows = [{"ion": ion, **{f"{k} (ours)": per_ion.get(ion, {}).get(k) for k in ("mae", "mse", "r2")},
+                       **{f"{k} (published)": PUBLISHED_ATOM_REGRESSOR.get(ion, {}).get(k) for k in ("mae", "mse", "r2")}}
+                      for ion in WORKING_IONS]
+        st.markdown("**Atom regressor, test split per working ion**")
+        st.dataframe(pd.DataFrame(table_rows), hide_index=True, key="afm_regressor_metrics")
+        predictions = artifact_root() / "checkpoints" / "atom_regressor" / "predictions.npz"
+        if predictions.is_file():
+            with np.load(predictions, allow_pickle=False) as z:
+                true, pred, ions = z["true"], z["pred"], z["working_ion"].astype(str)
+            left, right = st.columns(2)
+            left.plotly_chart(viz.count_violin_figure(true, pred, ions), key="afm_violin")
+            right.plotly_chart(viz.error_histogram_figure(true, pred), key="afm_errors")
+        with st.expander("metrics.json"):
+            st.code(json.dumps(regressor_metrics, indent=2)[:20000], language="json")
