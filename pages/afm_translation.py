@@ -59,8 +59,8 @@ def load_electrodes(directory: str) -> pd.DataFrame:
 
 
 @st.cache_resource(show_spinner=False)
-def load_example_stacks(formulas: tuple[tuple[str, str], ...]):
-    return load_examples(formulas=dict(formulas))
+def load_example_stacks(path: str, formulas: tuple[tuple[str, str], ...]):
+    return load_examples(path, formulas=dict(formulas))
 
 
 @st.cache_resource(show_spinner="Starting the AFM simulator (OpenCL)…")
@@ -120,7 +120,8 @@ with translate_tab:
 
     if source == "Example":
         try:
-            examples = load_example_stacks(tuple(formulas.items()))
+            examples = load_example_stacks(str(artifact_root() / "assets" / "afm" / "examples.npz"),
+                                           tuple(formulas.items()))
         except ValueError as exc:
             st.warning(str(exc))
             examples = []

@@ -46,4 +46,9 @@ def formula_guess(vector, threshold: float = 0.5) -> str:
     counts = {sym: n for sym, n in counts.items() if n > 0}
     if not counts:
         return ""
-    return Composition(counts).reduced_formula
+    import warnings
+
+    with warnings.catch_warnings():
+        # Noble gases and superheavy elements have no electronegativity to order the formula by.
+        warnings.simplefilter("ignore", UserWarning)
+        return Composition(counts).reduced_formula

@@ -7,6 +7,7 @@ command groups never pay for importing torch and diffusers.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 
 # sub-command -> (model kind for train_sei_model, default checkpoint directory, help)
@@ -238,7 +239,103 @@ def _register_afm(subparsers) -> None:
     p.set_defaults(func=_run_atom_regressor)
 
 
+SCREENING_DEFAULTS = {
+    "latents": f"{DEFAULT_TRANSLATOR}/latents.npz",
+    "translator": DEFAULT_TRANSLATOR,
+    "atom_regressor": "checkpoints/atom_regressor",
+    "out": "checkpoints/screening",
+}
+
+
+def _channels(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if len(values) < 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"need at least two positive channel counts, got {text!r}")
+    return values
+
+
+def _run_screening(args: argparse.Namespace) -> int:
+    from battgen.train.screening import train_screening
+
+    parts = ["python", "-m", "battgen", "train", "screening", "--latents", args.latents,
+             "--translator", args.translator, "--atom-regressor", args.atom_regressor, "--out", args.out,
+             "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+             "--cond-dropout", str(args.cond_dropout), "--ema-decay", str(args.ema_decay),
+             "--patience", str(args.patience), "--seed", str(args.seed)]
+    if args.table is not None:
+        parts += ["--table", args.table]
+    if args.channels is not None:
+        parts += ["--channels", ",".join(map(str, args.channels))]
+    if args.max_minutes is not None:
+        parts += ["--max-minutes", str(args.max_minutes)]
+    if args.device is not None:
+        parts += ["--device", args.device]
+    if args.threads is not None:
+        parts += ["--threads", str(args.threads)]
+
+    unet_config = None
+    if args.channels is not None:
+        # Attention on every level but the full-resolution one, as in the default; group norm
+        # needs a group count that divides every width.
+        unet_config = {"block_out_channels": args.channels,
+                       "attention_levels": (False,) + (True,) * (len(args.channels) - 1),
+                       "norm_num_groups": math.gcd(32, *args.channels),
+                       "attention_head_dim": min(32, min(args.channels))}
+    metrics = train_screening(
+        args.latents, args.table, args.out,
+        translator=args.translator, atom_regressor=args.atom_regressor,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, cond_dropout=args.cond_dropout,
+        max_minutes=args.max_minutes, seed=args.seed, ema_decay=args.ema_decay or None,
+        patience=args.patience or None, unet_config=unet_config, device=args.device,
+        num_threads=args.threads, progress=not args.no_progress, command=shlex.join(parts),
+    )
+    print(f"saved {args.out}: best epoch {metrics['best_epoch']}/{metrics['epochs_run']} "
+          f"({metrics['stopped']}), val loss {metrics['best_val_loss']:.4f}, "
+          f"{metrics['seconds_per_epoch']:.1f} s/epoch, {metrics['parameters'] / 1e6:.2f} M parameters")
+    test = metrics["test"]
+    if test:
+        print(f"test noise MSE {test['loss']:.4f} conditional, {test['loss_unconditional']:.4f} "
+              f"with the null condition (gain {test['condition_gain']:.4f})")
+    return 0
+
+
+def _register_screening(subparsers) -> None:
+    help_text = "screening model: property-conditioned latent diffusion U-Net (saves the whole pipeline)"
+    p = subparsers.add_parser("screening", help=help_text, description=help_text)
+    p.add_argument("--latents", default=SCREENING_DEFAULTS["latents"],
+                   help="latents.npz written by the translator's training (default %(default)s)")
+    p.add_argument("--table", default=None,
+                   help="electrode table directory (default: the shipped assets/electrodes)")
+    p.add_argument("--translator", default=SCREENING_DEFAULTS["translator"],
+                   help="AFMTranslator checkpoint directory (default %(default)s)")
+    p.add_argument("--atom-regressor", default=SCREENING_DEFAULTS["atom_regressor"],
+                   help="AtomRegressor checkpoint directory (default %(default)s)")
+    p.add_argument("--out", default=SCREENING_DEFAULTS["out"], help="pipeline directory (default %(default)s)")
+    p.add_argument("--epochs", type=_positive_int, default=100)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--lr", type=_positive_float, default=2e-4)
+    p.add_argument("--cond-dropout", type=float, default=0.1,
+                   help="probability of training on the null condition (classifier-free guidance)")
+    p.add_argument("--ema-decay", type=float, default=0.999, help="weight EMA decay; 0 disables the EMA")
+    p.add_argument("--patience", type=int, default=15,
+                   help="epochs without validation improvement before stopping; 0 never stops early")
+    p.add_argument("--channels", type=_channels, default=None,
+                   help="U-Net block widths, e.g. 32,64,64 for a faster CPU run (default 64,128,128)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=_positive_float, default=None,
+                   help="wall-clock budget for the training loop")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    p.set_defaults(func=_run_screening)
+
+
+
 def register(subparsers) -> None:
     """Add the ``train`` sub-commands to ``subparsers`` (from ``battgen.cli``)."""
     _register_sei(subparsers)
     _register_afm(subparsers)
+    _register_screening(subparsers)

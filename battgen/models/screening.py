@@ -1,0 +1,479 @@
+"""Screening model: a latent diffusion U-Net conditioned on battery properties, and its pipeline.
+
+As published (Rajagopal et al., Batteries & Supercaps 2025), the screening model denoises in the
+latent space of the AFM translation VAE and is conditioned on seven battery properties: the six
+continuous ones of :data:`battgen.data.properties.PROPERTY_NAMES`, min-max scaled to [0, 1], and
+the working ion. Here the condition vector is
+
+    [6 scaled properties, 10-ion one-hot (order of WORKING_IONS), 1 "condition present" flag]
+
+(17 numbers). The flag makes the all-zero vector a distinct *null* condition, which the model
+learns through condition dropout and which classifier-free guidance contrasts against; without it
+"no condition" would be indistinguishable from a request for all properties at their minimum.
+
+The vector enters diffusers' :class:`~diffusers.UNet2DConditionModel` through
+``class_embed_type="projection"``: an MLP maps it to the time-embedding width and it is added to
+the time embedding, which every resnet of every down, mid and up block receives (with
+``resnet_time_scale_shift="scale_shift"`` as a per-channel scale and shift of the normalised
+features, the FiLM/AdaGN conditioning of improved DDPM). That is the paper's "condition at the
+start of every block", without cross-attention: the condition is one vector, not a sequence, so
+cross-attention over one token would only re-learn a projection. ``UNet2DModel`` cannot be used
+because it offers no projection class embedding for continuous conditions.
+
+:class:`BattGenScreeningPipeline` bundles the U-Net, its noise scheduler, the translator (latent ->
+descriptor images) and the atom regressor (latent -> composition vector) so one
+``save_pretrained`` directory turns a property request into candidate materials. The property
+ranges and the ion list are stored in the pipeline's ``model_index.json``, so a saved pipeline
+scales physical requests itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    SchedulerMixin,
+    UNet2DConditionModel,
+)
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
+
+# Length of the condition vector: properties, ion one-hot, "condition present" flag.
+CONDITION_DIM = len(PROPERTY_NAMES) + len(WORKING_IONS) + 1
+
+# The published DDPM setup (diffusers defaults): T = 1000, beta linear 1e-4 -> 0.02.
+NUM_TRAIN_TIMESTEPS = 1000
+BETA_START, BETA_END = 1e-4, 0.02
+
+SCHEDULER_NAMES = ("ddpm", "ddim", "dpm++")
+OUTPUT_TYPES = ("np", "pt")
+
+
+def make_training_scheduler() -> DDPMScheduler:
+    """The DDPM noise schedule the screening U-Net is trained with (and the pipeline stores)."""
+    return DDPMScheduler(
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        beta_start=BETA_START,
+        beta_end=BETA_END,
+        beta_schedule="linear",
+        prediction_type="epsilon",
+        # Scaled VAE latents have unit-ish variance, so |x0| > 1 is normal: the image-space
+        # default of clipping the predicted x0 to [-1, 1] would distort every sample.
+        clip_sample=False,
+        # Few-step samplers start from pure noise; "trailing" spacing labels that start t = T-1,
+        # whereas "leading" would call it t = T - T/steps (950 of 1000 for 20 steps), a level at
+        # which the U-Net expects some signal left in its input.
+        timestep_spacing="trailing",
+    )
+
+
+def make_scheduler(name: str, config: Mapping[str, Any]) -> SchedulerMixin:
+    """A fresh sampler ``name`` ("ddpm", "ddim", "dpm++") with the noise schedule of ``config``."""
+    if name == "ddpm":
+        return DDPMScheduler.from_config(config)
+    if name == "ddim":
+        return DDIMScheduler.from_config(config)
+    if name == "dpm++":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++")
+    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)} "
+                     "or pass a diffusers scheduler instance")
+
+
+def build_screening_unet(
+    sample_size: int | tuple[int, int] = 16,
+    in_channels: int = 4,
+    block_out_channels: Sequence[int] = (64, 128, 128),
+    attention_levels: Sequence[bool] = (False, True, True),
+    layers_per_block: int = 1,
+    attention_head_dim: int = 32,
+    norm_num_groups: int = 32,
+    condition_dim: int = CONDITION_DIM,
+) -> UNet2DConditionModel:
+    """A small property-conditioned U-Net on ``in_channels`` x ``sample_size`` latents.
+
+    ``attention_levels[i]`` puts self-attention into level ``i`` (AttnDown/AttnUpBlock2D); the
+    16x16 level goes without, where attention costs most and helps least. The mid block is a
+    single resnet (``UNetMidBlock2D`` as UNet2DConditionModel builds it, without attention).
+    Defaults: 4.6 M parameters, sized to train on two CPU cores.
+    """
+    if len(attention_levels) != len(block_out_channels):
+        raise ValueError("attention_levels needs one flag per entry of block_out_channels")
+    if any(c % norm_num_groups for c in block_out_channels):
+        raise ValueError(f"every block_out_channels entry must be divisible by norm_num_groups={norm_num_groups}")
+    sizes = (sample_size, sample_size) if isinstance(sample_size, int) else tuple(sample_size)
+    factor = 2 ** (len(block_out_channels) - 1)
+    if any(s % factor for s in sizes):
+        raise ValueError(f"latent size {sizes} must be divisible by {factor} for {len(block_out_channels)} levels")
+    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels)
+    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels))
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        down_block_types=down,
+        mid_block_type="UNetMidBlock2D",
+        up_block_types=up,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=layers_per_block,
+        attention_head_dim=attention_head_dim,
+        norm_num_groups=norm_num_groups,
+        # Required by the constructor, used by no block here (there is no cross-attention).
+        cross_attention_dim=block_out_channels[-1],
+        class_embed_type="projection",
+        projection_class_embeddings_input_dim=condition_dim,
+        resnet_time_scale_shift="scale_shift",
+    )
+
+
+def screening_condition(properties_scaled, ions: str | Sequence[str],
+                        working_ions: Sequence[str] = WORKING_IONS,
+                        n_properties: int = len(PROPERTY_NAMES)) -> np.ndarray:
+    """(N, 17) float32 condition rows from (N, 6) scaled properties and N ion names.
+
+    One ion name with one (6,) property row gives shape (17,). Scaled values are not clipped: a
+    request outside the training ranges stays visible as such (see :class:`PropertyScaler`).
+    """
+    props = np.asarray(properties_scaled, np.float32)
+    single = props.ndim == 1
+    props = np.atleast_2d(props)
+    names = [ions] * len(props) if isinstance(ions, str) else list(ions)
+    if props.ndim != 2 or props.shape[1] != n_properties or len(names) != len(props):
+        raise ValueError(f"expected (N, {n_properties}) scaled properties and N ions, "
+                         f"got {props.shape} and {len(names)} ions")
+    ion_list = list(working_ions)
+    out = np.zeros((len(props), n_properties + len(ion_list) + 1), np.float32)
+    out[:, :n_properties] = props
+    for row, ion in enumerate(names):
+        if ion not in ion_list:
+            raise ValueError(f"unknown working ion {ion!r}; choose one of {', '.join(ion_list)}")
+        out[row, n_properties + ion_list.index(ion)] = 1.0
+    out[:, -1] = 1.0
+    return out[0] if single else out
+
+
+def null_condition(batch: int, dim: int = CONDITION_DIM, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The unconditional input of classifier-free guidance: all zeros, flag off."""
+    return torch.zeros((batch, dim), device=device, dtype=dtype)
+
+
+def _module_dtype(module: torch.nn.Module) -> torch.dtype:
+    """dtype of a module's first parameter (float32 for parameter-free stand-ins)."""
+    return next((p.dtype for p in module.parameters()), torch.float32)
+
+
+def _as_tensor_output(result) -> torch.Tensor:
+    """Duck-typed model output -> tensor: a tensor, a BaseOutput with ``sample``, or a tuple."""
+    if isinstance(result, torch.Tensor):
+        return result
+    if getattr(result, "sample", None) is not None:
+        return result.sample
+    if isinstance(result, (tuple, list)) and result and isinstance(result[0], torch.Tensor):
+        return result[0]
+    raise TypeError(f"expected a tensor from the model, got {type(result).__name__}")
+
+
+@dataclass
+class BattGenScreeningOutput(BaseOutput):
+    """What :meth:`BattGenScreeningPipeline.__call__` returns (numpy arrays or tensors).
+
+    descriptors: (B, H, W, 6) decoded descriptor images in [-1, 1].
+    compositions: (B, 112) non-negative predicted atom counts by atomic number.
+    latents: (B, 4, h, w) generated latents, unscaled (comparable to ``latents.npz`` ``mu``).
+    condition: (17,) the condition vector the U-Net was given.
+    """
+
+    descriptors: np.ndarray | torch.Tensor
+    compositions: np.ndarray | torch.Tensor
+    latents: np.ndarray | torch.Tensor
+    condition: np.ndarray | torch.Tensor
+
+
+class BattGenScreeningPipeline(DiffusionPipeline):
+    """Property request -> candidate descriptor images, compositions and latents.
+
+    Components: ``unet`` (:func:`build_screening_unet`), ``scheduler`` (the DDPM training
+    schedule; other samplers are derived from its config), ``translator`` (anything with
+    ``decode(z) -> (B, 6, H, W)`` and ``config.scaling_factor``, i.e. ``AFMTranslator``) and
+    ``atom_regressor`` (``predict_from_mu``: unscaled latents to (B, 112) counts, i.e.
+    ``AtomRegressor``). The U-Net works on latents multiplied by the translator's
+    ``scaling_factor``; everything the pipeline returns or accepts as ``latents`` output is
+    unscaled.
+    """
+
+    model_cpu_offload_seq = "unet->translator->atom_regressor"
+
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        scheduler: SchedulerMixin,
+        translator: torch.nn.Module,
+        atom_regressor: torch.nn.Module,
+        property_names: list[str] | tuple[str, ...] = PROPERTY_NAMES,
+        property_low: list[float] | tuple[float, ...] | None = None,
+        property_high: list[float] | tuple[float, ...] | None = None,
+        working_ions: list[str] | tuple[str, ...] = WORKING_IONS,
+    ):
+        super().__init__()
+        expected = len(property_names) + len(working_ions) + 1
+        if (unet.config.class_embed_type != "projection"
+                or unet.config.projection_class_embeddings_input_dim != expected):
+            raise ValueError(f"the U-Net must take a {expected}-long projection class embedding "
+                             "(build it with build_screening_unet)")
+        for name, values in (("property_low", property_low), ("property_high", property_high)):
+            if values is not None and len(values) != len(property_names):
+                raise ValueError(f"{name} needs one value per property ({len(property_names)})")
+        if (property_low is None) != (property_high is None):
+            raise ValueError("give both property_low and property_high, or neither")
+        if getattr(getattr(translator, "config", None), "scaling_factor", None) is None:
+            raise ValueError("the translator needs a config.scaling_factor (its latent scaling)")
+        # Inference only: eval mode also fixes the numerics (CPU attention kernels differ between
+        # train and eval mode), so a pipeline built here and one loaded with from_pretrained
+        # give bit-identical candidates for the same generator.
+        for module in (unet, translator, atom_regressor):
+            module.eval()
+        self.register_modules(unet=unet, scheduler=scheduler, translator=translator,
+                              atom_regressor=atom_regressor)
+        # Stored in model_index.json and handed back to __init__ by from_pretrained, which is
+        # what makes a saved pipeline self-describing.
+        self.register_to_config(
+            property_names=list(property_names),
+            property_low=None if property_low is None else [float(v) for v in property_low],
+            property_high=None if property_high is None else [float(v) for v in property_high],
+            working_ions=list(working_ions),
+        )
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "BattGenScreeningPipeline":
+        """Load a saved pipeline; BattGen's own component modules are imported first.
+
+        diffusers records a component from outside its known libraries under its full module
+        path (``["battgen.models.translator", "AFMTranslator"]``) and, at load time, only looks
+        that module up in ``sys.modules`` instead of importing it. Importing it here, and only
+        for modules inside the ``battgen`` package, makes loading work in a fresh process
+        without executing any module a foreign model_index.json might name.
+        """
+        index = Path(pretrained_model_name_or_path) / cls.config_name
+        if index.is_file():
+            for value in json.loads(index.read_text()).values():
+                if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+                        and value[0].startswith("battgen.")):
+                    importlib.import_module(value[0])
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    # ------------------------------------------------------------------ description
+    @property
+    def property_scaler(self) -> PropertyScaler | None:
+        """The scaling of physical property values stored with the pipeline (None if absent)."""
+        if self.config.property_low is None:
+            return None
+        return PropertyScaler(tuple(self.config.property_low), tuple(self.config.property_high),
+                              tuple(self.config.property_names))
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.translator.config.scaling_factor)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        size = self.unet.config.sample_size
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        return int(self.unet.config.in_channels), int(h), int(w)
+
+    # ------------------------------------------------------------------ inputs
+    def scale_properties(self, properties, *, scaled: bool = False,
+                         property_scaler: PropertyScaler | None = None) -> np.ndarray:
+        """Validated (P,) float32 scaled property vector from a dict or a sequence of P values.
+
+        A dict must name exactly the pipeline's properties. ``scaled=False`` means physical
+        units (V, mAh/g, ...), scaled with ``property_scaler`` or the stored ranges.
+        """
+        names = list(self.config.property_names)
+        if isinstance(properties, Mapping):
+            missing = [n for n in names if n not in properties]
+            unknown = [k for k in properties if k not in names]
+            if missing or unknown:
+                raise ValueError(f"properties must name exactly {', '.join(names)}"
+                                 + (f"; missing {', '.join(missing)}" if missing else "")
+                                 + (f"; unknown {', '.join(map(str, unknown))}" if unknown else ""))
+            values = [properties[n] for n in names]
+        else:
+            values = properties
+        try:
+            values = np.asarray(values, np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"properties must be numbers: {exc}") from exc
+        if values.shape != (len(names),):
+            raise ValueError(f"expected {len(names)} property values ({', '.join(names)}), "
+                             f"got shape {values.shape}")
+        if not np.isfinite(values).all():
+            bad = [n for n, v in zip(names, values) if not np.isfinite(v)]
+            raise ValueError(f"property values must be finite; got NaN or inf for {', '.join(bad)}")
+        if scaled:
+            return values.astype(np.float32)
+        scaler = property_scaler or self.property_scaler
+        if scaler is None:
+            raise ValueError("this pipeline stores no property ranges: pass property_scaler, "
+                             "or scaled values with scaled=True")
+        if list(scaler.names) != names:
+            raise ValueError(f"property_scaler covers {list(scaler.names)}, the model expects {names}")
+        return scaler.transform(values)
+
+    def condition_vector(self, properties, working_ion: str, *, scaled: bool = False,
+                         property_scaler: PropertyScaler | None = None) -> np.ndarray:
+        """The (17,) condition vector of one request."""
+        if not isinstance(working_ion, str) or working_ion not in self.config.working_ions:
+            raise ValueError(f"unknown working ion {working_ion!r}; choose one of "
+                             f"{', '.join(self.config.working_ions)}")
+        props = self.scale_properties(properties, scaled=scaled, property_scaler=property_scaler)
+        return screening_condition(props, working_ion, tuple(self.config.working_ions), len(props))
+
+    def get_scheduler(self, scheduler: str | SchedulerMixin | None = None) -> SchedulerMixin:
+        """A sampler for one call: a name, an instance (used as given), or None (a fresh copy of
+        the stored scheduler, so concurrent calls never share step state)."""
+        if scheduler is None:
+            return type(self.scheduler).from_config(self.scheduler.config)
+        if isinstance(scheduler, str):
+            return make_scheduler(scheduler, self.scheduler.config)
+        if isinstance(scheduler, SchedulerMixin):
+            return scheduler
+        raise ValueError(f"scheduler must be a name ({', '.join(SCHEDULER_NAMES)}), a diffusers "
+                         f"scheduler or None, got {type(scheduler).__name__}")
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def denoise(
+        self,
+        conditions: torch.Tensor,
+        *,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 2.0,
+        generator: torch.Generator | None = None,
+        scheduler: str | SchedulerMixin | None = None,
+        latents: torch.Tensor | None = None,
+        progress_callback: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """Run the reverse diffusion for (B, 17) ``conditions``; return unscaled (B, 4, h, w) latents.
+
+        ``latents`` is the initial noise (B, 4, h, w); by default drawn from ``generator``.
+        Guidance mixes conditional and null-condition noise predictions of one batched U-Net
+        call: eps = eps_null + g (eps_cond - eps_null); with g = 1 only the conditional half runs.
+        """
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) \
+                or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        sampler = self.get_scheduler(scheduler)
+        if num_inference_steps > sampler.config.num_train_timesteps:
+            raise ValueError(f"num_inference_steps must be at most {sampler.config.num_train_timesteps} "
+                             f"(the training timesteps), got {num_inference_steps}")
+        guidance_scale = float(guidance_scale)
+        if not math.isfinite(guidance_scale) or guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale}")
+        device, dtype = self._execution_device, self.unet.dtype
+        conditions = torch.as_tensor(conditions, dtype=dtype, device=device)
+        dim = self.unet.config.projection_class_embeddings_input_dim
+        if conditions.ndim != 2 or conditions.shape[1] != dim or len(conditions) < 1:
+            raise ValueError(f"conditions must have shape (B >= 1, {dim}), got {tuple(conditions.shape)}")
+        shape = (len(conditions), *self.latent_shape)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            if tuple(latents.shape) != shape:
+                raise ValueError(f"initial latents must have shape {shape}, got {tuple(latents.shape)}")
+            latents = latents.to(device=device, dtype=dtype)
+        sampler.set_timesteps(int(num_inference_steps), device=device)
+        latents = latents * sampler.init_noise_sigma
+
+        guided = guidance_scale != 1.0
+        model_conditions = torch.cat([conditions, null_condition(len(conditions), dim, device, dtype)]) \
+            if guided else conditions
+        timesteps = sampler.timesteps
+        with self.progress_bar(total=len(timesteps)) as bar:
+            for i, t in enumerate(timesteps):
+                model_input = torch.cat([latents, latents]) if guided else latents
+                model_input = sampler.scale_model_input(model_input, t)
+                # encoder_hidden_states is a required argument of UNet2DConditionModel.forward, but
+                # no block of this U-Net has cross-attention, so nothing reads it.
+                eps = self.unet(model_input, t, encoder_hidden_states=None,
+                                class_labels=model_conditions).sample
+                if guided:
+                    eps_cond, eps_null = eps.chunk(2)
+                    eps = eps_null + guidance_scale * (eps_cond - eps_null)
+                latents = sampler.step(eps, t, latents, generator=generator).prev_sample
+                bar.update()
+                if progress_callback is not None:
+                    progress_callback(i + 1, len(timesteps))
+        return latents / self.scaling_factor
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unscaled latents -> ((B, 6, H, W) descriptors in [-1, 1], (B, 112) counts >= 0)."""
+        latents = latents.to(device=self._execution_device)
+        descriptors = _as_tensor_output(self.translator.decode(latents.to(_module_dtype(self.translator))))
+        compositions = _as_tensor_output(self.atom_regressor.predict_from_mu(
+            latents.to(_module_dtype(self.atom_regressor))))
+        # The decoder ends in tanh and the regressor in softplus; clamping only guards stand-ins
+        # and rounding, so the documented ranges hold whatever component is plugged in.
+        return descriptors.clamp(-1.0, 1.0), compositions.clamp_min(0.0)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        properties: Mapping[str, float] | Sequence[float] | np.ndarray,
+        working_ion: str,
+        num_candidates: int = 4,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 2.0,
+        generator: torch.Generator | None = None,
+        scheduler: str | SchedulerMixin | None = None,
+        property_scaler: PropertyScaler | None = None,
+        scaled: bool = False,
+        latents: torch.Tensor | None = None,
+        progress_callback: Callable[[int, int], None] | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+    ) -> BattGenScreeningOutput | tuple:
+        """Generate ``num_candidates`` materials for one property request.
+
+        properties: the six properties as a dict by name or a sequence in PROPERTY_NAMES order,
+            physical units unless ``scaled=True`` (then already min-max scaled to [0, 1]).
+        working_ion: one of the pipeline's ``working_ions``.
+        generator: seeds the initial noise (which decides the candidate) and stochastic steps.
+        scheduler: "ddpm", "ddim", "dpm++", a scheduler instance, or None for the stored DDPM
+            schedule; fast samplers ("dpm++", "ddim") need 20-50 steps, DDPM many more.
+        property_scaler: physical -> scaled mapping; default the ranges stored with the pipeline.
+        latents: optional initial noise (num_candidates, 4, h, w), e.g. to compare requests.
+        progress_callback: called as ``callback(step, total)`` after every denoising step.
+        output_type: "np" (numpy arrays) or "pt" (tensors on the pipeline's device).
+        """
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        if isinstance(num_candidates, bool) or not isinstance(num_candidates, (int, np.integer)) or num_candidates < 1:
+            raise ValueError(f"num_candidates must be an integer >= 1, got {num_candidates!r}")
+        condition = self.condition_vector(properties, working_ion, scaled=scaled, property_scaler=property_scaler)
+        conditions = torch.as_tensor(condition).unsqueeze(0).repeat(int(num_candidates), 1)
+        z = self.denoise(conditions, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                         generator=generator, scheduler=scheduler, latents=latents,
+                         progress_callback=progress_callback)
+        descriptors, compositions = self.decode_latents(z)
+        descriptors = descriptors.permute(0, 2, 3, 1)
+        outputs = [descriptors, compositions, z, torch.as_tensor(condition)]
+        if output_type == "np":
+            outputs = [t.detach().float().cpu().numpy() for t in outputs]
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return tuple(outputs)
+        return BattGenScreeningOutput(*outputs)

@@ -1,0 +1,448 @@
+"""Train the screening model: a property-conditioned DDPM in the AFM translator's latent space.
+
+``train_screening(latents_path, table_dir, out_dir, translator=..., atom_regressor=...)`` reads
+
+* ``latents.npz`` written by the translator's training: ``mu`` (N, 4, h, w) unscaled latent
+  means, ``scaling_factor``, ``material`` (row of the electrode table), ``working_ion`` and
+  ``split`` (train / val / test) per latent;
+* the electrode table (``battgen.data.table``): the six properties of each material, scaled to
+  [0, 1] with the table's ``ranges.json`` (the scaling every BattGen model shares),
+
+trains :func:`battgen.models.screening.build_screening_unet` to predict the noise of the
+published DDPM schedule (T = 1000, beta linear 1e-4 -> 0.02) with an MSE in which every working
+ion weighs the same (inverse-frequency sample weights: Li rows outnumber Cs rows by orders of
+magnitude), drops the condition to the null vector with probability ``cond_dropout`` so the
+model also learns the unconditional score classifier-free guidance needs, keeps an optional EMA
+of the weights, and keeps the weights with the best validation loss. The validation loss uses
+noise and timesteps fixed once per sample, so epochs are compared on the same draws.
+
+``out_dir`` then holds the whole :class:`~battgen.models.screening.BattGenScreeningPipeline`
+(``model_index.json``, ``unet/``, ``scheduler/``, ``translator/``, ``atom_regressor/``) plus
+``metrics.json`` and ``metadata.json``. Device placement (CPU, one or several GPUs) goes through
+``accelerate``; run under ``accelerate launch`` for several GPUs.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from battgen.artifacts import write_metadata, write_metrics
+from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
+from battgen.data.splits import inverse_frequency_weights
+from battgen.data.table import load_scaler, load_table, table_path
+from battgen.device import get_device
+from battgen.models.screening import (
+    BattGenScreeningPipeline,
+    build_screening_unet,
+    make_training_scheduler,
+    null_condition,
+    screening_condition,
+)
+from battgen.train.sei_prvae import seed_everything
+
+EVAL_BATCH = 256
+LATENT_KEYS = ("mu", "scaling_factor", "material", "working_ion", "split")
+# Relative tolerance between the scaling factor the latents were written with and the one the
+# translator decodes with; a mismatch would make every generated latent decode at the wrong scale.
+SCALING_RTOL = 1e-4
+
+
+@dataclass
+class ScreeningData:
+    """Scaled latents and their condition vectors, as the U-Net sees them."""
+
+    latents: np.ndarray  # (N, C, h, w) float32, mu * scaling_factor
+    conditions: np.ndarray  # (N, 17) float32
+    ions: np.ndarray  # (N,) str
+    split: np.ndarray  # (N,) str
+    scaling_factor: float
+    scaler: PropertyScaler
+
+    def indices(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.split == split)
+
+
+def load_screening_data(latents_path: str | Path, table_dir: str | Path | None = None) -> ScreeningData:
+    """Join ``latents.npz`` with the electrode table's properties; check that the two agree.
+
+    ``table_dir`` defaults to the shipped table (``assets/electrodes``).
+    """
+    latents_path = Path(latents_path)
+    if not latents_path.is_file():
+        raise ValueError(f"no latents file at {latents_path}; train the AFM translator first")
+    with np.load(latents_path, allow_pickle=False) as npz:
+        missing = [k for k in LATENT_KEYS if k not in npz.files]
+        if missing:
+            raise ValueError(f"{latents_path} lacks {', '.join(missing)} (has {', '.join(npz.files)})")
+        mu = npz["mu"].astype(np.float32)
+        scaling_factor = float(npz["scaling_factor"])
+        material = npz["material"].astype(np.int64)
+        ions = npz["working_ion"].astype(str)
+        split = npz["split"].astype(str)
+    n = len(mu)
+    if mu.ndim != 4 or n == 0:
+        raise ValueError(f"mu must be a non-empty (N, C, h, w) array, got {mu.shape}")
+    if not (material.shape == ions.shape == split.shape == (n,)):
+        raise ValueError("material, working_ion and split must hold one entry per latent")
+    if not np.isfinite(mu).all() or not math.isfinite(scaling_factor) or scaling_factor <= 0:
+        raise ValueError(f"{latents_path} holds non-finite latents or a non-positive scaling_factor")
+    unknown = sorted(set(ions) - set(WORKING_IONS))
+    if unknown:
+        raise ValueError(f"{latents_path} names unknown working ions {unknown}")
+
+    table = load_table(table_dir)
+    scaler = load_scaler(table_dir)
+    if material.min() < 0 or material.max() >= len(table):
+        raise ValueError(f"material indices run to {material.max()}, the table has {len(table)} rows")
+    rows = table.iloc[material]
+    table_ions = rows["working_ion"].astype(str).to_numpy()
+    clash = np.flatnonzero(table_ions != ions)
+    if len(clash):
+        i = clash[0]
+        raise ValueError(f"{len(clash)} latents disagree with the table on the working ion "
+                         f"(first: latent {i} says {ions[i]}, table row {material[i]} says {table_ions[i]}); "
+                         "were the latents written from another table?")
+    props = rows[list(PROPERTY_NAMES)].to_numpy(np.float64)
+    if not np.isfinite(props).all():
+        raise ValueError("the table has non-finite properties for some of the latents' materials")
+    conditions = screening_condition(scaler.transform(props), list(ions))
+    return ScreeningData(latents=mu * scaling_factor, conditions=conditions, ions=ions, split=split,
+                         scaling_factor=scaling_factor, scaler=scaler)
+
+
+def screening_loss(unet, noise_scheduler, x0: torch.Tensor, conditions: torch.Tensor,
+                   weights: torch.Tensor | None, noise: torch.Tensor, timesteps: torch.Tensor,
+                   reduce: bool = True) -> torch.Tensor:
+    """Weighted noise-prediction MSE; per-sample losses (B,) with ``reduce=False``.
+
+    The weighted sum is divided by the weight sum, so a batch's loss is an ion-balanced mean
+    whatever mix of ions the batch happens to hold (``weights=None``: plain mean).
+    """
+    noisy = noise_scheduler.add_noise(x0, noise, timesteps)
+    # No block has cross-attention, so encoder_hidden_states (a required argument) is unused.
+    pred = unet(noisy, timesteps, encoder_hidden_states=None, class_labels=conditions).sample
+    per_sample = (pred.float() - noise.float()).pow(2).flatten(1).mean(dim=1)
+    if not reduce:
+        return per_sample
+    if weights is None:
+        return per_sample.mean()
+    return (per_sample * weights).sum() / weights.sum().clamp_min(1e-12)
+
+
+def _fixed_draws(n: int, shape: tuple[int, ...], num_timesteps: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise and timesteps drawn once per evaluation sample, so losses compare across epochs."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn((n, *shape), generator=gen)
+    timesteps = torch.randint(0, num_timesteps, (n,), generator=gen)
+    return noise, timesteps
+
+
+@torch.no_grad()
+def _per_sample_losses(unet, noise_scheduler, loader, accelerator, *, null: bool = False) -> torch.Tensor:
+    """Per-sample losses over an evaluation loader (gathered over processes, padding dropped)."""
+    unet.eval()
+    out = []
+    for x0, cond, _weights, noise, t in loader:
+        if null:
+            cond = torch.zeros_like(cond)
+        losses = screening_loss(unet, noise_scheduler, x0, cond, None, noise, t, reduce=False)
+        out.append(accelerator.gather_for_metrics(losses))
+    return torch.cat(out).cpu()
+
+
+def _weighted_mean(losses: torch.Tensor, weights: np.ndarray) -> float:
+    w = torch.as_tensor(weights, dtype=losses.dtype)
+    return float((losses * w).sum() / w.sum())
+
+
+def _load_component(component, module_name: str, class_name: str) -> torch.nn.Module:
+    """A model passed as an instance is used as is; a path is loaded with ``class_name``."""
+    if isinstance(component, torch.nn.Module):
+        return component
+    path = Path(component)
+    if not path.is_dir():
+        raise ValueError(f"{class_name} checkpoint {path} is not a directory")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot load {path}: {module_name}.{class_name} is not available ({exc})") from exc
+    return cls.from_pretrained(path)
+
+
+def _describe_component(component) -> str:
+    """A checkpoint path as given, or the class name of a model passed in memory (for metadata)."""
+    return type(component).__name__ if isinstance(component, torch.nn.Module) else str(component)
+
+
+def train_screening(
+    latents_path: str | Path,
+    table_dir: str | Path | None,
+    out_dir: str | Path,
+    *,
+    translator: str | Path | torch.nn.Module,
+    atom_regressor: str | Path | torch.nn.Module,
+    epochs: int = 100,
+    batch_size: int = 64,
+    lr: float = 2e-4,
+    cond_dropout: float = 0.1,
+    max_minutes: float | None = None,
+    seed: int = 0,
+    ema_decay: float | None = 0.999,
+    patience: int | None = 15,
+    weight_decay: float = 1e-2,
+    lr_warmup_steps: int = 200,
+    grad_clip: float = 1.0,
+    unet_config: dict[str, Any] | None = None,
+    device: str | None = None,
+    num_threads: int | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict:
+    """Train the screening U-Net, save the pipeline with its artifacts in ``out_dir``; return metrics.
+
+    table_dir: the electrode table's directory (None: the shipped ``assets/electrodes``).
+    translator, atom_regressor: checkpoint directories (``AFMTranslator`` / ``AtomRegressor``)
+        or loaded models; they are saved with the pipeline, not trained here.
+    cond_dropout: probability of replacing a sample's condition by the null vector.
+    ema_decay: decay of the weight EMA (with warm-up); None or 0 trains without EMA. With EMA
+        the EMA weights are validated, checkpointed and shipped.
+    patience: epochs without a better validation loss before stopping (None: never).
+    max_minutes: wall-clock budget of the training loop; an epoch that would overrun is not
+        started, and one that overruns stops early; the best weights so far are kept.
+    unet_config: overrides of :func:`build_screening_unet` arguments (``sample_size`` and
+        ``in_channels`` come from the latents).
+    device: "cpu", "cuda", "cuda:N" (default: BATTGEN_DEVICE, else CUDA when present).
+    """
+    t_start = time.perf_counter()
+    if epochs < 1 or batch_size < 1 or not lr > 0:
+        raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+    if not 0.0 <= cond_dropout < 1.0:
+        raise ValueError(f"cond_dropout must lie in [0, 1), got {cond_dropout}")
+    if max_minutes is not None and not max_minutes > 0:
+        raise ValueError("max_minutes must be positive")
+    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
+    if patience is not None and patience < 1:
+        raise ValueError("patience must be >= 1 (or None)")
+    out_dir = Path(out_dir)
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+    dev = get_device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)  # accelerate places a single process on the current device
+    accelerator = Accelerator(cpu=dev.type == "cpu")
+    gen = seed_everything(seed)
+
+    data = load_screening_data(latents_path, table_dir)
+    train_idx, val_idx, test_idx = (data.indices(s) for s in ("train", "val", "test"))
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ValueError(f"need train and val latents, found {len(train_idx)} train and {len(val_idx)} val")
+    translator_model = _load_component(translator, "battgen.models.translator", "AFMTranslator")
+    regressor_model = _load_component(atom_regressor, "battgen.models.atom_regressor", "AtomRegressor")
+    translator_scaling = getattr(getattr(translator_model, "config", None), "scaling_factor", None)
+    if translator_scaling is None:
+        raise ValueError("the translator has no config.scaling_factor")
+    if not math.isclose(float(translator_scaling), data.scaling_factor, rel_tol=SCALING_RTOL):
+        raise ValueError(f"the latents were scaled with {data.scaling_factor}, the translator decodes "
+                         f"with {translator_scaling}: latents and translator come from different runs")
+
+    latent_shape = tuple(data.latents.shape[1:])
+    h, w = latent_shape[1:]
+    config = {"sample_size": h if h == w else (h, w), "in_channels": latent_shape[0], **(unet_config or {})}
+    unet = build_screening_unet(**config)
+    n_params = sum(p.numel() for p in unet.parameters())
+    noise_scheduler = make_training_scheduler()
+    num_timesteps = noise_scheduler.config.num_train_timesteps
+
+    train_weights = inverse_frequency_weights(data.ions[train_idx])
+    val_weights = inverse_frequency_weights(data.ions[val_idx])
+    test_weights = inverse_frequency_weights(data.ions[test_idx]) if len(test_idx) else np.zeros(0, np.float32)
+
+    def tensors(idx: np.ndarray, weights: np.ndarray, draw_seed: int | None):
+        parts = [torch.as_tensor(data.latents[idx]), torch.as_tensor(data.conditions[idx]),
+                 torch.as_tensor(weights)]
+        if draw_seed is not None:
+            parts += list(_fixed_draws(len(idx), latent_shape, num_timesteps, draw_seed))
+        return torch.utils.data.TensorDataset(*parts)
+
+    train_loader = torch.utils.data.DataLoader(tensors(train_idx, train_weights, None), batch_size=batch_size,
+                                               shuffle=True, drop_last=len(train_idx) > batch_size,
+                                               generator=gen)
+    val_loader = torch.utils.data.DataLoader(tensors(val_idx, val_weights, seed + 1), batch_size=EVAL_BATCH)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=weight_decay)
+    # Linear warm-up: Adam's first steps with a fresh second-moment estimate are the noisiest.
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, lr_warmup_steps)))
+    unet, optimizer, train_loader, val_loader, lr_sched = accelerator.prepare(
+        unet, optimizer, train_loader, val_loader, lr_sched)
+    raw_unet = accelerator.unwrap_model(unet)
+    ema = None
+    if ema_decay:
+        ema = EMAModel(raw_unet.parameters(), decay=ema_decay, use_ema_warmup=True)
+        ema.to(accelerator.device)
+
+    def evaluate(loader, weights, null: bool = False) -> tuple[float, torch.Tensor]:
+        if ema is not None:  # validate what would be shipped
+            ema.store(raw_unet.parameters())
+            ema.copy_to(raw_unet.parameters())
+        losses = _per_sample_losses(unet, noise_scheduler, loader, accelerator, null=null)
+        if ema is not None:
+            ema.restore(raw_unet.parameters())
+        return _weighted_mean(losses, weights), losses
+
+    history: dict[str, list] = {k: [] for k in ("train_loss", "val_loss", "lr", "epoch_seconds")}
+    best = {"val_loss": math.inf, "epoch": -1, "state": None}
+    stopped, bad_epochs, step = "max_epochs", 0, 0
+    budget_s = None if max_minutes is None else 60.0 * max_minutes
+    t_loop = time.perf_counter()
+    quiet = not progress or not accelerator.is_local_main_process
+    epoch_bar = tqdm(range(epochs), desc="screening", unit="epoch", disable=quiet)
+    for epoch in epoch_bar:
+        if budget_s is not None and history["epoch_seconds"]:
+            if time.perf_counter() - t_loop + max(history["epoch_seconds"]) > budget_s:
+                stopped = "max_minutes"
+                break
+        t_epoch = time.perf_counter()
+        unet.train()
+        loss_sum, weight_sum = 0.0, 0.0
+        batch_bar = tqdm(train_loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=quiet)
+        for x0, cond, weights in batch_bar:
+            # Condition dropout: the null vector (flag off) teaches the unconditional score.
+            drop = torch.rand(len(cond), device=cond.device) < cond_dropout
+            cond = torch.where(drop[:, None], null_condition(len(cond), cond.shape[1], cond.device, cond.dtype), cond)
+            noise = torch.randn_like(x0)
+            t = torch.randint(0, num_timesteps, (len(x0),), device=x0.device)
+            loss = screening_loss(unet, noise_scheduler, x0, cond, weights, noise, t)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if grad_clip:
+                accelerator.clip_grad_norm_(unet.parameters(), grad_clip)
+            optimizer.step()
+            lr_sched.step()
+            if ema is not None:
+                ema.step(raw_unet.parameters())
+            step += 1
+            loss_sum += loss.item() * float(weights.sum())
+            weight_sum += float(weights.sum())
+            batch_bar.set_postfix(loss=f"{loss.item():.4f}")
+            if budget_s is not None and time.perf_counter() - t_loop > budget_s:
+                stopped = "max_minutes"
+                break
+        batch_bar.close()
+        val_loss, _ = evaluate(val_loader, val_weights)
+        history["train_loss"].append(loss_sum / max(weight_sum, 1e-12))
+        history["val_loss"].append(val_loss)
+        history["lr"].append(float(lr_sched.get_last_lr()[0]))
+        history["epoch_seconds"].append(time.perf_counter() - t_epoch)
+        epoch_bar.set_postfix(train=f"{history['train_loss'][-1]:.4f}", val=f"{val_loss:.4f}")
+        if not math.isfinite(val_loss):
+            stopped = "non_finite_loss"
+            break
+        if val_loss < best["val_loss"]:
+            if ema is not None:
+                ema.store(raw_unet.parameters())
+                ema.copy_to(raw_unet.parameters())
+            state = copy.deepcopy({k: v.detach().cpu() for k, v in raw_unet.state_dict().items()})
+            if ema is not None:
+                ema.restore(raw_unet.parameters())
+            best = {"val_loss": val_loss, "epoch": epoch, "state": state}
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+            if patience is not None and bad_epochs >= patience:
+                stopped = "early_stopping"
+                break
+        if stopped == "max_minutes":
+            break
+    epoch_bar.close()
+    train_seconds = time.perf_counter() - t_loop
+    if best["state"] is None:
+        raise RuntimeError("training produced no finite validation loss; nothing to save")
+
+    # ------------------------------------------------------------ best weights: test + save
+    ema = None  # the checkpointed state already holds the EMA weights when EMA was on
+    raw_unet.load_state_dict(best["state"])
+    test_metrics: dict[str, Any] = {}
+    if len(test_idx):
+        test_loader = accelerator.prepare(torch.utils.data.DataLoader(
+            tensors(test_idx, test_weights, seed + 2), batch_size=EVAL_BATCH))
+        cond_loss, cond_losses = evaluate(test_loader, test_weights)
+        null_loss, _ = evaluate(test_loader, test_weights, null=True)
+        test_ions = data.ions[test_idx]
+        test_metrics = {
+            "loss": cond_loss,
+            # Same noise and timesteps with the null condition: how much the properties and the
+            # ion help predict the noise. Near zero means the model ignores its conditions.
+            "loss_unconditional": null_loss,
+            "condition_gain": null_loss - cond_loss,
+            "loss_by_ion": {ion: float(cond_losses[torch.as_tensor(test_ions == ion)].mean())
+                            for ion in WORKING_IONS if (test_ions == ion).any()},
+        }
+
+    metrics = {
+        "best_epoch": best["epoch"] + 1,
+        "best_val_loss": best["val_loss"],
+        "final_train_loss": history["train_loss"][-1] if history["train_loss"] else None,
+        "epochs_run": len(history["val_loss"]),
+        "steps": step,
+        "stopped": stopped,
+        "seconds_per_epoch": float(np.mean(history["epoch_seconds"])),
+        "train_seconds": train_seconds,
+        "parameters": n_params,
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
+        "n_test": int(len(test_idx)),
+        "test": test_metrics,
+        "history": history,
+    }
+    if accelerator.is_main_process:
+        unet_cpu = build_screening_unet(**config)
+        unet_cpu.load_state_dict(best["state"])
+        pipeline = BattGenScreeningPipeline(
+            unet=unet_cpu.eval(), scheduler=make_training_scheduler(),
+            translator=translator_model.eval(), atom_regressor=regressor_model.eval(),
+            property_names=list(data.scaler.names), property_low=list(data.scaler.low),
+            property_high=list(data.scaler.high), working_ions=list(WORKING_IONS),
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pipeline.save_pretrained(out_dir)
+        write_metrics(out_dir, metrics)
+        hyper = {
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "cond_dropout": cond_dropout,
+            "ema_decay": ema_decay, "patience": patience, "weight_decay": weight_decay,
+            "lr_warmup_steps": lr_warmup_steps, "grad_clip": grad_clip, "optimizer": "AdamW",
+            "max_minutes": max_minutes, "device": str(accelerator.device),
+            "num_processes": accelerator.num_processes, "torch_threads": torch.get_num_threads(),
+            "noise_scheduler": {k: v for k, v in noise_scheduler.config.items() if not k.startswith("_")},
+            "unet": {k: v for k, v in unet_cpu.config.items() if not k.startswith("_")},
+            "loss": "noise MSE, inverse-frequency per-ion sample weights",
+        }
+        write_metadata(
+            out_dir,
+            command=command or f"train_screening({str(latents_path)!r}, {str(table_dir)!r}, {str(out_dir)!r})",
+            config=hyper,
+            seed=seed,
+            inputs=[Path(latents_path), table_path(table_dir)],
+            wall_time_s=time.perf_counter() - t_start,
+            extra={
+                "artifact": "screening",
+                "translator": _describe_component(translator),
+                "atom_regressor": _describe_component(atom_regressor),
+                "scaling_factor": data.scaling_factor,
+                "property_ranges": data.scaler.as_dict(),
+                "train_ion_counts": {ion: int((data.ions[train_idx] == ion).sum()) for ion in WORKING_IONS},
+            },
+        )
+    accelerator.wait_for_everyone()
+    return metrics

@@ -1,0 +1,165 @@
+"""The AFM translation page, driven with Streamlit's AppTest (no browser).
+
+The page is pointed (``BATTGEN_ARTIFACT_ROOT``) at a folder laid out like the repository that
+holds real, untrained model checkpoints: the tests check the page's wiring — every input path,
+every output, every message — not the quality of the shipped weights (that lives in
+``checkpoints/*/metrics.json``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from tests.test_afm_io import gwy_channels, npy_bytes, npz_bytes, sxm_series, tiff_bytes, write_3ds
+
+REPO = Path(__file__).resolve().parent.parent
+PAGE = REPO / "pages" / "afm_translation.py"
+TIMEOUT_S = 300
+GRID = 64
+
+
+def ok(app: AppTest) -> AppTest:
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+@pytest.fixture(scope="module")
+def artifact_root(tmp_path_factory) -> Path:
+    """Table, example stacks and small untrained translator + atom regressor checkpoints."""
+    from battgen.afm.dataset import simulate_structure
+    from battgen.afm.simulate import AFMSimulator, SimulationConfig
+    from battgen.data.table import load_table, row_structure
+    from battgen.models.atom_regressor import AtomRegressor
+    from battgen.models.translator import AFMTranslator
+
+    root = tmp_path_factory.mktemp("afm_root")
+    shutil.copytree(REPO / "assets" / "electrodes", root / "assets" / "electrodes")
+    table = load_table(root / "assets" / "electrodes")
+
+    torch.manual_seed(0)
+    translator = AFMTranslator(block_out_channels=(8, 16, 32), norm_num_groups=8, sample_size=GRID)
+    translator.save_pretrained(root / "checkpoints" / "translator")
+    AtomRegressor(latent_size=GRID // 4, conv_channels=(8, 16), hidden_units=16).save_pretrained(
+        root / "checkpoints" / "atom_regressor")
+    n = len(table)
+    np.savez_compressed(root / "checkpoints" / "translator" / "latents.npz",
+                        mu=np.random.default_rng(0).normal(size=(n, 4, GRID // 4, GRID // 4)).astype(np.float16),
+                        material=np.arange(n), rotation=np.zeros(n, int), split=table["split"].to_numpy(str),
+                        working_ion=table["working_ion"].to_numpy(str), material_id=table["id"].to_numpy(str),
+                        scaling_factor=np.float32(1.0))
+
+    row = table.iloc[0]
+    views = simulate_structure(row_structure(row, "discharge"), AFMSimulator(SimulationConfig(grid=GRID)),
+                               ion=row["working_ion"], candidates=20, keep=1)
+    (root / "assets" / "afm").mkdir(parents=True)
+    np.savez_compressed(root / "assets" / "afm" / "examples.npz", stacks=views.stacks, descriptors=views.descriptors,
+                        material_id=np.array([row["id"]]), working_ion=np.array([row["working_ion"]]),
+                        rotation=np.array([0]), composition=np.asarray(row["composition"], np.float32)[None])
+    return root
+
+
+@pytest.fixture()
+def page(artifact_root, monkeypatch) -> AppTest:
+    monkeypatch.setenv("BATTGEN_ARTIFACT_ROOT", str(artifact_root))
+    return ok(AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S).run())
+
+
+def upload(page: AppTest, *files: tuple[str, bytes]) -> AppTest:
+    page.radio(key="afm_source").set_value("Upload")
+    ok(page.run())
+    uploader = page.file_uploader(key="afm_upload")
+    for name, data in files:
+        uploader.upload(name, data)
+    return page.run()
+
+
+def translated(page: AppTest) -> dict:
+    """What the page shows of a translation: download labels and the formula guess."""
+    return {"downloads": [d.label for d in page.get("download_button")],
+            "metrics": {m.label: m.value for m in page.metric}}
+
+
+def test_example_is_translated_next_to_its_ground_truth(page):
+    assert "view 1" in page.subheader[0].value
+    shown = translated(page)
+    assert {"Descriptors (PNG)", "Descriptors + latent (NPZ)", "Composition (CSV)"} <= set(shown["downloads"])
+    assert "Formula guess" in shown["metrics"] and "True formula" in shown["metrics"]
+    assert any("By latent" in c.value for c in page.caption)
+    assert any("By predicted composition" in c.value for c in page.caption)
+    page.slider(key="afm_height").set_value(1)
+    ok(page.run())
+    page.radio(key="afm_structure_style").set_value("spheres")
+    ok(page.run())
+
+
+def _stack(h: int = 40, w: int = 36, z: int = 12) -> np.ndarray:
+    y, x, k = np.meshgrid(np.arange(h), np.arange(w), np.arange(z), indexing="ij")
+    return (np.sin(y / 3.0) + np.cos(x / 4.0) + 0.2 * k).astype(np.float32)
+
+
+@pytest.mark.parametrize("name,make", [
+    ("stack.npy", lambda: npy_bytes(_stack())),
+    ("stack.npz", lambda: npz_bytes(df=_stack())),
+    ("stack.tif", lambda: tiff_bytes(np.moveaxis(_stack(), 2, 0))),
+    ("grid.3ds", lambda: write_3ds(_stack(), z_start=1e-10, z_end=5e-10)),
+    ("maps.gwy", lambda: gwy_channels([_stack()[..., k] for k in range(5)])),
+])
+def test_each_upload_format_is_read_resampled_and_translated(page, name, make):
+    ok(upload(page, (name, make())))
+    assert page.session_state["afm_input"]["stack"].shape == (GRID, GRID, 10)
+    notes = [c.value for c in page.caption]
+    assert any("read as" in n for n in notes), notes
+    assert "Descriptors (PNG)" in translated(page)["downloads"]
+
+
+def test_a_series_of_sxm_scans_is_one_stack(page):
+    series = sxm_series([2e-10, 3e-10, 4e-10, 5e-10], h=24, w=20)
+    ok(upload(page, *[(name, data) for name, data, _ in series]))
+    assert page.session_state["afm_input"]["stack"].shape == (GRID, GRID, 10)
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("notes.txt", b"hello", "."),
+    ("stack.npy", b"\x89PNG\r\n\x1a\n" + bytes(64), "PNG"),
+    ("stack.npy", npy_bytes(np.full((16, 16, 4), np.nan, np.float32)), "NaN"),
+    ("flat.npy", npy_bytes(np.zeros(100, np.float32)), "1-D"),
+    ("one.npy", npy_bytes(_stack(z=1)), "height"),
+])
+def test_bad_uploads_get_a_message_and_no_translation(page, name, data, message):
+    ok(upload(page, (name, data)))
+    errors = [e.value for e in page.error]
+    assert errors and any(message in e for e in errors), errors
+    assert "afm_input" not in page.session_state
+    assert not [d for d in page.get("download_button") if d.label == "Descriptors (PNG)"]
+
+
+@pytest.mark.slow
+def test_simulating_a_dataset_material_shows_its_views_and_translation(page):
+    page.radio(key="afm_source").set_value("Simulate from a structure")
+    ok(page.run())
+    page.button(key="afm_simulate").click()
+    ok(page.run())
+    simulated = page.session_state["afm_simulated"]["views"]
+    assert simulated.stacks.shape[1:] == (GRID, GRID, 10)
+    assert len(page.radio(key="afm_view").options) == len(simulated.valid)
+    page.radio(key="afm_view").set_value(1)
+    ok(page.run())
+    assert "view 2" in page.subheader[0].value
+    assert "Composition (CSV)" in translated(page)["downloads"]
+
+
+def test_without_checkpoints_the_page_says_what_to_train(tmp_path, monkeypatch):
+    shutil.copytree(REPO / "assets" / "electrodes", tmp_path / "assets" / "electrodes")
+    monkeypatch.setenv("BATTGEN_ARTIFACT_ROOT", str(tmp_path))
+    app = ok(AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S).run())
+    assert any("python -m battgen train translator" in i.value for i in app.info)
+    assert any("afm export-examples" in w.value for w in app.warning)
+    ok(upload(app, ("stack.npy", npy_bytes(_stack()))))
+    assert app.session_state["afm_input"]["stack"].shape == (GRID, GRID, 10)
+    assert not [d for d in app.get("download_button") if d.label == "Descriptors (PNG)"]
