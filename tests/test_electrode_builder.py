@@ -182,3 +182,24 @@ def test_builder_runs_on_a_dask_cluster(tmp_path):
                          scheduler=cluster.scheduler_address, progress=False)
     assert len(load_table(tmp_path / "t")) + len(pd.read_csv(tmp_path / "t" / "rejected.csv")) == 1
     assert len(list((tmp_path / "c").rglob("*.json"))) == 3  # metal, host, discharged
+
+
+def test_nearly_converged_relaxations_are_continued_once_and_far_ones_are_not():
+    from battgen.data.builder import CONTINUE_BELOW, continue_relaxation, needs_continuation
+    from battgen.data.relax import relax
+
+    near = {"converged": False, "max_force": CONTINUE_BELOW / 2}
+    assert needs_continuation(near)
+    assert not needs_continuation({**near, "continued": True})
+    assert not needs_continuation({**near, "max_force": 5 * CONTINUE_BELOW})
+    assert not needs_continuation({**near, "converged": True})
+    assert not needs_continuation({"error": "RuntimeError: boom"})
+
+    structure = framework_structure(_candidate("layered-1T_Ti_S_x1_Li1"))
+    structure.scale_lattice(structure.volume * 1.1)  # start off the minimum so it needs work
+    first = relax(structure, steps=3).as_dict()
+    assert not first["converged"]
+    merged = continue_relaxation(first, fmax=0.1, steps=120)
+    assert merged["continued"] and merged["converged"]
+    assert merged["steps"] > first["steps"] and merged["seconds"] >= first["seconds"]
+    assert merged["energy"] < first["energy"]
