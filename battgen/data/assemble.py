@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -118,6 +119,8 @@ def assemble_table(out_dir: str | Path, plan: BuildPlan, *, cache_dir: str | Pat
 
 def _reason_counts(rejected: list[dict]) -> dict[str, int]:
     def kind(reason: str) -> str:
-        return reason.split(" (")[0].split(":")[0].rstrip("0123456789.% -V")
+        # "volume change 107% above 100%" and "... 141% above 100%" are one reason.
+        text = re.sub(r"-?\d[\d.]*\s*(%|V\b)?", " ", reason.split(" (")[0].split(":")[0])
+        return " ".join(text.split())
 
     return dict(Counter(kind(r["reason"]) for r in rejected).most_common())
