@@ -95,6 +95,9 @@ def cut_cluster(
 ) -> Cluster:
     """Ball of whole coordination shells around the unit-cell centre, ≈ ``target_atoms`` atoms.
 
+    If that ball misses an element of the structure, it is centred on an atom of the rarest
+    element instead, so every element (the working ion above all) is in the cluster.
+
     Shells are added from the centre outwards until at least ``target_atoms`` atoms are in;
     if the last shell would pass ``max_atoms`` it is left out when that still leaves
     ``min_atoms``, otherwise it is truncated in (distance, Z, x, y, z) order.
@@ -110,7 +113,23 @@ def cut_cluster(
     if structure.volume <= 0 or not math.isfinite(structure.volume):
         raise ValueError("the structure's lattice has no volume")
 
-    centre = structure.lattice.get_cartesian_coords([0.5, 0.5, 0.5])
+    cell_centre = structure.lattice.get_cartesian_coords([0.5, 0.5, 0.5])
+    cluster = _ball(structure, cell_centre, target_atoms, min_atoms, max_atoms)
+    present = {el.symbol for el in structure.composition.elements}
+    if set(cluster.elements) == present:
+        return cluster
+    # A ball around the bare cell centre can miss an element entirely (the single Al of an
+    # Al-filled olivine), and the type map then has no working ion to draw: centre it on an
+    # atom of the rarest element instead, the one nearest the cell centre.
+    counts = structure.composition.element_composition
+    rarest = min(counts, key=lambda el: (counts[el], el.Z)).symbol
+    sites = [site.coords for site in structure if site.specie.symbol == rarest]
+    centre = min(sites, key=lambda xyz: (float(np.linalg.norm(xyz - cell_centre)), tuple(xyz)))
+    return _ball(structure, centre, target_atoms, min_atoms, max_atoms)
+
+
+def _ball(structure: "Structure", centre: np.ndarray, target_atoms: int, min_atoms: int,
+          max_atoms: int) -> Cluster:
     density = len(structure) / structure.volume
     # Radius of a sphere that holds ~max_atoms at the crystal's density, with margin for
     # the graininess of small balls; grown until enough candidates are found.
