@@ -116,15 +116,19 @@ formulas = {} if table is None else dict(zip(table["id"], table["formula_dischar
 translate_tab, quality_tab = st.tabs(["Translate a stack", "Model quality"])
 
 with translate_tab:
-    source = st.radio("Stack from", SOURCES, horizontal=True, key="afm_source")
+    try:
+        examples = load_example_stacks(str(artifact_root() / "assets" / "afm" / "examples.npz"),
+                                       tuple(formulas.items()))
+        examples_problem = None
+    except ValueError as exc:
+        examples, examples_problem = [], str(exc)
+    # Without shipped examples the first thing a person can do is simulate one.
+    source = st.radio("Stack from", SOURCES, horizontal=True, key="afm_source",
+                      index=0 if examples else SOURCES.index("Simulate from a structure"))
 
     if source == "Example":
-        try:
-            examples = load_example_stacks(str(artifact_root() / "assets" / "afm" / "examples.npz"),
-                                           tuple(formulas.items()))
-        except ValueError as exc:
-            st.warning(str(exc))
-            examples = []
+        if examples_problem:
+            st.warning(examples_problem)
         if examples:
             labels = [e.label for e in examples]
             choice = st.selectbox("Example (test-split materials the models never saw)", range(len(examples)),

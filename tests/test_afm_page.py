@@ -159,6 +159,9 @@ def test_without_checkpoints_the_page_says_what_to_train(tmp_path, monkeypatch):
     monkeypatch.setenv("BATTGEN_ARTIFACT_ROOT", str(tmp_path))
     app = ok(AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S).run())
     assert any("python -m battgen train translator" in i.value for i in app.info)
+    assert app.radio(key="afm_source").value == "Simulate from a structure"
+    app.radio(key="afm_source").set_value("Example")
+    ok(app.run())
     assert any("afm export-examples" in w.value for w in app.warning)
     ok(upload(app, ("stack.npy", npy_bytes(_stack()))))
     assert app.session_state["afm_input"]["stack"].shape == (GRID, GRID, 10)

@@ -117,7 +117,7 @@ def test_selecting_a_material_shows_its_structures_and_downloads(page, table, do
     ok(page.run())
     row = table.loc[table["id"] == material].iloc[0]
     values = {m.label: m.value for m in page.metric}
-    assert values["Average voltage"] == f"{row['average_voltage']:,.2f} V"
+    assert values["Average voltage (V)"] == f"{row['average_voltage']:,.2f}"
     assert any(row["formula_discharge"] in s.value for s in page.subheader)
 
     for state, formula_column in (("discharge", "formula_discharge"), ("charge", "formula_charge")):
@@ -189,6 +189,6 @@ def test_uploading_a_discharged_structure_computes_its_electrode(page):
     assert evaluation.properties["capacity_grav"] == pytest.approx(225.6, abs=1.0)
     assert 1.0 < evaluation.properties["average_voltage"] < 3.5
     values = {m.label: m.value for m in page.metric}
-    assert values["Gravimetric capacity"].startswith("22")
+    assert values["Gravimetric capacity (mAh/g)"].startswith("22")
     assert any("Closest Li electrodes by properties" in m.value for m in page.markdown)
     assert any("Closest electrodes by composition" in m.value for m in page.markdown)
