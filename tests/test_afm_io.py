@@ -408,7 +408,8 @@ class _Payload:
 def test_object_arrays_are_never_unpickled(ext: str) -> None:
     payload = np.empty((8, 8, 4), dtype=object)
     payload[...] = _Payload()
-    data = npy_bytes(payload, allow_pickle=True) if ext == "npy" else npz_bytes(stack=payload)
+    # np.save pickles object arrays by default: this is the hostile upload the reader must refuse.
+    data = npy_bytes(payload) if ext == "npy" else npz_bytes(stack=payload)
     _SIDE_EFFECTS.clear()
     with pytest.raises(ValueError) as excinfo:
         read_stack(data, name=f"evil.{ext}")
