@@ -16,6 +16,11 @@ COMMAND_GROUPS: list[tuple[str, str, str]] = [
     ("data", "battgen.data.commands", "electrode data: build with CHGNet, fetch from MP, validate, export"),
     ("afm", "battgen.afm.commands", "AFM simulation: simulate one structure, build the campaign dataset"),
     ("train", "battgen.train.commands", "train the shipped models"),
+    ("eval", "battgen.eval.commands", "score trained models on held-out data"),
+]
+# (command name, module with a ``configure(parser)`` function, help text): commands with no group
+SINGLE_COMMANDS: list[tuple[str, str, str]] = [
+    ("screen", "battgen.screening.commands", "property request -> generated samples and ranked candidate materials"),
 ]
 
 
@@ -26,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         group_parser = groups.add_parser(name, help=help_text)
         commands = group_parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
         importlib.import_module(module_name).register(commands)
+    for name, module_name, help_text in SINGLE_COMMANDS:
+        importlib.import_module(module_name).configure(groups.add_parser(name, help=help_text, description=help_text))
     return parser
 
 

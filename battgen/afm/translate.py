@@ -98,13 +98,33 @@ class LatentIndex:
                 raise ValueError(f"{path} names no material ids; pass the table's ids")
             return cls(mu, ids, z["rotation"], z["split"].astype(str), z["working_ion"].astype(str))
 
-    def nearest(self, mu: np.ndarray, k: int = 5) -> pd.DataFrame:
+    def distances(self, mu: np.ndarray, ion: str | None = None) -> pd.DataFrame:
+        """Per material, the smallest per-dimension RMS distance of any of its views to each latent.
+
+        ``mu``: one latent or a batch (B, ...). Returns a frame indexed by material id with one
+        column per latent (0..B-1), restricted to ``ion``'s materials when given.
+        """
+        target = np.asarray(mu, np.float32)
+        target = target.reshape(1, -1) if target.size == self.mu.shape[1] else target.reshape(len(target), -1)
+        if target.shape[1] != self.mu.shape[1]:
+            raise ValueError(f"latent has {target.shape[1]} values, the index {self.mu.shape[1]}")
+        rows = np.ones(len(self.mu), bool) if ion is None else self.working_ion == ion
+        views = self.mu[rows]
+        # |a-b|^2 = |a|^2 + |b|^2 - 2ab, one matrix product instead of a (B, N, D) difference array
+        sq = (views ** 2).sum(1)[None, :] + (target ** 2).sum(1)[:, None] - 2.0 * target @ views.T
+        distance = np.sqrt(np.maximum(sq, 0.0) / views.shape[1])
+        frame = pd.DataFrame(distance.T, columns=range(len(target)))
+        frame["id"] = self.material_id[rows]
+        return frame.groupby("id", sort=False).min()
+
+    def nearest(self, mu: np.ndarray, k: int = 5, ion: str | None = None) -> pd.DataFrame:
         """The ``k`` materials with a view closest to ``mu`` (Euclidean, per-dimension RMS)."""
         target = np.asarray(mu, np.float32).reshape(1, -1)
         if target.shape[1] != self.mu.shape[1]:
             raise ValueError(f"latent has {target.shape[1]} values, the index {self.mu.shape[1]}")
-        distance = np.sqrt(((self.mu - target) ** 2).mean(axis=1))
-        frame = pd.DataFrame({"id": self.material_id, "rotation": self.rotation, "split": self.split,
-                              "latent_distance": distance})
+        rows = np.ones(len(self.mu), bool) if ion is None else self.working_ion == ion
+        distance = np.sqrt(((self.mu[rows] - target) ** 2).mean(axis=1))
+        frame = pd.DataFrame({"id": self.material_id[rows], "rotation": self.rotation[rows],
+                              "split": self.split[rows], "latent_distance": distance})
         best = frame.sort_values("latent_distance", kind="stable").drop_duplicates("id")
         return best.head(k).reset_index(drop=True)

@@ -1,0 +1,65 @@
+"""Everything a screening run needs, loaded once: pipeline, electrode table, ranges, latent index.
+
+The page caches one :class:`ScreeningSession` (``st.cache_resource``), the CLI builds one per
+process; both then call :meth:`ScreeningSession.screen` per request, so moving a slider never
+reloads a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from battgen.data.properties import PropertyScaler
+from battgen.screening.candidates import ScreeningResult, screen
+from battgen.screening.request import ScreeningRequest
+
+SCREENING_DIR = Path("checkpoints") / "screening"
+TRANSLATOR_DIR = Path("checkpoints") / "translator"
+TABLE_DIR = Path("assets") / "electrodes"
+
+
+def missing_screening_model(root: str | Path) -> str | None:
+    """Why no screening is possible under ``root`` (None when the checkpoint is there)."""
+    path = Path(root) / SCREENING_DIR
+    if not (path / "model_index.json").is_file():
+        return (f"No screening model in `{path}`. Train one with `python -m battgen train screening "
+                "--latents checkpoints/translator/latents.npz` (after the translator and atom regressor).")
+    return None
+
+
+@dataclass
+class ScreeningSession:
+    pipeline: object  # BattGenScreeningPipeline
+    table: pd.DataFrame
+    scaler: PropertyScaler
+    latent_index: object | None  # LatentIndex, None when the translator's latents are absent
+
+    @classmethod
+    def load(cls, root: str | Path, device=None) -> "ScreeningSession":
+        """Load from an artifact root (repo checkout); ValueError with a clear reason when incomplete."""
+        from battgen.afm.translate import LatentIndex
+        from battgen.data.table import load_scaler, load_table
+        from battgen.device import get_device
+        from battgen.models.screening import BattGenScreeningPipeline
+
+        root = Path(root)
+        problem = missing_screening_model(root)
+        if problem:
+            raise ValueError(problem)
+        table = load_table(root / TABLE_DIR)
+        scaler = load_scaler(root / TABLE_DIR)
+        pipeline = BattGenScreeningPipeline.from_pretrained(root / SCREENING_DIR)
+        pipeline.to(device or get_device())
+        pipeline.set_progress_bar_config(disable=True)
+        latents = root / TRANSLATOR_DIR / "latents.npz"
+        index = LatentIndex.load(latents, list(table["id"])) if latents.is_file() else None
+        return cls(pipeline, table, scaler, index)
+
+    def request(self, ion: str, given: dict | None = None) -> ScreeningRequest:
+        return ScreeningRequest.build(self.table, self.scaler, ion, given)
+
+    def screen(self, request: ScreeningRequest, **kwargs) -> ScreeningResult:
+        return screen(self.pipeline, self.table, self.scaler, request, latent_index=self.latent_index, **kwargs)
