@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,13 @@ from battgen.afm.simulate import (
     type_channels,
 )
 from battgen.data.table import load_table, row_structure
+
+
+def _arrays(path) -> dict[str, np.ndarray]:
+    """Every array of a consolidated dataset.npz, including the invalid-view records."""
+    path = Path(path)
+    with np.load(path / "dataset.npz" if path.is_dir() else path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
 
 
 def licoo2():
@@ -202,7 +210,7 @@ def _fake_views(valid: list[bool]):
 
 
 def test_consolidate_keeps_valid_views_and_records_invalid_and_failed_ones(tmp_path):
-    from battgen.afm.dataset import RUNS_DIR, CampaignPlan, consolidate, load_dataset, run_file_name, save_npz_atomically
+    from battgen.afm.dataset import RUNS_DIR, CampaignPlan, consolidate, run_file_name, save_npz_atomically
 
     tasks = [{"id": f"m{i}", "index": i, "split": split} for i, split in enumerate(["train", "val", "test"])]
     for task, valid in zip(tasks[:2], ([True, False], [False, False])):
@@ -211,7 +219,7 @@ def test_consolidate_keeps_valid_views_and_records_invalid_and_failed_ones(tmp_p
         save_npz_atomically(tmp_path / RUNS_DIR / run_file_name(task["id"]), views.arrays())
     save_npz_atomically(tmp_path / RUNS_DIR / run_file_name("m2"),
                         {"material_id": np.array("m2"), "device": np.array("test"), "error": np.array("no atoms")})
-    data = load_dataset(consolidate(tmp_path, tasks, CampaignPlan(candidates=2, keep=2, grid=32)))
+    data = _arrays(consolidate(tmp_path, tasks, CampaignPlan(candidates=2, keep=2, grid=32)))
     assert data["stacks"].shape == (1, 8, 8, 10)
     assert data["material_index"].tolist() == [0] and data["split"].tolist() == ["train"]
     assert data["invalid_material_index"].tolist() == [0, 1, 1]
@@ -345,11 +353,11 @@ def test_force_field_padding_leaves_no_edge_artifacts(simulator):
 def test_build_dataset_is_resumable_and_records_provenance(tmp_path, monkeypatch):
     pytest.importorskip("pyopencl")
     from battgen.afm import dataset
-    from battgen.afm.dataset import CampaignPlan, build_dataset, load_dataset
+    from battgen.afm.dataset import CampaignPlan, build_dataset
 
     plan = CampaignPlan(candidates=10, keep=2, grid=32)
     path = build_dataset("assets/electrodes", tmp_path, plan, workers=1, limit=2, progress=False)
-    data = load_dataset(path)
+    data = _arrays(path)
     n = len(data["stacks"])
     assert 1 <= n <= 4
     assert data["stacks"].shape == (n, 32, 32, 10) and data["descriptors"].shape == (n, 32, 32, 6)

@@ -472,17 +472,3 @@ def _package_versions(names: tuple[str, ...]) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def load_dataset(path: str | Path) -> dict[str, np.ndarray]:
-    """All arrays of a ``dataset.npz`` (stacks and descriptors as float32)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / DATASET_FILE
-    if not path.is_file():
-        raise ValueError(f"no AFM dataset at {path}; build one with `python -m battgen afm build-dataset`")
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    for key in ("stacks", "descriptors"):
-        arrays[key] = arrays[key].astype(np.float32)
-    return arrays
