@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -23,16 +22,7 @@ from battgen.data.neighbors import nearest_by_composition
 from battgen.data.table import load_table
 from battgen.models.atom_regressor import AtomRegressor
 from battgen.models.translator import AFMTranslator
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from benchmarks.timing import median_time
 
 
 def main() -> None:

@@ -20,25 +20,14 @@ Goal (issue 5): >= 40x faster than DDPM-1000 at equal quality, <= 1 s for 4 cand
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from battgen.eval.screening_metrics import afm_descriptors_by_material, evaluate_screening
 from battgen.screening.session import ScreeningSession
+from benchmarks.timing import median_time
 
 SETTINGS = (("ddpm", 1000), ("ddim", 50), ("dpm++", 20), ("dpm++", 10), ("ddim", 20))
-
-
-def time_call(fn, repeats: int) -> float:
-    fn()  # warm-up: first-call allocations and scheduler set-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -74,8 +63,8 @@ def main() -> None:
             session.screen(request, num_candidates=4, num_inference_steps=steps, guidance_scale=args.guidance,
                            scheduler=scheduler, seed=0)
 
-        wall = time_call(generate, repeats)
-        end_to_end = time_call(full_request, repeats)
+        wall = median_time(generate, repeats)
+        end_to_end = median_time(full_request, repeats)
         metrics = evaluate_screening(pipe, session.table, session.scaler, latent_index=session.latent_index,
                                      afm_descriptors=afm, samples_per_material=4, scheduler=scheduler,
                                      num_inference_steps=steps, guidance_scale=args.guidance,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
+import torch
 
 from tests.browser import running_streamlit
 
@@ -18,3 +19,13 @@ def streamlit_app() -> Iterator[str]:
     """
     with running_streamlit("app.py") as base_url:
         yield base_url
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models are bound by per-op overhead; a second torch thread only adds contention on
+    shared CI cores. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

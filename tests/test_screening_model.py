@@ -64,14 +64,7 @@ def _pipeline(seed: int = 0, scaling_factor: float = 0.7, unet=None) -> BattGenS
     return pipe
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # These models are tiny, so runs are bound by per-op overhead; a second thread only adds
-    # contention on shared CI cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
