@@ -55,7 +55,7 @@ assets:
 	fi
 
 app: venv assets
-	$(VENV)/bin/streamlit run app.py
+	$(VENV_PYTHON) -m battgen.ui.serve
 
 # The browser tests need Debian's chromium. If it cannot be installed we carry on: those
 # tests then fail with a message naming the missing browser, rather than the whole target

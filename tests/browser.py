@@ -119,8 +119,10 @@ def running_streamlit(
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = Path(tempfile.mkstemp(prefix="battgen-streamlit-", suffix=".log")[1])
+    # app.py goes through the project's launcher (battgen/ui/serve.py), as `make app` does.
+    launcher = ["battgen.ui.serve"] if script == "app.py" else ["streamlit", "run", script]
     command = [
-        str(streamlit_python()), "-m", "streamlit", "run", script,
+        str(streamlit_python()), "-m", *launcher,
         "--server.headless", "true",
         "--server.port", str(port),
         "--server.address", "127.0.0.1",

@@ -8,9 +8,9 @@ import pytest
 
 from tests.browser import exception_blocks, open_page
 
-# A DOM click, not a mouse event: on a freshly started server Streamlit can lay its
-# "Page not found" dialog over the first deep-linked page (see the issue notes), which
-# would swallow a real mouse click.
+# A DOM click, not a mouse event: it reaches the button whatever Streamlit lays over the page
+# (a plain `streamlit run app.py` shows a "Page not found" dialog on a fresh server's first
+# deep link; battgen/ui/serve.py, which the tests start, avoids it).
 _CLICK_SIMULATE_JS = """(() => {
   const button = [...document.querySelectorAll('button')].find(b => b.innerText.trim().endsWith('Simulate'));
   if (!button) return false;

@@ -11,9 +11,9 @@ from tests.browser import exception_blocks, open_page
 # The real checkpoint denoises 20 steps for 4 samples on CPU, then ranks and draws the results.
 GENERATION_TIMEOUT_S = 240
 
-# A DOM click, not a mouse event: on a freshly started server Streamlit can lay its
-# "Page not found" dialog over the first deep-linked page (see test_browser_afm.py), which
-# would swallow a real mouse click.
+# A DOM click, not a mouse event: it reaches the button whatever Streamlit lays over the page
+# (a plain `streamlit run app.py` shows a "Page not found" dialog on a fresh server's first
+# deep link; battgen/ui/serve.py, which the tests start, avoids it).
 _CLICK_GENERATE_JS = """(() => {
   const button = [...document.querySelectorAll('button')].find(b => b.innerText.trim().endsWith('Generate'));
   if (!button) return false;
