@@ -412,3 +412,20 @@ def test_atom_regressor_needs_composition(tmp_path):
         train_atom_regressor(data_dir, tmp_path / "tr", tmp_path / "out", epochs=1, progress=False, device="cpu")
     with pytest.raises(ValueError, match="no translator checkpoint"):
         train_atom_regressor(data_dir, tmp_path / "missing", tmp_path / "out", epochs=1, progress=False)
+
+
+def test_atom_regressor_starts_at_the_mean_counts_with_live_gradients():
+    torch.manual_seed(0)
+    model = AtomRegressor(latent_size=4, conv_channels=(8, 16), hidden_units=16, dropout=0.0).eval()
+    mean = torch.zeros(112)
+    mean[[2, 7, 25]] = torch.tensor([0.4, 0.8, 0.1])  # Li, O, Fe in a sparse composition
+    model.init_output_bias(mean)
+    latents = torch.randn(32, 4, 4, 4)
+    out = model.forward_scaled(latents)
+    assert torch.allclose(out.mean(0)[[2, 7, 25]], mean[[2, 7, 25]], atol=0.05)
+    assert (out[:, mean == 0] < 0.01).all()
+    # Softplus at a sensible pre-activation: every output still moves under a gradient step.
+    out.sum().backward()
+    assert model.head[-1].bias.grad.abs().min() > 1e-4
+    with pytest.raises(ValueError, match="112 means"):
+        model.init_output_bias(torch.zeros(3))

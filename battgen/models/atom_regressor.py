@@ -71,6 +71,23 @@ class AtomRegressor(ModelMixin, ConfigMixin):
             nn.Linear(hidden_units, n_outputs),
         )
 
+    @torch.no_grad()
+    def init_output_bias(self, mean_scaled_counts: torch.Tensor, floor: float = 1e-3) -> None:
+        """Start every output at its training-mean count (scaled), before any step is taken.
+
+        Most of the 112 entries are zero in every sample, so from a zero bias the first Adam
+        steps drive all pre-activations far negative, where softplus is flat: the network
+        then predicts 0 for everything and its gradients vanish (measured: the loss froze at
+        the all-zeros value from the second epoch). Starting at the mean keeps each output
+        where its gradient is alive; ``floor`` bounds the bias for never-seen elements.
+        """
+        mean = torch.as_tensor(mean_scaled_counts, dtype=torch.float32).clamp_min(floor)
+        last = self.head[-1]
+        if mean.shape != (last.out_features,):
+            raise ValueError(f"need {last.out_features} means, got {tuple(mean.shape)}")
+        last.bias.copy_((torch.expm1(mean)).log().to(last.bias))  # inverse softplus
+        last.weight.mul_(0.1)
+
     def forward_scaled(self, latents: torch.Tensor) -> torch.Tensor:
         """Counts divided by ``count_scale`` (what the loss is computed on)."""
         if latents.ndim != 4 or latents.shape[1] != self.config.latent_channels:

@@ -127,6 +127,7 @@ def train_atom_regressor(
         latent_channels=int(mu.shape[1]), latent_size=int(mu.shape[2]), count_scale=count_scale,
         latent_scaling_factor=scaling, n_outputs=counts_np.shape[1], output_names=element_symbols(),
     ).to(dev)
+    model.init_output_bias(targets[torch.as_tensor(train_idx, device=dev)].mean(0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
     train_t = torch.as_tensor(train_idx, device=dev)
