@@ -88,6 +88,8 @@ bench: venv
 # with a GPU present every trainer uses it. Set AFM_DATA to keep the 280 MB dataset elsewhere.
 AFM_DATA ?= data/afm
 TRANSLATOR_ARGS := --data $(AFM_DATA) --threads 1 --channels 16,32,64 --epochs 14 --patience 14 --max-minutes 55
+ATOM_REGRESSOR_ARGS := --threads 2 --max-minutes 10
+SCREENING_ARGS := --channels 32,64,64 --lr 5e-4 --epochs 300 --patience 40 --max-minutes 30 --threads 2
 rebuild-afm-screening: venv
 	$(VENV_PYTHON) -m battgen afm build-dataset --table assets/electrodes --out $(AFM_DATA) --keep 4 --grid 64 --workers 2
 	$(VENV_PYTHON) -m battgen train translator $(TRANSLATOR_ARGS) --no-progress & adversarial=$$!; \
@@ -97,3 +99,4 @@ rebuild-afm-screening: venv
 	$(VENV_PYTHON) -m battgen afm export-examples --data $(AFM_DATA)
 	$(VENV_PYTHON) -m battgen train screening --latents checkpoints/translator/latents.npz $(SCREENING_ARGS)
 	$(VENV_PYTHON) -m battgen eval screening --afm-data $(AFM_DATA)
+	rm -f checkpoints/translator_noadv/latents.npz  # the app searches the shipped translator's latents only

@@ -6,9 +6,10 @@ import statistics
 import time
 
 
-def median_time(fn, repeats: int) -> float:
+def median_time(fn, repeats: int, warmup: bool = True) -> float:
     """Median wall time of ``repeats`` calls of ``fn`` after one untimed warm-up call."""
-    fn()  # first-call allocations, kernel and scheduler set-up
+    if warmup:
+        fn()  # first-call allocations, kernel and scheduler set-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

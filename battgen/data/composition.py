@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 N_ELEMENTS = 112
@@ -22,10 +24,15 @@ def composition_vector(composition) -> np.ndarray:
     return out
 
 
-def element_symbols() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def _element_symbols() -> tuple[str, ...]:
     from pymatgen.core import Element
 
-    return [Element.from_Z(z).symbol for z in range(1, N_ELEMENTS + 1)]
+    return tuple(Element.from_Z(z).symbol for z in range(1, N_ELEMENTS + 1))
+
+
+def element_symbols() -> list[str]:
+    return list(_element_symbols())
 
 
 def top_elements(vector, k: int = 8, threshold: float = 0.05) -> list[tuple[str, float]]:
