@@ -11,6 +11,12 @@ from tests.browser import exception_blocks, open_page
 # A DOM click, not a mouse event: it reaches the button whatever Streamlit lays over the page
 # (a plain `streamlit run app.py` shows a "Page not found" dialog on a fresh server's first
 # deep link; battgen/ui/serve.py, which the tests start, avoids it).
+_CHOOSE_SIMULATION_JS = """(() => {
+  const label = [...document.querySelectorAll('label')].find(l => l.innerText.trim() === 'Simulate from a structure');
+  if (!label) return false;
+  label.click();
+  return true;
+})()"""
 _CLICK_SIMULATE_JS = """(() => {
   const button = [...document.querySelectorAll('button')].find(b => b.innerText.trim().endsWith('Simulate'));
   if (!button) return false;
@@ -22,7 +28,11 @@ _CLICK_SIMULATE_JS = """(() => {
 @pytest.mark.browser
 def test_simulating_a_structure_draws_its_stack(streamlit_app, tmp_path):
     with open_page(f"{streamlit_app}/afm-translation", width=1400, height=1500, wait_for_text="Stack from") as page:
-        assert page.evaluate(_CLICK_SIMULATE_JS), "no Simulate button"
+        assert page.evaluate(_CHOOSE_SIMULATION_JS), "no 'Simulate from a structure' choice"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not page.evaluate(_CLICK_SIMULATE_JS):
+            time.sleep(0.5)
+        assert time.monotonic() < deadline, "no Simulate button"
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and "Tip height" not in page.text():
             time.sleep(0.5)
@@ -34,4 +44,17 @@ def test_simulating_a_structure_draws_its_stack(streamlit_app, tmp_path):
         plots = page.evaluate("document.querySelectorAll('.js-plotly-plot').length")
         assert plots >= 2
         shot = page.screenshot(tmp_path / "afm_simulated.png")
+        assert shot.stat().st_size > 20_000
+
+
+@pytest.mark.browser
+def test_a_shipped_example_is_translated_into_descriptors_and_a_composition(streamlit_app, tmp_path):
+    with open_page(f"{streamlit_app}/afm-translation", width=1400, height=2400, wait_for_text="Formula guess") as page:
+        page.wait_drawn()
+        text = page.text()
+        assert "Descriptors" in text and "Predicted composition" in text and "Nearest materials" in text
+        assert exception_blocks(page.dom()) == []
+        # stack, all heights, descriptors next to the truth, composition
+        assert page.evaluate("document.querySelectorAll('.js-plotly-plot').length") >= 4
+        shot = page.screenshot(tmp_path / "afm_example.png")
         assert shot.stat().st_size > 20_000

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from battgen.screening.candidates import DEFAULT_STEPS
 from tests.screening_root import build_screening_root
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,7 +91,7 @@ def test_sliders_start_at_the_ions_medians_within_the_data_range(page, session):
         assert slider.value == pytest.approx(medians[name], abs=slider.step), name
         assert session.scaler.low[i] <= slider.min and slider.max <= session.scaler.high[i], name
     assert page.selectbox(key="screen_sampler").value == "dpm++"
-    assert page.number_input(key="screen_steps").value == 20
+    assert page.number_input(key="screen_steps").value == DEFAULT_STEPS
     assert page.number_input(key="screen_guidance").value == 2.0
     assert page.slider(key="screen_candidates").value == 4
     assert len(page.selectbox(key="screen_ion").options) == 10
