@@ -27,6 +27,7 @@ from battgen.models.screening import (
     CONDITION_DIM,
     SCHEDULER_NAMES,
     BattGenScreeningPipeline,
+    bound_noise_prediction,
     build_screening_unet,
     make_training_scheduler,
     null_condition,
@@ -191,7 +192,8 @@ def test_guidance_one_is_the_conditional_only_path(pipe):
     x = torch.randn((2, 4, SIZE, SIZE), generator=_gen(5)) * sampler.init_noise_sigma
     with torch.no_grad():
         for t in sampler.timesteps:
-            x = sampler.step(pipe.unet(x, t, None, class_labels=cond).sample, t, x).prev_sample
+            eps = bound_noise_prediction(pipe.unet(x, t, None, class_labels=cond).sample, x, sampler.alphas_cumprod[int(t)])
+            x = sampler.step(eps, t, x).prev_sample
     torch.testing.assert_close(out.latents, x / pipe.scaling_factor, atol=1e-5, rtol=1e-5)
     # ... and guidance > 1 does change the result
     guided = pipe(SCALED, "Ca", num_candidates=2, num_inference_steps=steps, guidance_scale=3.0,
@@ -321,3 +323,13 @@ def test_train_screening_rejects_a_mismatched_translator(tmp_path):
         train_screening(tmp_path / "latents.npz", tmp_path / "table", tmp_path / "out",
                         translator=TinyTranslator(scaling_factor=0.7), atom_regressor=TinyRegressor(),
                         epochs=1, unet_config=TINY, progress=False, device="cpu")
+
+
+def test_the_noise_estimate_is_bounded_only_where_its_clean_latent_leaves_the_range():
+    a = torch.tensor(0.3)
+    x0 = torch.tensor([[-9.0, -1.0, 0.5, 3.9, 12.0]])
+    noise = torch.randn_like(x0)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    eps = bound_noise_prediction(noise, x_t, a, bound=4.0)
+    implied = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    torch.testing.assert_close(implied, torch.tensor([[-4.0, -1.0, 0.5, 3.9, 4.0]]), atol=1e-4, rtol=1e-4)

@@ -80,6 +80,24 @@ def make_training_scheduler() -> DDPMScheduler:
     )
 
 
+# Bound on the predicted clean latent during sampling, in scaled-latent units (the 99th
+# percentile of |latent| over the dataset is 4.3). Under-trained at high noise, the U-Net's
+# noise estimate at t ~ T is off by a few percent, which the x0 estimate multiplies by
+# 1/sqrt(alpha_bar_T) ~ 150: unbounded, the samplers locked onto latents of std ~9 instead of 1
+# (composition R2 -15). Bounding x0 gave R2 +0.16 and 3x the top-1 retrieval (24 test materials).
+# Done in the pipeline, not by a scheduler option, so every sampler bounds it the same way
+# (DPM-Solver++ only offers dynamic thresholding, which rescales in-range latents too).
+SAMPLE_X0_BOUND = 4.0
+
+
+def bound_noise_prediction(eps: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor,
+                           bound: float = SAMPLE_X0_BOUND) -> torch.Tensor:
+    """The noise estimate whose implied clean latent is clipped to [-bound, bound]."""
+    a = alpha_bar.to(x_t)
+    x0 = ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-bound, bound)
+    return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+
 def make_scheduler(name: str, config: Mapping[str, Any]) -> SchedulerMixin:
     """A fresh sampler ``name`` ("ddpm", "ddim", "dpm++") with the noise schedule of ``config``."""
     if name == "ddpm":
@@ -412,6 +430,7 @@ class BattGenScreeningPipeline(DiffusionPipeline):
                 if guided:
                     eps_cond, eps_null = eps.chunk(2)
                     eps = eps_null + guidance_scale * (eps_cond - eps_null)
+                eps = bound_noise_prediction(eps, latents, sampler.alphas_cumprod[int(t)])
                 latents = sampler.step(eps, t, latents, generator=generator).prev_sample
                 bar.update()
                 if progress_callback is not None:
