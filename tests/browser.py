@@ -300,6 +300,21 @@ class BrowserPage:
             time.sleep(0.05)
         self.wait_drawn(wait_ms=wait_ms)
 
+    def click(self, tag: str, text: str, *, exact: bool = False) -> bool:
+        """DOM-click the first ``tag`` element whose text ends with (or, ``exact``, is) ``text``.
+
+        A DOM click, not a mouse event, reaches the element whatever Streamlit lays over the
+        page. False when no such element is drawn (yet).
+        """
+        test = "t === want" if exact else "t.endsWith(want)"
+        return bool(self.evaluate(f"""(() => {{
+  const want = {json.dumps(text)};
+  const el = [...document.querySelectorAll({json.dumps(tag)})].find(e => {{ const t = e.innerText.trim(); return {test}; }});
+  if (!el) return false;
+  el.click();
+  return true;
+}})()"""))
+
     def text(self) -> str:
         """What the main area shows, as the browser lays it out (innerText)."""
         return (self.evaluate(_RENDER_STATE_JS) or {}).get("mainText", "")

@@ -8,29 +8,12 @@ import pytest
 
 from tests.browser import exception_blocks, open_page
 
-# A DOM click, not a mouse event: it reaches the button whatever Streamlit lays over the page
-# (a plain `streamlit run app.py` shows a "Page not found" dialog on a fresh server's first
-# deep link; battgen/ui/serve.py, which the tests start, avoids it).
-_CHOOSE_SIMULATION_JS = """(() => {
-  const label = [...document.querySelectorAll('label')].find(l => l.innerText.trim() === 'Simulate from a structure');
-  if (!label) return false;
-  label.click();
-  return true;
-})()"""
-_CLICK_SIMULATE_JS = """(() => {
-  const button = [...document.querySelectorAll('button')].find(b => b.innerText.trim().endsWith('Simulate'));
-  if (!button) return false;
-  button.click();
-  return true;
-})()"""
-
-
 @pytest.mark.browser
 def test_simulating_a_structure_draws_its_stack(streamlit_app, tmp_path):
     with open_page(f"{streamlit_app}/afm-translation", width=1400, height=1500, wait_for_text="Stack from") as page:
-        assert page.evaluate(_CHOOSE_SIMULATION_JS), "no 'Simulate from a structure' choice"
+        assert page.click("label", "Simulate from a structure", exact=True), "no 'Simulate from a structure' choice"
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not page.evaluate(_CLICK_SIMULATE_JS):
+        while time.monotonic() < deadline and not page.click("button", "Simulate"):
             time.sleep(0.5)
         assert time.monotonic() < deadline, "no Simulate button"
         deadline = time.monotonic() + 90

@@ -8,25 +8,14 @@ import pytest
 
 from tests.browser import exception_blocks, open_page
 
-# The real checkpoint denoises 20 steps for 4 samples on CPU, then ranks and draws the results.
+# The real checkpoint denoises 10 steps for 4 samples on CPU, then ranks and draws the results.
 GENERATION_TIMEOUT_S = 240
-
-# A DOM click, not a mouse event: it reaches the button whatever Streamlit lays over the page
-# (a plain `streamlit run app.py` shows a "Page not found" dialog on a fresh server's first
-# deep link; battgen/ui/serve.py, which the tests start, avoids it).
-_CLICK_GENERATE_JS = """(() => {
-  const button = [...document.querySelectorAll('button')].find(b => b.innerText.trim().endsWith('Generate'));
-  if (!button) return false;
-  button.click();
-  return true;
-})()"""
-
 
 @pytest.mark.browser
 def test_generating_candidates_draws_the_ranked_table(streamlit_app, tmp_path):
     with open_page(f"{streamlit_app}/candidate-screening", width=1400, height=2600, wait_ms=180_000,
                    wait_for_text="Working ion") as page:
-        assert page.evaluate(_CLICK_GENERATE_JS), "no Generate button"
+        assert page.click("button", "Generate"), "no Generate button"
         deadline = time.monotonic() + GENERATION_TIMEOUT_S
         while time.monotonic() < deadline and "Ranked candidates" not in page.text():
             time.sleep(0.5)
