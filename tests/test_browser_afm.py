@@ -8,6 +8,7 @@ import pytest
 
 from tests.browser import exception_blocks, open_page
 
+
 @pytest.mark.browser
 def test_simulating_a_structure_draws_its_stack(streamlit_app, tmp_path):
     with open_page(f"{streamlit_app}/afm-translation", width=1400, height=1500, wait_for_text="Stack from") as page:

@@ -11,6 +11,7 @@ from tests.browser import exception_blocks, open_page
 # The real checkpoint denoises 10 steps for 4 samples on CPU, then ranks and draws the results.
 GENERATION_TIMEOUT_S = 240
 
+
 @pytest.mark.browser
 def test_generating_candidates_draws_the_ranked_table(streamlit_app, tmp_path):
     with open_page(f"{streamlit_app}/candidate-screening", width=1400, height=2600, wait_ms=180_000,
