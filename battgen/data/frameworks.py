@@ -47,7 +47,7 @@ class Template:
     max_ions_per_metal: float = 1.0
 
     def structure(self):
-        """The template with placeholder roles as pymatgen species A→Li, M→Co, X→O (primitive)."""
+        """The template with its generic roles shown as pymatgen species A→Li, M→Co, X→O (primitive)."""
         return _template_structure(self.name).copy()
 
 
