@@ -300,11 +300,12 @@ class BrowserPage:
             time.sleep(0.05)
         self.wait_drawn(wait_ms=wait_ms)
 
-    def click(self, tag: str, text: str, *, exact: bool = False) -> bool:
+    def click_text(self, tag: str, text: str, *, exact: bool = False) -> bool:
         """DOM-click the first ``tag`` element whose text ends with (or, ``exact``, is) ``text``.
 
-        A DOM click, not a mouse event, reaches the element whatever Streamlit lays over the
-        page. False when no such element is drawn (yet).
+        Unlike :meth:`click` (real mouse events, then waits for the rerun to be drawn) this
+        returns at once, for long runs the test polls for itself; a DOM click also reaches the
+        element whatever Streamlit lays over the page. False when no such element is drawn (yet).
         """
         test = "t === want" if exact else "t.endsWith(want)"
         return bool(self.evaluate(f"""(() => {{

@@ -12,9 +12,9 @@ from tests.browser import exception_blocks, open_page
 @pytest.mark.browser
 def test_simulating_a_structure_draws_its_stack(streamlit_app, tmp_path):
     with open_page(f"{streamlit_app}/afm-translation", width=1400, height=1500, wait_for_text="Stack from") as page:
-        assert page.click("label", "Simulate from a structure", exact=True), "no 'Simulate from a structure' choice"
+        assert page.click_text("label", "Simulate from a structure", exact=True), "no 'Simulate from a structure' choice"
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not page.click("button", "Simulate"):
+        while time.monotonic() < deadline and not page.click_text("button", "Simulate"):
             time.sleep(0.5)
         assert time.monotonic() < deadline, "no Simulate button"
         deadline = time.monotonic() + 90

@@ -16,7 +16,7 @@ GENERATION_TIMEOUT_S = 240
 def test_generating_candidates_draws_the_ranked_table(streamlit_app, tmp_path):
     with open_page(f"{streamlit_app}/candidate-screening", width=1400, height=2600, wait_ms=180_000,
                    wait_for_text="Working ion") as page:
-        assert page.click("button", "Generate"), "no Generate button"
+        assert page.click_text("button", "Generate"), "no Generate button"
         deadline = time.monotonic() + GENERATION_TIMEOUT_S
         while time.monotonic() < deadline and "Ranked candidates" not in page.text():
             time.sleep(0.5)
