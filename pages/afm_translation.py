@@ -207,7 +207,10 @@ with translate_tab:
                                                              "composition": composition_vector(structure)}
                     bar.empty()
         simulated = st.session_state.get("afm_simulated")
-        if simulated is not None:
+        if simulated is None:
+            # Otherwise the stack of the example or upload seen before would stay on screen under this source.
+            st.session_state.pop("afm_input", None)
+        else:
             views = simulated["views"]
             view = st.radio("View (most informative first)", range(len(views.valid)), horizontal=True,
                             key="afm_view", format_func=lambda k: f"{k + 1}{'' if views.valid[k] else ' (invalid)'}")

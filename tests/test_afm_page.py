@@ -139,6 +139,15 @@ def test_bad_uploads_get_a_message_and_no_translation(page, name, data, message)
     assert not [d for d in page.get("download_button") if d.label == "Descriptors (PNG)"]
 
 
+def test_switching_to_simulate_clears_the_example_until_a_stack_is_simulated(page):
+    assert page.session_state["afm_input"]["label"]  # the page opens on an example
+    page.radio(key="afm_source").set_value("Simulate from a structure")
+    ok(page.run())
+    assert "afm_input" not in page.session_state
+    assert any("simulate one" in i.value for i in page.info)
+    assert not page.get("plotly_chart")
+
+
 @pytest.mark.slow
 def test_simulating_a_dataset_material_shows_its_views_and_translation(page):
     page.radio(key="afm_source").set_value("Simulate from a structure")
