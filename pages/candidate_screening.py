@@ -281,8 +281,6 @@ def show_result(session: ScreeningSession, result: ScreeningResult) -> None:
     outside = result.request.describe_outside(session.scaler)
     if outside:
         st.warning(outside)
-    for note in result.notes:
-        st.caption(note)
     show_match_summary(result)
     show_candidates(session, result)
     show_downloads(result)

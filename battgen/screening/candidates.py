@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -133,7 +133,6 @@ class ScreeningResult:
     candidates: pd.DataFrame  # full rows of the table plus the scores
     wall_time_s: float  # generation alone (models loaded)
     ranking_time_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
     def candidate_table(self) -> pd.DataFrame:
         """The columns a person compares: identity, real properties, scores."""
