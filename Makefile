@@ -84,7 +84,7 @@ bench: venv
 
 # Rebuild the AFM and screening artifacts from the shipped electrode table: ppafm campaign
 # (~30 min), translator with and without discriminator side by side (one core each, ~55 min),
-# atom regressor, example stacks, screening model, its evaluation. About 2 h on 2 CPU cores;
+# atom regressor, example stacks, screening model, its evaluation and guidance sweep. About 2 h on 2 CPU cores;
 # with a GPU present every trainer uses it. Set AFM_DATA to keep the 280 MB dataset elsewhere.
 AFM_DATA ?= data/afm
 TRANSLATOR_ARGS := --data $(AFM_DATA) --threads 1 --channels 16,32,64 --epochs 14 --patience 14 --max-minutes 55
@@ -99,4 +99,5 @@ rebuild-afm-screening: venv
 	$(VENV_PYTHON) -m battgen afm export-examples --data $(AFM_DATA)
 	$(VENV_PYTHON) -m battgen train screening --latents checkpoints/translator/latents.npz $(SCREENING_ARGS)
 	$(VENV_PYTHON) -m battgen eval screening --afm-data $(AFM_DATA)
+	$(VENV_PYTHON) -m battgen eval guidance-sweep --afm-data $(AFM_DATA)
 	rm -f checkpoints/translator_noadv/latents.npz  # the app searches the shipped translator's latents only

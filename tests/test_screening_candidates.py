@@ -139,3 +139,33 @@ def test_evaluation_reports_every_metric_and_the_exact_property_lookup_wins_retr
     assert -1 <= metrics["descriptors"]["ssim_best_of_k"] <= 1
     assert metrics["descriptors"]["ssim_best_of_k"] >= metrics["descriptors"]["ssim_mean"]
     assert "vs_true_material" in metrics["composition_shuffled_condition_control"]
+
+
+def test_guidance_sweep_cli_stores_one_row_per_scale_and_guidance_changes_the_samples(root, capsys):
+    from battgen.viz.screening import guidance_sweep_table
+
+    metrics_path = root / "checkpoints" / "screening" / "metrics.json"
+    try:
+        code = cli_main(["eval", "guidance-sweep", "--root", str(root), "--scales", "3", "0", "--max-materials", "3",
+                         "--samples", "2", "--steps", "2"])
+        assert code == 0
+        sweep = json.loads(metrics_path.read_text())["guidance_sweep"]
+    finally:
+        metrics_path.unlink(missing_ok=True)
+    assert [r["guidance_scale"] for r in sweep["rows"]] == [3.0, 0.0]
+    assert sweep["settings"]["materials"] == 3 and sweep["settings"]["num_inference_steps"] == 2
+    unconditional, guided = sweep["rows"][1], sweep["rows"][0]
+    # Same materials and noise: only the guidance differs, and it must reach the samples.
+    assert unconditional["composition_mae"] != guided["composition_mae"]
+    assert all(np.isfinite(v) for row in sweep["rows"] for v in row.values() if v is not None)
+    table = guidance_sweep_table(sweep)
+    assert list(table["guidance"]) == [0.0, 3.0] and "composition MAE (atoms)" in table.columns
+
+
+def test_guidance_sweep_rejects_negative_scales(root):
+    from battgen.eval.screening_metrics import guidance_sweep
+    from battgen.screening.session import ScreeningSession
+
+    session = ScreeningSession.load(root)
+    with pytest.raises(ValueError, match="guidance"):
+        guidance_sweep(session.pipeline, session.table, session.scaler, [1.0, -1.0], max_materials=1)

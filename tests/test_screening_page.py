@@ -241,7 +241,10 @@ def test_model_quality_shows_headline_metrics_when_present(page, artifact_root):
                "history": {"train_loss": [0.3, 0.2], "val_loss": [0.25, 0.123]},
                "evaluation": {"retrieval": {"generation_rank_by_score": {"top1": 0.4, "top5": 0.7}},
                               "sensitivity": {"labels": ["a", "b"], "mean": [0.6, 0.4], "std": [0.1, 0.1],
-                                              "definition": "test definition"}}}
+                                              "definition": "test definition"}},
+               "guidance_sweep": {"rows": [{"guidance_scale": 2.0, "composition_mae": 0.12, "top1_score": 0.2},
+                                           {"guidance_scale": 0.0, "composition_mae": 0.15, "top1_score": 0.1}],
+                                  "definition": "sweep definition"}}
     metrics_path.write_text(json.dumps(metrics))
     try:
         ok(page.run())
@@ -251,6 +254,9 @@ def test_model_quality_shows_headline_metrics_when_present(page, artifact_root):
         assert shown["retrieval top-5 (rank by score)"] == "0.7"
         assert shown["epochs run"] == "40"
         assert len(plotly_spec(page, "screen_quality_sensitivity")["data"][0]["x"]) == 2
+        sweep = next(d.value for d in page.dataframe if "guidance" in d.value.columns)
+        assert list(sweep["guidance"]) == [0.0, 2.0] and list(sweep["top-1 (score)"]) == [0.1, 0.2]
+        assert any(c.value == "sweep definition" for c in page.caption)
     finally:
         metrics_path.unlink()
 

@@ -1,4 +1,4 @@
-"""``python -m battgen eval screening``: score a screening checkpoint, store it in its metrics.json."""
+"""``python -m battgen eval screening|guidance-sweep``: score a screening checkpoint into its metrics.json."""
 
 from __future__ import annotations
 
@@ -9,20 +9,29 @@ from pathlib import Path
 from battgen.screening.candidates import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, SAMPLERS
 
 
-def register(commands) -> None:
-    p = commands.add_parser("screening", help="test-split metrics and sensitivity of the screening model")
+def _evaluation_parser(commands, name: str, help: str) -> argparse.ArgumentParser:
+    p = commands.add_parser(name, help=help)
     p.add_argument("--root", default=".", help="artifact root holding checkpoints/ and assets/")
     p.add_argument("--afm-data", default=None, help="AFM dataset (dataset.npz or its folder) for descriptor SSIM")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--samples", type=int, default=4, help="samples per material")
     p.add_argument("--scheduler", choices=SAMPLERS, default=DEFAULT_SCHEDULER)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-materials", type=int, default=None, help="only the first N materials (quick check)")
-    p.add_argument("--sensitivity-seeds", type=int, default=5, help="seeds of the sensitivity analysis (0: skip)")
     p.add_argument("--no-write", action="store_true", help="print, do not write into the checkpoint's metrics.json")
+    return p
+
+
+def register(commands) -> None:
+    p = _evaluation_parser(commands, "screening", "test-split metrics and sensitivity of the screening model")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
+    p.add_argument("--sensitivity-seeds", type=int, default=5, help="seeds of the sensitivity analysis (0: skip)")
     p.set_defaults(func=_run_screening)
+
+    p = _evaluation_parser(commands, "guidance-sweep", "the screening evaluation at several guidance scales")
+    p.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 5.0])
+    p.set_defaults(func=_run_guidance_sweep)
 
 
 def sensitivity_over_ions(session, seeds: int, **sample_kw) -> dict:
@@ -58,16 +67,9 @@ def sensitivity_over_ions(session, seeds: int, **sample_kw) -> dict:
 def _run_screening(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from battgen.artifacts import read_metrics, write_metrics
-    from battgen.eval.screening_metrics import afm_descriptors_by_material, evaluate_screening
-    from battgen.screening.session import SCREENING_DIR, ScreeningSession
+    from battgen.eval.screening_metrics import evaluate_screening
 
-    session = ScreeningSession.load(args.root)
-    afm = None
-    if args.afm_data:
-        from battgen.afm.loader import load_afm_dataset
-
-        afm = afm_descriptors_by_material(load_afm_dataset(args.afm_data), split=args.split)
+    session, afm = _load_for_evaluation(args)
     with tqdm(desc="generating", unit="sample") as bar:
         def progress(done, total):
             bar.total = total
@@ -83,11 +85,48 @@ def _run_screening(args: argparse.Namespace) -> int:
         metrics["sensitivity"] = sensitivity_over_ions(
             session, args.sensitivity_seeds, scheduler=args.scheduler if args.scheduler != "ddpm" else "ddim",
             num_inference_steps=args.steps, guidance_scale=args.guidance)
-    print(json.dumps(metrics, indent=2, default=str))
-    if not args.no_write:
-        directory = Path(args.root) / SCREENING_DIR
-        stored = read_metrics(directory) or {}
-        stored["evaluation"] = metrics
-        write_metrics(directory, stored)
-        print(f"wrote the evaluation into {directory / 'metrics.json'}")
+    _store_evaluation(args, "evaluation", metrics)
+    return 0
+
+
+def _load_for_evaluation(args: argparse.Namespace):
+    from battgen.screening.session import ScreeningSession
+
+    session = ScreeningSession.load(args.root)
+    afm = None
+    if args.afm_data:
+        from battgen.afm.loader import load_afm_dataset
+        from battgen.eval.screening_metrics import afm_descriptors_by_material
+
+        afm = afm_descriptors_by_material(load_afm_dataset(args.afm_data), split=args.split)
+    return session, afm
+
+
+def _store_evaluation(args: argparse.Namespace, key: str, value: dict) -> None:
+    from battgen.artifacts import read_metrics, write_metrics
+    from battgen.screening.session import SCREENING_DIR
+
+    print(json.dumps(value, indent=2, default=str))
+    if args.no_write:
+        return
+    directory = Path(args.root) / SCREENING_DIR
+    stored = read_metrics(directory) or {}
+    stored[key] = value
+    write_metrics(directory, stored)
+    print(f"wrote {key!r} into {directory / 'metrics.json'}")
+
+
+def _run_guidance_sweep(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from battgen.eval.screening_metrics import guidance_sweep
+
+    session, afm = _load_for_evaluation(args)
+    with tqdm(total=len(args.scales), desc="guidance scales", unit="scale") as bar:
+        sweep = guidance_sweep(session.pipeline, session.table, session.scaler, args.scales,
+                               latent_index=session.latent_index, afm_descriptors=afm, split=args.split,
+                               samples_per_material=args.samples, scheduler=args.scheduler,
+                               num_inference_steps=args.steps, seed=args.seed, max_materials=args.max_materials,
+                               progress=lambda done, total: bar.update(done - bar.n))
+    _store_evaluation(args, "guidance_sweep", sweep)
     return 0

@@ -117,3 +117,28 @@ def headline_metrics(metrics: Mapping | None) -> dict[str, float | int]:
         "descriptor SSIM, best of k": descriptors.get("ssim_best_of_k"),
     }
     return {k: v for k, v in candidates.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+GUIDANCE_SWEEP_COLUMNS = {
+    "guidance_scale": "guidance",
+    "composition_mae": "composition MAE (atoms)",
+    "composition_r2": "composition R²",
+    "condition_effect_mae": "condition effect (MAE drop)",
+    "ssim_best_of_k": "SSIM best of k",
+    "ssim_mean": "SSIM mean",
+    "top1_score": "top-1 (score)",
+    "top5_score": "top-5 (score)",
+    "top1_property_match": "top-1 (property match)",
+    "loo_jaccard_score": "leave-one-out element Jaccard",
+    "generation_s": "generation (s)",
+}
+
+
+def guidance_sweep_table(sweep: Mapping | None) -> pd.DataFrame:
+    """The stored guidance sweep (``metrics.json``'s ``guidance_sweep``) as a table, one row per scale."""
+    rows = (sweep or {}).get("rows") or []
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame = frame[[c for c in GUIDANCE_SWEEP_COLUMNS if c in frame.columns]].sort_values("guidance_scale")
+    return frame.rename(columns=GUIDANCE_SWEEP_COLUMNS).reset_index(drop=True)
