@@ -84,12 +84,12 @@ bench: venv
 
 # Rebuild the AFM and screening artifacts from the shipped electrode table: ppafm campaign
 # (~30 min), translator with and without discriminator side by side (one core each, ~55 min),
-# atom regressor, example stacks, screening model, its evaluation and guidance sweep. About 2 h on 2 CPU cores;
+# atom regressor, example stacks, screening model, its evaluation and guidance sweep. About 2.5 h on 2 CPU cores;
 # with a GPU present every trainer uses it. Set AFM_DATA to keep the 280 MB dataset elsewhere.
 AFM_DATA ?= data/afm
 TRANSLATOR_ARGS := --data $(AFM_DATA) --threads 1 --channels 16,32,64 --epochs 14 --patience 14 --max-minutes 55
 ATOM_REGRESSOR_ARGS := --threads 2 --max-minutes 10
-SCREENING_ARGS := --channels 32,64,64 --lr 5e-4 --epochs 300 --patience 40 --max-minutes 30 --threads 2
+SCREENING_ARGS := --channels 32,64,64 --lr 5e-4 --epochs 300 --patience 40 --max-minutes 57 --threads 2
 rebuild-afm-screening: venv
 	$(VENV_PYTHON) -m battgen afm build-dataset --table assets/electrodes --out $(AFM_DATA) --keep 4 --grid 64 --workers 2
 	$(VENV_PYTHON) -m battgen train translator $(TRANSLATOR_ARGS) --no-progress & adversarial=$$!; \
