@@ -24,6 +24,7 @@ import argparse
 import torch
 
 from battgen.eval.screening_metrics import afm_descriptors_by_material, evaluate_screening
+from battgen.screening.candidates import DEFAULT_GUIDANCE
 from battgen.screening.session import ScreeningSession
 from benchmarks.timing import median_time
 
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--afm-data", default=None)
     parser.add_argument("--materials", type=int, default=40, help="test materials for the quality columns")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per fast sampler (DDPM: 1)")
-    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:

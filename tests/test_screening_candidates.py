@@ -18,8 +18,9 @@ from battgen.afm.translate import LatentIndex
 from battgen.cli import main as cli_main
 from battgen.data.properties import PROPERTY_NAMES
 from battgen.data.table import composition_matrix, load_scaler, load_table
-from battgen.models.screening import SCHEDULER_NAMES
-from battgen.screening.candidates import SAMPLERS, composition_distances, property_match, rank_candidates
+from battgen.models.screening import DEFAULT_GUIDANCE_SCALE, SCHEDULER_NAMES
+from battgen.screening.candidates import (DEFAULT_GUIDANCE, SAMPLERS, composition_distances, property_match,
+                                         rank_candidates)
 from battgen.screening.request import ScreeningRequest, ion_medians
 from tests.screening_root import build_screening_root
 
@@ -35,8 +36,9 @@ def root(tmp_path_factory) -> Path:
     return build_screening_root(tmp_path_factory.mktemp("screening_root"))
 
 
-def test_the_cli_offers_exactly_the_pipeline_samplers():
+def test_the_cli_offers_exactly_the_pipeline_samplers_and_its_default_guidance():
     assert SAMPLERS == SCHEDULER_NAMES
+    assert DEFAULT_GUIDANCE == DEFAULT_GUIDANCE_SCALE
 
 
 def test_a_request_defaults_to_the_ion_medians_and_flags_values_beyond_the_data():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from battgen.screening.candidates import DEFAULT_STEPS
+from battgen.screening.candidates import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from tests.screening_root import build_screening_root
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,7 +92,7 @@ def test_sliders_start_at_the_ions_medians_within_the_data_range(page, session):
         assert session.scaler.low[i] <= slider.min and slider.max <= session.scaler.high[i], name
     assert page.selectbox(key="screen_sampler").value == "dpm++"
     assert page.number_input(key="screen_steps").value == DEFAULT_STEPS
-    assert page.number_input(key="screen_guidance").value == 2.0
+    assert page.number_input(key="screen_guidance").value == DEFAULT_GUIDANCE
     assert page.slider(key="screen_candidates").value == 4
     assert len(page.selectbox(key="screen_ion").options) == 10
     assert any("press **Generate**" in i.value for i in page.info)

@@ -30,7 +30,7 @@ def register(commands) -> None:
     p.set_defaults(func=_run_screening)
 
     p = _evaluation_parser(commands, "guidance-sweep", "the screening evaluation at several guidance scales")
-    p.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 5.0])
+    p.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0])
     p.set_defaults(func=_run_guidance_sweep)
 
 

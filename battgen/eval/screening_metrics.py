@@ -33,7 +33,7 @@ from battgen.data.neighbors import nearest_by_composition, nearest_by_properties
 from battgen.data.properties import PROPERTY_NAMES, PropertyScaler
 from battgen.data.table import composition_matrix
 from battgen.eval.afm_metrics import atom_regressor_metrics, ssim
-from battgen.screening.candidates import RANKINGS, rank_candidates
+from battgen.screening.candidates import DEFAULT_GUIDANCE, RANKINGS, rank_candidates
 from battgen.screening.request import ScreeningRequest
 
 GENERATION_BATCH = 64  # requests x samples per denoising batch
@@ -86,7 +86,7 @@ def _mean_rows(rows: list[dict]) -> dict:
 def evaluate_screening(pipeline, table: pd.DataFrame, scaler: PropertyScaler, *, latent_index=None,
                        afm_descriptors: dict[str, np.ndarray] | None = None, split: str = "test",
                        samples_per_material: int = 4, scheduler: str = "dpm++", num_inference_steps: int = 20,
-                       guidance_scale: float = 2.0, seed: int = 0, max_materials: int | None = None,
+                       guidance_scale: float = DEFAULT_GUIDANCE, seed: int = 0, max_materials: int | None = None,
                        k: int = 5, control: bool = True,
                        progress: Callable[[int, int], None] | None = None) -> dict:
     """Metrics of the screening model on ``split`` materials (see the module docstring).

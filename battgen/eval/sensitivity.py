@@ -25,7 +25,7 @@ import torch
 from battgen.data.properties import PROPERTY_BY_NAME
 from diffusers.utils.torch_utils import randn_tensor
 
-from battgen.models.screening import BattGenScreeningPipeline
+from battgen.models.screening import DEFAULT_GUIDANCE_SCALE, BattGenScreeningPipeline
 
 ION_CONDITION = "working_ion"
 # Samplers whose output is a function of the initial noise alone (DDIM with eta = 0, DPM-Solver++).
@@ -58,7 +58,7 @@ def condition_sensitivity(
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     num_candidates: int = 4,
     num_inference_steps: int = 20,
-    guidance_scale: float = 2.0,
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     scheduler: str | SchedulerMixin = "ddim",
     delta: float = DEFAULT_DELTA,
     progress_callback: Callable[[int, int], None] | None = None,

@@ -41,10 +41,11 @@ RANKINGS = ("score", "property_match", "composition_similarity")
 # repeated here so the CLI can offer them without importing torch and diffusers.
 SAMPLERS = ("ddpm", "ddim", "dpm++")
 DEFAULT_SCHEDULER = "dpm++"
-# DPM-Solver++ at 10 steps: 78x faster than DDPM-1000 at equal composition error and
-# descriptor SSIM within 0.02 (benchmarks/bench_screening.py), 0.5 s for 4 candidates on 2 cores.
+# DPM-Solver++ at 10 steps: 60-80x faster than DDPM-1000 at equal composition error and
+# descriptor SSIM within 0.02 (benchmarks/bench_screening.py), 0.5-0.7 s for 4 candidates on 2 cores.
 DEFAULT_STEPS = 10
-DEFAULT_GUIDANCE = 2.0
+# battgen.models.screening.DEFAULT_GUIDANCE_SCALE (checked by a test), chosen by the guidance sweep.
+DEFAULT_GUIDANCE = 5.0
 NEIGHBOURS_PER_SAMPLE = 5
 CANDIDATE_COLUMNS = ("rank", "id", "formula_discharge", "working_ion", "structure_type", *PROPERTY_NAMES,
                      "score", "property_match", "composition_similarity", "latent_distance",
