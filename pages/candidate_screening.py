@@ -367,7 +367,8 @@ def show_model_quality(root: Path) -> None:
         st.markdown("**Guidance scale** (the test evaluation at each scale; 0 ignores the request, "
                     f"the default is {DEFAULT_GUIDANCE:g})")
         st.dataframe(sweep, hide_index=True, key="screen_quality_guidance",
-                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in sweep.columns})
+                     column_config={c: st.column_config.NumberColumn(format=viz.GUIDANCE_SWEEP_FORMATS.get(c, "%.3f"))
+                                    for c in sweep.columns})
         st.caption(metrics["guidance_sweep"].get("definition", ""))
     history = metrics.get("history") or {}
     if history.get("train_loss") and len(history.get("train_loss", [])) == len(history.get("val_loss", [])):

@@ -133,6 +133,9 @@ GUIDANCE_SWEEP_COLUMNS = {
     "generation_s": "generation (s)",
 }
 
+# The condition effect is a difference of MAEs around 0.001 atoms: three decimals would hide it.
+GUIDANCE_SWEEP_FORMATS = {"guidance": "%.1f", "condition effect (MAE drop)": "%.4f", "generation (s)": "%.1f"}
+
 
 def guidance_sweep_table(sweep: Mapping | None) -> pd.DataFrame:
     """The stored guidance sweep (``metrics.json``'s ``guidance_sweep``) as a table, one row per scale."""
