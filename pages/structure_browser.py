@@ -147,8 +147,9 @@ st.caption(f"{data_source_sentence(table)} Table: `{shown_dir}`.")
 with st.container(border=True):
     ion_column, search_column = st.columns([2, 1])
     present_ions = [ion for ion in WORKING_IONS if ion in set(table["working_ion"])]
-    ions = ion_column.multiselect("Working ion", present_ions, key="filter_ions", placeholder="all ions")
-    search = search_column.text_input("Formula contains", key="filter_search", placeholder="e.g. LiCoO2, Fe, S2")
+    ions = ion_column.multiselect("Working ions (none chosen: all)", present_ions, key="filter_ions")
+    search = search_column.text_input("Formula contains", key="filter_search",
+                                     help="Part of a formula, e.g. LiCoO2, Fe or S2; case is ignored.")
     ranges = {}
     slider_columns = st.columns(3)
     for i, prop in enumerate(PROPERTIES):
