@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent  # tests/ -> repo
 LATENT = 4  # latent side; descriptors are 4x larger
 TINY_UNET = dict(block_out_channels=(16, 32), attention_levels=(False, True), attention_head_dim=8,
                  norm_num_groups=8)

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from battgen.data.evaluate import structure_to_text
 from battgen.data.table import load_table, row_structure
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "pages" / "structure_browser.py"
 TIMEOUT_S = 240
 

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from battgen.artifacts import list_artifacts, write_metadata, write_metrics
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")
 # The first run imports torch for the compute panel; 2 slow cores need headroom.
 APP_TIMEOUT_S = 120

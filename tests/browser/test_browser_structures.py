@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.browser import exception_blocks, open_page
+from tests.browser.driver import exception_blocks, open_page
 
 # The viewer iframe is written by battgen.viz.structure3d; 3Dmol.js puts one canvas in it.
 _VIEWER_STATE_JS = """(() => {

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from battgen.screening.candidates import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from tests.screening_root import build_screening_root
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "pages" / "candidate_screening.py"
 TIMEOUT_S = 300
 FEW_STEPS = 3  # the toy model is untrained: more steps would only cost time

@@ -12,7 +12,7 @@ until the app reports that its script run has finished and the page text has set
 
 Usage from a test (the ``streamlit_app`` fixture, a base URL, lives in tests/conftest.py)::
 
-    from tests.browser import dump_dom, open_page, screenshot
+    from tests.browser.driver import dump_dom, open_page, screenshot
 
     @pytest.mark.browser
     def test_sei_page(streamlit_app, tmp_path):
@@ -44,7 +44,7 @@ from typing import Any, Iterator
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("BATTGEN_CHROMIUM", "/usr/bin/chromium"))
 SERVER_START_TIMEOUT_S = 60
 CHROMIUM_START_TIMEOUT_S = 30

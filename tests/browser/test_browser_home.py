@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import exception_blocks, open_page, running_streamlit
+from tests.browser.driver import exception_blocks, open_page, running_streamlit
 
 pytestmark = pytest.mark.browser
 
@@ -30,7 +30,7 @@ def test_home_page_renders_without_exceptions(streamlit_app, tmp_path):
 def test_exception_blocks_detects_a_rendered_streamlit_exception(tmp_path):
     """Guards the guard: exception_blocks must see what Streamlit draws for an uncaught error,
     or the home-page test above could never fail on one."""
-    from tests.browser import dump_dom, running_streamlit
+    from tests.browser.driver import dump_dom, running_streamlit
 
     failing_script = tmp_path / "failing_app.py"
     failing_script.write_text(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import exception_blocks, open_page
+from tests.browser.driver import exception_blocks, open_page
 
 
 @pytest.mark.browser

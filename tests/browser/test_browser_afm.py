@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.browser import exception_blocks, open_page
+from tests.browser.driver import exception_blocks, open_page
 
 
 @pytest.mark.browser

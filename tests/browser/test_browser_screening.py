@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.browser import exception_blocks, open_page
+from tests.browser.driver import exception_blocks, open_page
 
 # The real checkpoint denoises 10 steps for 4 samples on CPU, then ranks and draws the results.
 GENERATION_TIMEOUT_S = 240
