@@ -24,7 +24,7 @@ import argparse
 import torch
 
 from battgen.eval.screening_metrics import afm_descriptors_by_material, evaluate_screening
-from battgen.screening.candidates import DEFAULT_GUIDANCE
+from battgen.screening.defaults import DEFAULT_GUIDANCE
 from battgen.screening.session import ScreeningSession
 from benchmarks.timing import median_time
 

@@ -15,8 +15,8 @@ import streamlit as st
 from battgen.artifacts import read_metrics
 from battgen.data.properties import PROPERTIES, PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 from battgen.data.table import row_structure
-from battgen.screening.candidates import (DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, SAMPLERS,
-                                          ScreeningResult)
+from battgen.screening.candidates import ScreeningResult
+from battgen.screening.defaults import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 from battgen.screening.request import ScreeningRequest, ion_medians
 from battgen.screening.session import SCREENING_DIR, ScreeningSession, missing_screening_model
 from battgen.ui.structure_panel import show_structure
@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # The same variable as Home's: point the app at another results folder laid out like the repo.
 ARTIFACT_ROOT_ENV_VAR = "BATTGEN_ARTIFACT_ROOT"
 MAX_CANDIDATES = 16
-DEFAULT_CANDIDATES = 4
 MAX_GUIDANCE = 20.0
 SEED_LIMIT = 2**31 - 1
 SAMPLE_COLUMNS = 2  # generated samples side by side
@@ -136,7 +135,7 @@ def show_request_controls(session: ScreeningSession) -> bool:
     st.session_state.setdefault("screen_ion", WORKING_IONS[0])
     if any(f"screen_{name}" not in st.session_state for name in PROPERTY_NAMES):
         set_sliders_to_medians(session.table, session.scaler, st.session_state["screen_ion"])
-    for key, default in (("screen_candidates", DEFAULT_CANDIDATES), ("screen_sampler", DEFAULT_SCHEDULER),
+    for key, default in (("screen_candidates", DEFAULT_CANDIDATES), ("screen_sampler", DEFAULT_SAMPLER),
                          ("screen_steps", DEFAULT_STEPS), ("screen_guidance", DEFAULT_GUIDANCE), ("screen_seed", 0)):
         st.session_state.setdefault(key, default)
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from battgen.screening.candidates import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, SAMPLERS
+from battgen.screening.defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
 
 def _evaluation_parser(commands, name: str, help: str) -> argparse.ArgumentParser:
@@ -15,7 +15,7 @@ def _evaluation_parser(commands, name: str, help: str) -> argparse.ArgumentParse
     p.add_argument("--afm-data", default=None, help="AFM dataset (dataset.npz or its folder) for descriptor SSIM")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--samples", type=int, default=4, help="samples per material")
-    p.add_argument("--scheduler", choices=SAMPLERS, default=DEFAULT_SCHEDULER)
+    p.add_argument("--scheduler", choices=SAMPLERS, default=DEFAULT_SAMPLER)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-materials", type=int, default=None, help="only the first N materials (quick check)")

@@ -25,7 +25,8 @@ import torch
 from battgen.data.properties import PROPERTY_BY_NAME
 from diffusers.utils.torch_utils import randn_tensor
 
-from battgen.models.screening import DEFAULT_GUIDANCE_SCALE, BattGenScreeningPipeline
+from battgen.models.screening import BattGenScreeningPipeline
+from battgen.screening.defaults import DEFAULT_GUIDANCE
 
 ION_CONDITION = "working_ion"
 # Samplers whose output is a function of the initial noise alone (DDIM with eta = 0, DPM-Solver++).
@@ -58,7 +59,7 @@ def condition_sensitivity(
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     num_candidates: int = 4,
     num_inference_steps: int = 20,
-    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+    guidance_scale: float = DEFAULT_GUIDANCE,
     scheduler: str | SchedulerMixin = "ddim",
     delta: float = DEFAULT_DELTA,
     progress_callback: Callable[[int, int], None] | None = None,

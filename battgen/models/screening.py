@@ -50,6 +50,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
+from battgen.screening.defaults import DEFAULT_GUIDANCE, SAMPLERS
 
 # Length of the condition vector: properties, ion one-hot, "condition present" flag.
 CONDITION_DIM = len(PROPERTY_NAMES) + len(WORKING_IONS) + 1
@@ -58,7 +59,6 @@ CONDITION_DIM = len(PROPERTY_NAMES) + len(WORKING_IONS) + 1
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 1e-4, 0.02
 
-SCHEDULER_NAMES = ("ddpm", "ddim", "dpm++")
 OUTPUT_TYPES = ("np", "pt")
 
 
@@ -88,10 +88,6 @@ def make_training_scheduler() -> DDPMScheduler:
 # Done in the pipeline, not by a scheduler option, so every sampler bounds it the same way
 # (DPM-Solver++ only offers dynamic thresholding, which rescales in-range latents too).
 SAMPLE_X0_BOUND = 4.0
-# Classifier-free guidance of the shipped model: the test evaluation at each scale
-# (`python -m battgen eval guidance-sweep`, checkpoints/screening/metrics.json) improves retrieval
-# up to 5 (top-5 0.19 -> 0.25 from 2 to 5) and past it only composition MAE improves, at lower SSIM.
-DEFAULT_GUIDANCE_SCALE = 5.0
 
 
 def bound_noise_prediction(eps: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor,
@@ -110,7 +106,7 @@ def make_scheduler(name: str, config: Mapping[str, Any]) -> SchedulerMixin:
         return DDIMScheduler.from_config(config)
     if name == "dpm++":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++")
-    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)} "
+    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SAMPLERS)} "
                      "or pass a diffusers scheduler instance")
 
 
@@ -372,7 +368,7 @@ class BattGenScreeningPipeline(DiffusionPipeline):
             return make_scheduler(scheduler, self.scheduler.config)
         if isinstance(scheduler, SchedulerMixin):
             return scheduler
-        raise ValueError(f"scheduler must be a name ({', '.join(SCHEDULER_NAMES)}), a diffusers "
+        raise ValueError(f"scheduler must be a name ({', '.join(SAMPLERS)}), a diffusers "
                          f"scheduler or None, got {type(scheduler).__name__}")
 
     # ------------------------------------------------------------------ sampling
@@ -382,7 +378,7 @@ class BattGenScreeningPipeline(DiffusionPipeline):
         conditions: torch.Tensor,
         *,
         num_inference_steps: int = 20,
-        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+        guidance_scale: float = DEFAULT_GUIDANCE,
         generator: torch.Generator | None = None,
         scheduler: str | SchedulerMixin | None = None,
         latents: torch.Tensor | None = None,
@@ -459,7 +455,7 @@ class BattGenScreeningPipeline(DiffusionPipeline):
         working_ion: str,
         num_candidates: int = 4,
         num_inference_steps: int = 20,
-        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+        guidance_scale: float = DEFAULT_GUIDANCE,
         generator: torch.Generator | None = None,
         scheduler: str | SchedulerMixin | None = None,
         property_scaler: PropertyScaler | None = None,

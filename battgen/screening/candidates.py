@@ -34,18 +34,10 @@ import pandas as pd
 from battgen.data.composition import formula_guess, top_elements
 from battgen.data.properties import PROPERTY_NAMES, PropertyScaler
 from battgen.data.table import composition_matrix
+from battgen.screening.defaults import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
 from battgen.screening.request import ScreeningRequest
 
 RANKINGS = ("score", "property_match", "composition_similarity")
-# The pipeline's sampler names (battgen.models.screening.SCHEDULER_NAMES, checked by a test);
-# repeated here so the CLI can offer them without importing torch and diffusers.
-SAMPLERS = ("ddpm", "ddim", "dpm++")
-DEFAULT_SCHEDULER = "dpm++"
-# DPM-Solver++ at 10 steps: 60-80x faster than DDPM-1000 at equal composition error and
-# descriptor SSIM within 0.02 (benchmarks/bench_screening.py), 0.5-0.7 s for 4 candidates on 2 cores.
-DEFAULT_STEPS = 10
-# battgen.models.screening.DEFAULT_GUIDANCE_SCALE (checked by a test), chosen by the guidance sweep.
-DEFAULT_GUIDANCE = 5.0
 NEIGHBOURS_PER_SAMPLE = 5
 CANDIDATE_COLUMNS = ("rank", "id", "formula_discharge", "working_ion", "structure_type", *PROPERTY_NAMES,
                      "score", "property_match", "composition_similarity", "latent_distance",
@@ -169,8 +161,8 @@ class ScreeningResult:
 
 
 def screen(pipeline, table: pd.DataFrame, scaler: PropertyScaler, request: ScreeningRequest, *,
-           latent_index=None, num_candidates: int = 4, num_inference_steps: int = DEFAULT_STEPS,
-           guidance_scale: float = DEFAULT_GUIDANCE, seed: int = 0, scheduler: str = DEFAULT_SCHEDULER,
+           latent_index=None, num_candidates: int = DEFAULT_CANDIDATES, num_inference_steps: int = DEFAULT_STEPS,
+           guidance_scale: float = DEFAULT_GUIDANCE, seed: int = 0, scheduler: str = DEFAULT_SAMPLER,
            k: int = NEIGHBOURS_PER_SAMPLE, rank_by: str = "score",
            progress_callback: Callable[[int, int], None] | None = None) -> ScreeningResult:
     """Generate ``num_candidates`` samples for ``request`` and rank the table's materials against them."""

@@ -7,7 +7,8 @@ import sys
 
 from battgen.data.properties import PROPERTY_BY_NAME, PROPERTY_NAMES, WORKING_IONS
 
-from battgen.screening.candidates import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, RANKINGS, SAMPLERS
+from battgen.screening.candidates import RANKINGS
+from battgen.screening.defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
 # CLI flag for each property (the MP field names are not what a person types)
 PROPERTY_FLAGS = {
@@ -28,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             help=f"{p.label} ({p.unit}); default: the ion's median")
     parser.add_argument("--num-candidates", type=int, default=4, help="generated samples")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="denoising steps")
-    parser.add_argument("--scheduler", choices=SAMPLERS, default=DEFAULT_SCHEDULER)
+    parser.add_argument("--scheduler", choices=SAMPLERS, default=DEFAULT_SAMPLER)
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help="classifier-free guidance scale")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rank-by", choices=RANKINGS, default="score")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from battgen.sei.defaults import DATASET_MAX_EVENTS, DEFAULT_SIZE
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     sim = commands.add_parser("simulate", help="run one KMC simulation")
-    sim.add_argument("--size", type=int, default=50, help="lattice width and height in sites")
+    sim.add_argument("--size", type=int, default=DEFAULT_SIZE, help="lattice width and height in sites")
     sim.add_argument("--nx", type=int, help="lattice width (overrides --size)")
     sim.add_argument("--ny", type=int, help="lattice height (overrides --size)")
     sim.add_argument("--seed", type=int, default=0)
@@ -21,11 +23,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     build = commands.add_parser("build-dataset", help="Latin-hypercube KMC dataset")
     build.add_argument("--n", type=int, required=True, help="number of runs")
-    build.add_argument("--size", type=int, default=50)
+    build.add_argument("--size", type=int, default=DEFAULT_SIZE)
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--out", default="data/sei")
     build.add_argument("--max-steps", type=int, default=None,
-                       help="event bound per run (default 3,000,000)")
+                       help=f"event bound per run (default {DATASET_MAX_EVENTS:,})")
     build.add_argument("--workers", type=int, default=None, help="local processes (default: cores)")
     build.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
     build.add_argument("--no-progress", action="store_true")
@@ -64,10 +66,10 @@ def _simulate(args) -> int:
 
 
 def _build(args) -> int:
-    from battgen.sei.dataset import DEFAULT_MAX_STEPS, DatasetPlan, build_dataset
+    from battgen.sei.dataset import DatasetPlan, build_dataset
 
     plan = DatasetPlan(n=args.n, size=args.size, seed=args.seed,
-                       max_steps=args.max_steps or DEFAULT_MAX_STEPS)
+                       max_steps=args.max_steps or DATASET_MAX_EVENTS)
     path = build_dataset(args.out, plan, workers=args.workers, scheduler=args.scheduler,
                          progress=not args.no_progress)
     print(f"wrote {path}")

@@ -18,16 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from battgen.sei.barriers import BARRIER_NAMES, BARRIER_RANGES, N_FREE
+from battgen.sei.defaults import DATASET_MAX_EVENTS, DEFAULT_SIZE
 from battgen.sei.observables import OBSERVABLE_NAMES, PROPERTY_NAMES
 from battgen.sei.species import N_SPECIES
 
 BLOCK = 1000
 DATASET_FILE = "dataset.npz"
 RUNS_DIR = "runs"
-# Bound on KMC events per dataset run. Runs whose barriers never passivate the electrode
-# (radicals escape faster than they are reduced) would otherwise run forever; 3 M events is
-# ~1.3x what a default-barrier 50x50 run needs to complete, ~1 s on one core.
-DEFAULT_MAX_STEPS = 3_000_000
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 STATUS_CODES = {"complete": 0, "max_steps": 2, "max_time": 3}
@@ -36,9 +33,9 @@ STATUS_CODES = {"complete": 0, "max_steps": 2, "max_time": 3}
 @dataclass(frozen=True)
 class DatasetPlan:
     n: int
-    size: int = 50
+    size: int = DEFAULT_SIZE
     seed: int = 0
-    max_steps: int = DEFAULT_MAX_STEPS
+    max_steps: int = DATASET_MAX_EVENTS
 
     def __post_init__(self):
         if self.n < 1:

@@ -27,6 +27,7 @@ import numpy as np
 
 from battgen.sei import kernel
 from battgen.sei.barriers import N_EVENTS, resolve_barriers
+from battgen.sei.defaults import MAX_SIZE, MIN_SIZE, SIMULATION_MAX_EVENTS
 from battgen.sei.observables import compute_observables
 from battgen.sei.species import SOLVENT
 
@@ -34,8 +35,6 @@ BOLTZMANN_EV = 8.617333262e-5
 BOLTZMANN_J = 1.380649e-23
 PLANCK_J = 6.62607015e-34
 
-MIN_SIZE, MAX_SIZE = 8, 400
-DEFAULT_MAX_STEPS = 200_000_000
 STATUS_NAMES = {
     kernel.STATUS_COMPLETE: "complete",
     kernel.STATUS_MAX_STEPS: "max_steps",
@@ -124,7 +123,7 @@ def simulate(
     ny = _check_size("ny", ny)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31:
         raise ValueError(f"seed must be an integer in [0, 2**31), got {seed!r}")
-    steps_bound = DEFAULT_MAX_STEPS if max_steps is None else int(max_steps)
+    steps_bound = SIMULATION_MAX_EVENTS if max_steps is None else int(max_steps)
     if steps_bound < 0:
         raise ValueError("max_steps must be non-negative")
     time_bound = np.inf if max_time is None else float(max_time)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from battgen.screening.candidates import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from battgen.screening.defaults import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from tests.screening_root import build_screening_root
 
 REPO = Path(__file__).resolve().parents[2]

@@ -25,7 +25,7 @@ from battgen.models.atom_regressor import AtomRegressor
 from battgen.models.translator import AFMTranslator
 from battgen.models.screening import (
     CONDITION_DIM,
-    SCHEDULER_NAMES,
+    SAMPLERS,
     BattGenScreeningPipeline,
     bound_noise_prediction,
     build_screening_unet,
@@ -132,7 +132,7 @@ def _oracle_noise_prediction(x, t, encoder_hidden_states=None, class_labels=None
     return SimpleNamespace(sample=(x - a.sqrt() * mean) / (1 - a).sqrt())
 
 
-@pytest.mark.parametrize("scheduler", SCHEDULER_NAMES)
+@pytest.mark.parametrize("scheduler", SAMPLERS)
 def test_pipeline_steers_generation_by_the_ion(scheduler):
     oracle = _pipeline()
     oracle.unet.forward = _oracle_noise_prediction
@@ -149,7 +149,7 @@ def test_pipeline_steers_generation_by_the_ion(scheduler):
 # --------------------------------------------------------------------------- pipeline
 
 
-@pytest.mark.parametrize("scheduler", [*SCHEDULER_NAMES, None, "instance"])
+@pytest.mark.parametrize("scheduler", [*SAMPLERS, None, "instance"])
 def test_every_scheduler_returns_the_documented_shapes(pipe, scheduler):
     if scheduler == "instance":
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
