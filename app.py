@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import streamlit as st
+from battgen.runtime import configure_threads
 
-from battgen import artifacts
+# First, before anything imports torch: its OpenMP threads would otherwise spin against every
+# other job on the server's cores (see battgen/runtime.py).
+configure_threads()
 
-REPO_ROOT = Path(__file__).resolve().parent
-# Where checkpoints/, assets/ and data/ are looked for; point it elsewhere to browse the
-# artifacts of another checkout or a shared results folder.
-ARTIFACT_ROOT_ENV_VAR = "BATTGEN_ARTIFACT_ROOT"
+import streamlit as st  # noqa: E402
+
+from battgen import artifacts, paths  # noqa: E402
+
+REPO_ROOT = paths.REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -145,8 +147,7 @@ def render_artifact_details(artifact: artifacts.ArtifactInfo) -> None:
                 st.caption("No provenance recorded.")
         with raw_tab:
             st.json(artifact.metadata or {}, expanded=False)
-        shown_path = artifact.path.relative_to(REPO_ROOT) if artifact.path.is_relative_to(REPO_ROOT) else artifact.path
-        st.caption(f"Path: `{shown_path}`")
+        st.caption(f"Path: `{paths.for_display(artifact.path)}`")
 
 
 def render_artifact_section(title: str, items: list[artifacts.ArtifactInfo], empty_hint: str) -> None:
@@ -170,8 +171,7 @@ def home() -> None:
     render_capabilities()
     render_compute_panel()
 
-    artifact_root = os.environ.get(ARTIFACT_ROOT_ENV_VAR) or str(REPO_ROOT)
-    found, error = scan_artifacts(artifact_root)
+    found, error = scan_artifacts(str(paths.artifact_root()))
     if error:
         st.error(error)
     left, right = st.columns(2, gap="large")

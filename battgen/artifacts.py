@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from battgen import paths
+
 METADATA_FILENAME = "metadata.json"
 METRICS_FILENAME = "metrics.json"
 # Bumped when the meaning of a metadata field changes, so old artifacts can still be read.
@@ -44,9 +46,9 @@ RECORDED_PACKAGES = (
     "pandas",
 )
 
-CHECKPOINTS_DIRNAME = "checkpoints"
+CHECKPOINTS_DIRNAME = paths.CHECKPOINTS
 # Shipped datasets live under assets/ (committed); generated ones under data/ (git-ignored).
-DATASET_DIRNAMES = ("assets", "data")
+DATASET_DIRNAMES = (paths.ASSETS, paths.DATA)
 # Dataset directories sit a level or two below a datasets root (assets/sei/, data/sei/run1/);
 # a bound keeps the home-page scan from walking a large generated tree file by file.
 MAX_DATASET_SEARCH_DEPTH = 3

@@ -3,33 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from battgen import paths
 from battgen.afm.examples import load_examples
 from battgen.afm.io import read_stack
 from battgen.afm.translate import LatentIndex, translate_stack
 from battgen.artifacts import read_metrics
+from battgen.data.composition import working_ions_in
 from battgen.data.neighbors import nearest_by_composition
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
 from battgen.data.table import load_table, row_structure
+from battgen.eval.afm_report import atom_regressor_table, load_regressor_predictions, translator_comparison
 from battgen.ui.structure_panel import show_structure
 from battgen.viz import afm as viz
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACT_ROOT_ENV_VAR = "BATTGEN_ARTIFACT_ROOT"
 NEIGHBOURS = 5
 DEFAULT_GRID = 64
 SIMULATED_VIEWS = 4
 SOURCES = ("Example", "Upload", "Simulate from a structure")
-
-
-def artifact_root() -> Path:
-    return Path(os.environ.get(ARTIFACT_ROOT_ENV_VAR) or ROOT)
 
 
 @st.cache_resource(show_spinner="Loading the translation model…")
@@ -71,13 +67,13 @@ def load_simulator(grid: int):
 
 
 def checkpoint(name: str) -> Path | None:
-    path = artifact_root() / "checkpoints" / name
+    path = paths.checkpoint_dir(name)
     return path if (path / "config.json").is_file() else None
 
 
 def model_status() -> tuple[object | None, object | None, str | None]:
     """(translator, regressor, problem) — a missing model is a message, not an exception."""
-    translator_dir, regressor_dir = checkpoint("translator"), checkpoint("atom_regressor")
+    translator_dir, regressor_dir = checkpoint(paths.TRANSLATOR), checkpoint(paths.ATOM_REGRESSOR)
     if translator_dir is None:
         return None, None, ("No trained translator in `checkpoints/translator`: stacks can be loaded, "
                             "viewed and simulated, but not translated. Train one with "
@@ -101,7 +97,7 @@ st.caption("A stack of frequency-shift maps at 10 tip heights goes in; the trans
            "working ion / gas-phase elements / other elements), and the atom regressor predicts the "
            "composition from the same latent.")
 
-table_dir = artifact_root() / "assets" / "electrodes"
+table_dir = paths.asset_dir(paths.ELECTRODES)
 try:
     table = load_electrodes(str(table_dir))
 except ValueError as exc:
@@ -117,7 +113,7 @@ translate_tab, quality_tab = st.tabs(["Translate a stack", "Model quality"])
 
 with translate_tab:
     try:
-        examples = load_example_stacks(str(artifact_root() / "assets" / "afm" / "examples.npz"),
+        examples = load_example_stacks(str(paths.asset_dir(paths.AFM) / "examples.npz"),
                                        tuple(formulas.items()))
         examples_problem = None
     except ValueError as exc:
@@ -177,13 +173,13 @@ with translate_tab:
 
             try:
                 structure, structure_label = read_structure(cif.getvalue(), cif.name), cif.name
-                present = [i for i in WORKING_IONS if i in {e.symbol for e in structure.composition.elements}]
+                present = working_ions_in(structure)
                 ion = present[0] if len(present) == 1 else None
             except ValueError as exc:
                 st.error(str(exc))
                 structure = None
         if structure is not None:
-            ion_options = [i for i in WORKING_IONS if i in {e.symbol for e in structure.composition.elements}]
+            ion_options = working_ions_in(structure)
             if not ion_options:
                 st.error(f"{structure.composition.reduced_formula} contains none of the working ions "
                          f"({', '.join(WORKING_IONS)}); the type map needs one.")
@@ -284,7 +280,7 @@ with translate_tab:
         latent_column, composition_column = st.columns(2)
         shown = ["id", "working_ion", "formula_discharge", *PROPERTY_NAMES[:2]]
         neighbours = []
-        latents_dir = checkpoint("translator")
+        latents_dir = checkpoint(paths.TRANSLATOR)
         try:
             index = load_latent_index(str(latents_dir), tuple(table["id"]))
         except (ValueError, KeyError) as exc:
@@ -307,33 +303,23 @@ with translate_tab:
                            file_stem=f"{row['formula_discharge']}_{chosen}", key="afm_structure")
 
 with quality_tab:
-    rows = []
-    for name in ("translator", "translator_noadv"):
-        metrics = read_metrics(artifact_root() / "checkpoints" / name)
-        if metrics:
-            rows.append({"model": name, **{k: v for k, v in pd.json_normalize(metrics.get("test", {})).iloc[0].items()
-                                          if isinstance(v, (int, float))}})
-    if rows:
+    comparison = translator_comparison({"translator": paths.checkpoint_dir(paths.TRANSLATOR),
+                                        "translator_noadv": paths.checkpoint_dir(paths.TRANSLATOR_NOADV)})
+    if comparison is not None:
         st.markdown("**Translator, test split** (adversarial vs the same network without discriminator)")
-        st.dataframe(pd.DataFrame(rows).set_index("model").T, key="afm_translator_metrics")
+        st.dataframe(comparison, key="afm_translator_metrics")
     else:
         st.info("No translator metrics yet.")
-    regressor_metrics = read_metrics(artifact_root() / "checkpoints" / "atom_regressor")
+    regressor_dir = paths.checkpoint_dir(paths.ATOM_REGRESSOR)
+    regressor_metrics = read_metrics(regressor_dir)
     if regressor_metrics:
-        from battgen.eval.afm_metrics import PUBLISHED_ATOM_REGRESSOR
-
-        per_ion = regressor_metrics.get("test", {}).get("per_ion", {})
-        table_rows = [{"ion": ion, **{f"{k} (ours)": per_ion.get(ion, {}).get(k) for k in ("mae", "mse", "r2")},
-                       **{f"{k} (published)": PUBLISHED_ATOM_REGRESSOR.get(ion, {}).get(k) for k in ("mae", "mse", "r2")}}
-                      for ion in WORKING_IONS]
         st.markdown("**Atom regressor, test split per working ion**")
-        st.dataframe(pd.DataFrame(table_rows), hide_index=True, key="afm_regressor_metrics")
-        predictions = artifact_root() / "checkpoints" / "atom_regressor" / "predictions.npz"
-        if predictions.is_file():
-            with np.load(predictions, allow_pickle=False) as z:
-                true, pred, ions = z["true"], z["pred"], z["working_ion"].astype(str)
+        st.dataframe(atom_regressor_table(regressor_metrics), hide_index=True, key="afm_regressor_metrics")
+        predictions = load_regressor_predictions(regressor_dir)
+        if predictions is not None:
             left, right = st.columns(2)
-            left.plotly_chart(viz.count_violin_figure(true, pred, ions), key="afm_violin")
-            right.plotly_chart(viz.error_histogram_figure(true, pred), key="afm_errors")
+            left.plotly_chart(viz.count_violin_figure(predictions.true, predictions.pred, predictions.working_ion),
+                              key="afm_violin")
+            right.plotly_chart(viz.error_histogram_figure(predictions.true, predictions.pred), key="afm_errors")
         with st.expander("metrics.json"):
             st.code(json.dumps(regressor_metrics, indent=2)[:20000], language="json")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import secrets
 import warnings
 from pathlib import Path
@@ -12,11 +11,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from battgen import paths
 from battgen.artifacts import read_metrics
 from battgen.data.properties import PROPERTIES, PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 from battgen.data.table import row_structure
 from battgen.screening.candidates import ScreeningResult
-from battgen.screening.defaults import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
+from battgen.screening.defaults import (DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, DEFAULT_RANKING, DEFAULT_SAMPLER,
+                                        DEFAULT_SEED, DEFAULT_STEPS, RANKINGS, SAMPLERS)
 from battgen.screening.request import ScreeningRequest, ion_medians
 from battgen.screening.session import SCREENING_DIR, ScreeningSession, missing_screening_model
 from battgen.ui.structure_panel import show_structure
@@ -24,9 +25,6 @@ from battgen.viz import afm as afm_viz
 from battgen.viz import electrodes as electrode_viz
 from battgen.viz import screening as viz
 
-ROOT = Path(__file__).resolve().parent.parent
-# The same variable as Home's: point the app at another results folder laid out like the repo.
-ARTIFACT_ROOT_ENV_VAR = "BATTGEN_ARTIFACT_ROOT"
 MAX_CANDIDATES = 16
 MAX_GUIDANCE = 20.0
 SEED_LIMIT = 2**31 - 1
@@ -39,6 +37,11 @@ SENSITIVITY_SEEDS = (0, 1, 2)
 SENSITIVITY_CANDIDATES = 2
 SAMPLER_HELP = ("DPM-Solver++ and DDIM are deterministic given the seed and need 20–50 steps; DDPM adds fresh "
                 "noise every step and needs hundreds (up to the 1000 training timesteps).")
+RANKING_LABELS = {"property_match": "property match", "score": "mean of both",
+                  "composition_similarity": "generated composition"}
+RANKING_HELP = ("Property match ranks the real electrodes by how close their computed properties are to the request; "
+                "on held-out materials it finds a better top candidate than any ranking that uses the generated "
+                "composition (Model quality tab, leave-one-out), so it is the default.")
 SCORE_COLUMNS = {
     "score": st.column_config.NumberColumn("score", format="%.3f",
                                            help="mean of property match and composition similarity"),
@@ -48,6 +51,10 @@ SCORE_COLUMNS = {
     "composition_similarity": st.column_config.NumberColumn(
         "composition similarity", format="%.3f", help="1 − fraction of atoms differing from the closest "
                                                       "generated composition"),
+    "delta_voltage": st.column_config.NumberColumn("ΔV (V)", format="%+.2f",
+                                                   help="candidate's average voltage minus the requested one"),
+    "delta_capacity_grav": st.column_config.NumberColumn(
+        "Δ capacity (mAh/g)", format="%+.0f", help="candidate's gravimetric capacity minus the requested one"),
     "latent_distance": st.column_config.NumberColumn("latent distance", format="%.3f"),
     "found_by_samples": st.column_config.NumberColumn("found by samples"),
     "closest_sample": st.column_config.NumberColumn("closest sample", help="numbered from 0"),
@@ -61,10 +68,6 @@ COLUMN_CONFIG = {
        for p in PROPERTIES},
     **SCORE_COLUMNS,
 }
-
-
-def artifact_root() -> Path:
-    return Path(os.environ.get(ARTIFACT_ROOT_ENV_VAR) or ROOT)
 
 
 def checkpoint_version(root: Path) -> int:
@@ -136,7 +139,8 @@ def show_request_controls(session: ScreeningSession) -> bool:
     if any(f"screen_{name}" not in st.session_state for name in PROPERTY_NAMES):
         set_sliders_to_medians(session.table, session.scaler, st.session_state["screen_ion"])
     for key, default in (("screen_candidates", DEFAULT_CANDIDATES), ("screen_sampler", DEFAULT_SAMPLER),
-                         ("screen_steps", DEFAULT_STEPS), ("screen_guidance", DEFAULT_GUIDANCE), ("screen_seed", 0)):
+                         ("screen_steps", DEFAULT_STEPS), ("screen_guidance", DEFAULT_GUIDANCE), ("screen_seed", DEFAULT_SEED),
+                         ("screen_rank_by", DEFAULT_RANKING)):
         st.session_state.setdefault(key, default)
 
     # Outside the form: picking an ion must move the sliders to its medians straight away.
@@ -156,7 +160,7 @@ def show_request_controls(session: ScreeningSession) -> bool:
             columns[i % 3].slider(prop.axis_title, low, high, step=step, format=fmt, key=f"screen_{prop.name}",
                                   help=f"Data range {electrode_viz.format_property(prop.name, low)}–"
                                        f"{electrode_viz.format_property(prop.name, high)} {prop.unit}.")
-        settings = st.columns(5)
+        settings = st.columns(6)
         settings[0].slider("Candidates to generate", 1, MAX_CANDIDATES, key="screen_candidates")
         settings[1].selectbox("Sampler", SAMPLERS, key="screen_sampler", help=SAMPLER_HELP)
         max_steps = int(session.pipeline.scheduler.config.num_train_timesteps)
@@ -167,6 +171,8 @@ def show_request_controls(session: ScreeningSession) -> bool:
                                       "follow the request more closely at the cost of variety.")
         settings[4].number_input("Seed", 0, SEED_LIMIT, step=1, key="screen_seed",
                                  help="Fixes the initial noise: the same seed and settings give the same samples.")
+        settings[5].selectbox("Rank candidates by", RANKINGS, key="screen_rank_by", format_func=RANKING_LABELS.get,
+                              help=RANKING_HELP)
         generate_column, reseed_column, _ = st.columns([1, 1, 4])
         generate = generate_column.form_submit_button("Generate", type="primary", icon=":material/play_arrow:",
                                                       key="screen_generate")
@@ -183,7 +189,8 @@ def generate(session: ScreeningSession) -> None:
             request, num_candidates=int(st.session_state["screen_candidates"]),
             num_inference_steps=int(st.session_state["screen_steps"]),
             guidance_scale=float(st.session_state["screen_guidance"]), seed=int(st.session_state["screen_seed"]),
-            scheduler=st.session_state["screen_sampler"], progress_callback=progress_reporter(bar, "denoising step"))
+            scheduler=st.session_state["screen_sampler"], rank_by=st.session_state["screen_rank_by"],
+            progress_callback=progress_reporter(bar, "denoising step"))
     except ValueError as exc:
         st.error(str(exc))
     else:
@@ -198,7 +205,8 @@ def show_match_summary(result: ScreeningResult) -> None:
     columns = st.columns(4)
     columns[0].metric("Top candidate", f"{top['formula_discharge']}", help=f"{top['id']}, ranked by "
                       f"{result.settings['rank_by'].replace('_', ' ')}")
-    columns[1].metric("Its score", f"{top['score']:.2f}")
+    columns[1].metric("Its voltage", f"{top['average_voltage']:.2f} V", delta=f"{top['delta_voltage']:+.2f} V vs request",
+                      delta_color="off")
     columns[2].metric("Best property match", f"{best['property_match']:.2f}",
                       help="Among all candidates; 1 = exactly the requested properties.")
     columns[3].metric("Generation time", f"{result.wall_time_s:.2f} s",
@@ -208,7 +216,8 @@ def show_match_summary(result: ScreeningResult) -> None:
     off_text = f"RMS {100 * off:.0f} % of the data range off" if off < 1 else "RMS 100 % or more of the data range off"
     st.markdown(f"Best property match: **{best['property_match']:.2f}** ({off_text}) — "
                 f"{best['formula_discharge']} (`{best['id']}`), rank {best['rank']}. "
-                f"{len(candidates)} distinct {result.request.working_ion} materials were retrieved by the "
+                f"All {len(candidates)} {result.request.working_ion} electrodes of the table are candidates; "
+                f"{int((candidates['found_by_samples'] > 0).sum())} of them are among the nearest materials of the "
                 f"{len(result.samples)} generated samples.")
 
 
@@ -265,7 +274,7 @@ def show_selected_structure(result: ScreeningResult) -> None:
     chosen = st.selectbox(
         "Candidate", list(candidates.index), key="screen_candidate",
         format_func=lambda i: f"#{candidates.at[i, 'rank']} {candidates.at[i, 'formula_discharge']} · {i} · "
-                              f"score {candidates.at[i, 'score']:.2f}")
+                              f"property match {candidates.at[i, 'property_match']:.2f}")
     row = candidates.loc[chosen]
     show_structure(row_structure(row, "discharge"), cache_key=f"screen:{chosen}",
                    file_stem=f"{row['formula_discharge']}_{chosen}", key="screen_structure")
@@ -291,15 +300,17 @@ def show_sensitivity(session: ScreeningSession) -> None:
     request = current_request(session)
     sampler, steps = st.session_state["screen_sampler"], int(st.session_state["screen_steps"])
     guidance = float(st.session_state["screen_guidance"])
-    st.markdown("How strongly each condition steers generation: every property is moved by ±5 % of its range "
-                "(the ion is swapped for each other ion) with the same initial noise, and the change of the "
-                "generated descriptors is measured; the seven values are normalised to sum to 1.")
+    st.markdown("How strongly each condition steers generation: every property is moved by ± one standard deviation "
+                "of that property among the ion's electrodes (equal-sized steps: what separates typical materials), "
+                "with the same initial noise, and the change of the generated descriptors is measured. The six "
+                "property values sum to 1; swapping the ion for each other ion is a different kind of change and is "
+                "shown on the same scale outside that sum. *× noise* compares each change with re-rolling the seed.")
     st.caption(f"For the request in the controls ({describe_request(request)}), {sampler} with {steps} steps, "
                f"guidance {guidance:g}; {len(SENSITIVITY_SEEDS)} seeds × {SENSITIVITY_CANDIDATES} samples each."
                + (" DDPM denoises every perturbed request on its own (the deterministic samplers batch them), so "
                   "this takes far longer than with DDIM or DPM++." if sampler == "ddpm" else ""))
     if st.button("Compute sensitivity", icon=":material/tune:", key="screen_sensitivity_button"):
-        from battgen.eval.sensitivity import condition_sensitivity
+        from battgen.eval.sensitivity import condition_sensitivity, within_ion_steps
 
         bar = st.progress(0.0, text="starting")
         try:
@@ -309,6 +320,7 @@ def show_sensitivity(session: ScreeningSession) -> None:
                 warnings.simplefilter("always", RuntimeWarning)
                 frame = condition_sensitivity(
                     session.pipeline, request.properties, request.working_ion, scaled=False,
+                    steps=within_ion_steps(session.table, request.working_ion),
                     seeds=SENSITIVITY_SEEDS, num_candidates=SENSITIVITY_CANDIDATES, num_inference_steps=steps,
                     guidance_scale=guidance, scheduler=sampler, progress_callback=progress_reporter(bar, "generation"))
         except ValueError as exc:
@@ -326,9 +338,13 @@ def show_sensitivity(session: ScreeningSession) -> None:
         st.warning(message)
     st.plotly_chart(viz.sensitivity_figure(frame["label"], frame["mean"], frame["std"]), key="screen_sensitivity")
     st.caption(f"Computed for {computed['request']}. Error bars: standard deviation over the seeds.")
-    st.dataframe(frame[["label", "mean", "std", "latent_mean", "latent_std"]], hide_index=True,
-                 key="screen_sensitivity_table", column_config={
+    st.dataframe(frame[["label", "mean", "std", "relative_to_noise", "published_rank", "latent_mean", "latent_std"]],
+                 hide_index=True, key="screen_sensitivity_table", column_config={
                      "label": "condition",
+                     "relative_to_noise": st.column_config.NumberColumn(
+                         "× noise", format="%.2f", help="output change over the change from a new seed (same request)"),
+                     "published_rank": st.column_config.NumberColumn(
+                         "published rank", help="Rajagopal et al. 2025: 1 = strongest (their ±5 %-of-range steps)"),
                      "mean": st.column_config.NumberColumn("descriptors", format="%.3f"),
                      "std": st.column_config.NumberColumn("± (descriptors)", format="%.3f"),
                      "latent_mean": st.column_config.NumberColumn("latents", format="%.3f"),
@@ -382,11 +398,11 @@ def show_model_quality(root: Path) -> None:
 st.set_page_config(page_title="Screening · BattGen", layout="wide")
 st.title("Screening")
 st.caption("Ask for an electrode by its properties: average voltage, capacities, energies, volume change and working "
-           "ion. A latent diffusion model generates AFM-style descriptors of materials that fit, the atom regressor "
-           "reads their compositions, and the real materials of the table closest to them are ranked by how well "
-           "they match the request.")
+           "ion. A latent diffusion model generates AFM-style descriptors of materials that fit and the atom regressor "
+           "reads their compositions; the real electrodes of the table are ranked by how well their computed "
+           "properties match the request (or, if you choose, by similarity to the generated compositions).")
 
-root = artifact_root()
+root = paths.artifact_root()
 problem = missing_screening_model(root)
 if problem:
     st.info(problem)

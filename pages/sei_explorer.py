@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import time
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
+from battgen import paths
 from battgen.artifacts import read_metrics
 from battgen.sei.barriers import (
     BARRIER_NAMES,
@@ -20,12 +19,11 @@ from battgen.sei.barriers import (
 from battgen.sei.observables import PROPERTY_NAMES
 from battgen.viz import sei as viz
 
-ROOT = Path(__file__).resolve().parent.parent
-DATASET = ROOT / "assets" / "sei" / "dataset.npz"
+DATASET = paths.asset_dir(paths.SEI) / "dataset.npz"
 CHECKPOINTS = {
-    "vae": ROOT / "checkpoints" / "sei_vae",
-    "prvae": ROOT / "checkpoints" / "sei_prvae",
-    "cprvae": ROOT / "checkpoints" / "sei_cprvae",
+    "vae": paths.checkpoint_dir(paths.SEI_VAE),
+    "prvae": paths.checkpoint_dir(paths.SEI_PRVAE),
+    "cprvae": paths.checkpoint_dir(paths.SEI_CPRVAE),
 }
 MODEL_LABELS = {"vae": "vanilla VAE", "prvae": "prVAE", "cprvae": "conditional prVAE"}
 
@@ -66,15 +64,9 @@ def available(kind: str) -> bool:
 
 def missing_model(kind: str) -> None:
     st.warning(
-        f"The {MODEL_LABELS[kind]} checkpoint is missing in `{CHECKPOINTS[kind].relative_to(ROOT)}`. "
+        f"The {MODEL_LABELS[kind]} checkpoint is missing in `{paths.for_display(CHECKPOINTS[kind])}`. "
         f"Train it with `python -m battgen train sei-{kind}`."
     )
-
-
-def npz_bytes(**arrays) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
 
 
 # Also set here: Streamlit serves this file on its own at /sei_explorer (the router uses
@@ -185,17 +177,14 @@ with tab_sim:
             st.markdown("**Events executed per type**")
             st.plotly_chart(viz.event_count_figure(result.event_counts, EVENT_DESCRIPTIONS),
                             key="kmc_events")
-        lattice_csv = "\n".join(",".join(str(v) for v in row) for row in result.lattice[::-1])
         d1, d2 = st.columns(2)
         d1.download_button(
-            "Final lattice (CSV, top row first)", lattice_csv, file_name=f"sei_seed{result.seed}.csv",
+            "Final lattice (CSV, top row first)", result.to_csv(), file_name=f"sei_seed{result.seed}.csv",
             mime="text/csv", key="dl_csv",
         )
         d2.download_button(
             "Lattice, snapshots and barriers (NPZ)",
-            npz_bytes(lattice=result.lattice, snapshots=result.snapshots,
-                      snapshot_steps=result.snapshot_steps, snapshot_times=result.snapshot_times,
-                      barriers=result.barriers, event_counts=result.event_counts),
+            result.to_npz(),
             file_name=f"sei_seed{result.seed}.npz", mime="application/octet-stream", key="dl_npz",
         )
         st.caption("Figures download as PNG from the camera icon of their toolbar.")
@@ -367,5 +356,5 @@ with tab_quality:
         st.plotly_chart(viz.correlation_figure(np.array(corr["matrix"], dtype=float), corr["names"]),
                         key="corr")
     else:
-        st.info(f"The dataset `{DATASET.relative_to(ROOT)}` is missing: build it with "
+        st.info(f"The dataset `{paths.for_display(DATASET)}` is missing: build it with "
                 "`python -m battgen sei build-dataset` and copy `dataset.npz` there.")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from battgen import paths
 from battgen.artifacts import flatten_metrics, format_metric_value
 from battgen.data.evaluate import MAX_ATOMS, check_structure, read_structure
 from battgen.data.export import to_csv_bytes
@@ -20,9 +21,6 @@ from battgen.data.table import load_scaler, load_table, row_electrode, row_struc
 from battgen.ui.structure_panel import show_structure
 from battgen.viz import electrodes as viz
 
-ROOT = Path(__file__).resolve().parent.parent
-# The same variable as Home's: point the app at another results folder laid out like the repo.
-ARTIFACT_ROOT_ENV_VAR = "BATTGEN_ARTIFACT_ROOT"
 NEIGHBOURS = 5
 STATE_LABELS = {"discharge": "Discharged", "charge": "Charged"}
 TABLE_COLUMNS = ["id", "working_ion", "formula_discharge", "formula_charge", "structure_type",
@@ -43,7 +41,7 @@ COLUMN_CONFIG = {
 
 
 def table_directory() -> Path:
-    return Path(os.environ.get(ARTIFACT_ROOT_ENV_VAR) or ROOT) / "assets" / "electrodes"
+    return paths.asset_dir(paths.ELECTRODES)
 
 
 def table_version(directory: Path) -> int:
@@ -140,7 +138,7 @@ except ValueError as exc:
     st.error(str(exc))
     st.stop()
 
-shown_dir = directory.relative_to(ROOT) if directory.is_relative_to(ROOT) else directory
+shown_dir = paths.for_display(directory)
 st.caption(f"{data_source_sentence(table)} Table: `{shown_dir}`.")
 
 # --------------------------------------------------------------------------- filters

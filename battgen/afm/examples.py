@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from battgen import paths
 from battgen.data.properties import WORKING_IONS
 
-EXAMPLES_FILE = Path(__file__).resolve().parents[2] / "assets" / "afm" / "examples.npz"
+EXAMPLES_FILE = paths.REPO_ROOT / paths.ASSETS / paths.AFM / "examples.npz"
 
 
 @dataclass

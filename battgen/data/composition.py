@@ -59,3 +59,12 @@ def formula_guess(vector, threshold: float = 0.5) -> str:
         # Noble gases and superheavy elements have no electronegativity to order the formula by.
         warnings.simplefilter("ignore", UserWarning)
         return Composition(counts).reduced_formula
+
+
+def working_ions_in(structure) -> list[str]:
+    """The working ions (in the order of WORKING_IONS) that a structure or composition contains."""
+    from battgen.data.properties import WORKING_IONS
+
+    composition = structure.composition if hasattr(structure, "composition") else structure
+    present = {e.symbol for e in composition.elements}
+    return [ion for ion in WORKING_IONS if ion in present]

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from battgen import paths
 from battgen.data.composition import N_ELEMENTS, composition_vector
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_DIR = REPO_ROOT / "assets" / "electrodes"
+SHIPPED_DIR = paths.REPO_ROOT / paths.ASSETS / paths.ELECTRODES
 TABLE_FILENAME = "electrodes.parquet"
 RANGES_FILENAME = "ranges.json"
 

@@ -52,19 +52,6 @@ TYPE_MAP_THRESHOLD = -0.9
 FEATURE_NET_SEED = 0
 FEATURE_NET_CHANNELS = (16, 32, 64)
 
-# Rajagopal et al. 2025, atom regressor per working ion on their test set: the numbers to beat.
-PUBLISHED_ATOM_REGRESSOR: dict[str, dict[str, float]] = {
-    "Li": {"mae": 0.021, "mse": 0.0236, "r2": 0.9989},
-    "Na": {"mae": 0.0181, "mse": 0.1593, "r2": 0.9707},
-    "Mg": {"mae": 0.0138, "mse": 0.03, "r2": 0.9996},
-    "Al": {"mae": 0.0475, "mse": 0.2687, "r2": 0.8097},
-    "K": {"mae": 0.0211, "mse": 0.1054, "r2": 0.849},
-    "Ca": {"mae": 0.0089, "mse": 0.011, "r2": 0.9931},
-    "Zn": {"mae": 0.0072, "mse": 0.0073, "r2": 0.9989},
-    "Rb": {"mae": 0.0169, "mse": 0.0738, "r2": 0.7284},
-    "Y": {"mae": 0.0158, "mse": 0.0411, "r2": 0.9015},
-    "Cs": {"mae": 0.0115, "mse": 0.0705, "r2": 0.5087},
-}
 ATOM_METRIC_DEFINITION = ("per ion: MAE, MSE and R² over all entries of the (test views x 112) atom-count "
                           "matrix of that ion; R² = sklearn r2_score on the flattened counts")
 

@@ -31,22 +31,35 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from battgen.data.composition import formula_guess, top_elements
+from battgen.data.composition import element_symbols, formula_guess, top_elements
 from battgen.data.properties import PROPERTY_NAMES, PropertyScaler
 from battgen.data.table import composition_matrix
-from battgen.screening.defaults import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
+from battgen.screening.defaults import (DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, DEFAULT_RANKING, DEFAULT_SAMPLER,
+                                       DEFAULT_STEPS, RANKINGS)
 from battgen.screening.request import ScreeningRequest
 
-RANKINGS = ("score", "property_match", "composition_similarity")
 NEIGHBOURS_PER_SAMPLE = 5
+# Smallest predicted count listed in a JSON composition: the regressor's softplus never reaches 0.
+COMPOSITION_THRESHOLD = 0.01
+# Signed differences candidate - request shown beside the real properties (the first thing a
+# scientist checks is how far the voltage and capacity are from what was asked).
+DELTA_COLUMNS = {"average_voltage": "delta_voltage", "capacity_grav": "delta_capacity_grav"}
 CANDIDATE_COLUMNS = ("rank", "id", "formula_discharge", "working_ion", "structure_type", *PROPERTY_NAMES,
-                     "score", "property_match", "composition_similarity", "latent_distance",
+                     *DELTA_COLUMNS.values(), "property_match", "composition_similarity", "score", "latent_distance",
                      "found_by_samples", "closest_sample", "split")
 
 
 def composition_fractions(matrix: np.ndarray) -> np.ndarray:
     matrix = np.atleast_2d(np.asarray(matrix, np.float64))
     return matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1e-12)
+
+
+def composition_dict(vector: np.ndarray, threshold: float = COMPOSITION_THRESHOLD) -> dict[str, float]:
+    """A predicted composition vector as {element: atoms}, every element above ``threshold``, largest first."""
+    symbols = element_symbols()
+    vector = np.asarray(vector, np.float64).reshape(-1)
+    order = np.argsort(-vector, kind="stable")
+    return {symbols[i]: round(float(vector[i]), 4) for i in order if vector[i] >= threshold}
 
 
 def composition_distances(generated: np.ndarray, table: pd.DataFrame) -> np.ndarray:
@@ -65,12 +78,17 @@ def property_match(table: pd.DataFrame, request: dict[str, float], scaler: Prope
 
 def rank_candidates(table: pd.DataFrame, scaler: PropertyScaler, request: ScreeningRequest,
                     compositions: np.ndarray, latents: np.ndarray | None = None, latent_index=None, *,
-                    k: int = NEIGHBOURS_PER_SAMPLE, rank_by: str = "score") -> tuple[pd.DataFrame, pd.DataFrame]:
+                    k: int = NEIGHBOURS_PER_SAMPLE, rank_by: str = DEFAULT_RANKING) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(samples, candidates) frames for generated ``compositions`` (B, 112) and ``latents``.
 
-    Only materials of the requested working ion are retrieved. ``latent_index`` (a
-    :class:`battgen.afm.translate.LatentIndex`) adds retrieval by latent; without it only
-    compositions are used.
+    Every material of the requested working ion is a candidate, scored three ways: how well its
+    real properties match the request (``property_match``), how close its composition is to a
+    generated sample (``composition_similarity``), and their mean (``score``); ``rank_by`` picks
+    the order. The default is the property match: on the held-out leave-one-out test the
+    generated composition has not yet added retrieval quality over looking the properties up
+    (checkpoints/screening/metrics.json, ``leave_one_out_top1``), so it is shown, not ranked by.
+    ``latent_index`` (a :class:`battgen.afm.translate.LatentIndex`) adds each sample's nearest
+    materials by latent.
     """
     if rank_by not in RANKINGS:
         raise ValueError(f"rank_by must be one of {', '.join(RANKINGS)}, got {rank_by!r}")
@@ -102,14 +120,16 @@ def rank_candidates(table: pd.DataFrame, scaler: PropertyScaler, request: Screen
         sample_rows.append(row)
     samples = pd.DataFrame(sample_rows)
 
-    pool = np.flatnonzero(found)
-    candidates = pool_table.iloc[pool].copy()
-    candidates["composition_similarity"] = 1.0 - comp_dist[:, pool].min(axis=0)
-    candidates["closest_sample"] = comp_dist[:, pool].argmin(axis=0)
-    candidates["latent_distance"] = np.nanmin(lat_dist[:, pool], axis=0) if lat_dist is not None else np.nan
+    candidates = pool_table.copy()
+    candidates["composition_similarity"] = 1.0 - comp_dist.min(axis=0)
+    candidates["closest_sample"] = comp_dist.argmin(axis=0)
+    candidates["latent_distance"] = (np.nanmin(np.where(np.isnan(lat_dist), np.inf, lat_dist), axis=0)
+                                     if lat_dist is not None else np.nan)
     candidates["property_match"] = property_match(candidates, request.properties, scaler)
     candidates["score"] = 0.5 * (candidates["composition_similarity"] + candidates["property_match"])
-    candidates["found_by_samples"] = found[pool]
+    for name, column in DELTA_COLUMNS.items():
+        candidates[column] = candidates[name] - request.properties[name]
+    candidates["found_by_samples"] = found
     candidates = candidates.sort_values([rank_by, "found_by_samples"], ascending=False, kind="stable")
     candidates.insert(0, "rank", np.arange(1, len(candidates) + 1))
     return samples, candidates.reset_index(drop=True)
@@ -152,7 +172,8 @@ class ScreeningResult:
             "settings": self.settings,
             "wall_time_s": round(self.wall_time_s, 4),
             "ranking_time_s": round(self.ranking_time_s, 4),
-            "samples": self.samples.to_dict(orient="records"),
+            "samples": [{**row, "composition": composition_dict(self.compositions[i])}
+                        for i, row in enumerate(self.samples.to_dict(orient="records"))],
             "candidates": self.candidate_table().head(top).to_dict(orient="records"),
         })
 
@@ -163,7 +184,7 @@ class ScreeningResult:
 def screen(pipeline, table: pd.DataFrame, scaler: PropertyScaler, request: ScreeningRequest, *,
            latent_index=None, num_candidates: int = DEFAULT_CANDIDATES, num_inference_steps: int = DEFAULT_STEPS,
            guidance_scale: float = DEFAULT_GUIDANCE, seed: int = 0, scheduler: str = DEFAULT_SAMPLER,
-           k: int = NEIGHBOURS_PER_SAMPLE, rank_by: str = "score",
+           k: int = NEIGHBOURS_PER_SAMPLE, rank_by: str = DEFAULT_RANKING,
            progress_callback: Callable[[int, int], None] | None = None) -> ScreeningResult:
     """Generate ``num_candidates`` samples for ``request`` and rank the table's materials against them."""
     import torch

@@ -16,6 +16,10 @@ import pandas as pd
 from battgen.data.properties import PROPERTY_BY_NAME, PROPERTY_NAMES, PropertyScaler, check_ion
 
 
+# A capacity, an energy or a volume change below zero is not a request but a typo.
+NON_NEGATIVE = frozenset(PROPERTY_NAMES) - {"average_voltage"}
+
+
 def ion_medians(table: pd.DataFrame, ion: str) -> dict[str, float]:
     """Median of every property over the table's electrodes of ``ion`` (all rows if it has none)."""
     rows = table[table["working_ion"] == check_ion(ion)]
@@ -45,6 +49,8 @@ class ScreeningRequest:
             value = float(value)
             if not np.isfinite(value):
                 raise ValueError(f"{PROPERTY_BY_NAME[name].label} must be a finite number, got {value}")
+            if name in NON_NEGATIVE and value < 0:
+                raise ValueError(f"{PROPERTY_BY_NAME[name].label} cannot be negative, got {value:g}")
             properties[name] = value
         scaled = scaler.transform([properties[n] for n in scaler.names])
         outside = tuple(n for n, s in zip(scaler.names, scaled) if s < -1e-6 or s > 1 + 1e-6)

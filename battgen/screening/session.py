@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from battgen import paths
 from battgen.data.properties import PropertyScaler
 from battgen.screening.candidates import ScreeningResult, screen
 from battgen.screening.request import ScreeningRequest
 
-SCREENING_DIR = Path("checkpoints") / "screening"
-TRANSLATOR_DIR = Path("checkpoints") / "translator"
-TABLE_DIR = Path("assets") / "electrodes"
+# Relative to an artifact root (battgen.paths), so the page, the CLI and tests can point anywhere.
+SCREENING_DIR = Path(paths.CHECKPOINTS, paths.SCREENING)
+TRANSLATOR_DIR = Path(paths.CHECKPOINTS, paths.TRANSLATOR)
+TABLE_DIR = Path(paths.ASSETS, paths.ELECTRODES)
 
 
 def missing_screening_model(root: str | Path) -> str | None:
@@ -51,6 +53,9 @@ class ScreeningSession:
             raise ValueError(problem)
         table = load_table(root / TABLE_DIR)
         scaler = load_scaler(root / TABLE_DIR)
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()  # "Loading pipeline components" is noise on a CLI's stderr
         pipeline = BattGenScreeningPipeline.from_pretrained(root / SCREENING_DIR)
         pipeline.to(device or get_device())
         pipeline.set_progress_bar_config(disable=True)

@@ -50,11 +50,7 @@ def _simulate(args) -> int:
         n_snapshots=100 if args.save else 0,
     )
     if args.save:
-        np.savez_compressed(
-            args.save, lattice=result.lattice, snapshots=result.snapshots,
-            snapshot_steps=result.snapshot_steps, snapshot_times=result.snapshot_times,
-            barriers=result.barriers,
-        )
+        result.to_npz(args.save)
     summary = result.summary()
     if args.json:
         print(json.dumps(summary, indent=2))

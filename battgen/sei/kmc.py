@@ -18,10 +18,13 @@ Interpretations fixed here (the reference leaves them open):
 
 from __future__ import annotations
 
+import io
+import os
 import threading
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -63,6 +66,27 @@ class KMCResult:
     @property
     def completed(self) -> bool:
         return self.status == "complete"
+
+    def to_npz(self, path: str | os.PathLike[str] | None = None) -> bytes | None:
+        """Lattice, snapshots, barriers and event counts as a compressed .npz.
+
+        Written to ``path`` (atomically) when given, otherwise returned as bytes (a download).
+        """
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, lattice=self.lattice, snapshots=self.snapshots,
+                            snapshot_steps=self.snapshot_steps, snapshot_times=self.snapshot_times,
+                            barriers=self.barriers, event_counts=self.event_counts)
+        if path is None:
+            return buffer.getvalue()
+        target = Path(path)
+        temporary = target.with_name(f".{target.name}.tmp")
+        temporary.write_bytes(buffer.getvalue())
+        os.replace(temporary, target)
+        return None
+
+    def to_csv(self) -> str:
+        """The final lattice as CSV of species codes, top row (farthest from the electrode) first."""
+        return "\n".join(",".join(str(v) for v in row) for row in self.lattice[::-1]) + "\n"
 
     def summary(self) -> dict:
         """JSON-ready record: observables, counters and timings."""

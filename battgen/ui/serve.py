@@ -20,6 +20,9 @@ APP = Path(__file__).resolve().parents[2] / "app.py"
 
 
 def main(argv: list[str] | None = None) -> None:
+    from battgen.runtime import configure_threads
+
+    configure_threads()  # inherited by the server process before torch is imported anywhere
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.web import cli
 

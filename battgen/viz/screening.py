@@ -80,13 +80,13 @@ def highlight_request_row(table: pd.DataFrame):
 
 def sensitivity_figure(labels: Sequence[str], mean: Sequence[float], std: Sequence[float] | None = None, *,
                        height: int = 320) -> go.Figure:
-    """Bars of relative sensitivity per condition (they sum to 1), error bars = std over seeds."""
+    """Bars of relative sensitivity per condition (the properties sum to 1), error bars = std over seeds."""
     mean = np.asarray(mean, np.float64)
     error = None if std is None else dict(type="data", array=np.nan_to_num(np.asarray(std, np.float64)), visible=True)
     fig = go.Figure(go.Bar(x=list(labels), y=mean, error_y=error, marker_color=SENSITIVITY_COLOUR,
                            hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
     fig.update_layout(height=height, template="plotly_white", margin=dict(l=10, r=10, t=10, b=10),
-                      yaxis_title="relative sensitivity (sums to 1)")
+                      yaxis_title="relative sensitivity")
     return fig
 
 

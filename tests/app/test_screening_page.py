@@ -266,3 +266,16 @@ def test_without_a_screening_checkpoint_the_page_says_what_to_train(tmp_path, mo
     app = ok(AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S).run())
     assert any("python -m battgen train screening" in i.value for i in app.info)
     assert not app.button and not app.slider
+
+
+def test_candidates_rank_by_property_match_unless_asked_otherwise(page):
+    app = generate(page)
+    assert app.selectbox(key="screen_rank_by").value == "property_match"
+    candidates = result(app).candidates
+    assert list(candidates["property_match"]) == sorted(candidates["property_match"], reverse=True)
+    # The signed voltage difference is in the first table a person sees.
+    assert "delta_voltage" in shown_table(app).columns
+    app = generate(app, rank_by="composition_similarity")
+    candidates = result(app).candidates
+    assert result(app).settings["rank_by"] == "composition_similarity"
+    assert list(candidates["composition_similarity"]) == sorted(candidates["composition_similarity"], reverse=True)

@@ -1,0 +1,78 @@
+"""Quality tables of the shipped AFM models, read from their checkpoints (torch-free).
+
+The AFM page's *Model quality* tab draws these; the numbers come from ``metrics.json`` and
+``predictions.npz`` that training writes, with the published atom-regressor table beside ours.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from battgen.artifacts import read_metrics
+from battgen.data.properties import WORKING_IONS
+
+# Rajagopal et al. 2025, atom regressor per working ion on their test set: the numbers to beat.
+PUBLISHED_ATOM_REGRESSOR: dict[str, dict[str, float]] = {
+    "Li": {"mae": 0.021, "mse": 0.0236, "r2": 0.9989},
+    "Na": {"mae": 0.0181, "mse": 0.1593, "r2": 0.9707},
+    "Mg": {"mae": 0.0138, "mse": 0.03, "r2": 0.9996},
+    "Al": {"mae": 0.0475, "mse": 0.2687, "r2": 0.8097},
+    "K": {"mae": 0.0211, "mse": 0.1054, "r2": 0.849},
+    "Ca": {"mae": 0.0089, "mse": 0.011, "r2": 0.9931},
+    "Zn": {"mae": 0.0072, "mse": 0.0073, "r2": 0.9989},
+    "Rb": {"mae": 0.0169, "mse": 0.0738, "r2": 0.7284},
+    "Y": {"mae": 0.0158, "mse": 0.0411, "r2": 0.9015},
+    "Cs": {"mae": 0.0115, "mse": 0.0705, "r2": 0.5087},
+}
+# Written by battgen.train.atom_regressor next to its metrics.json.
+PREDICTIONS_FILENAME = "predictions.npz"
+_COUNT_METRICS = ("mae", "mse", "r2")
+
+
+def translator_comparison(checkpoints: Mapping[str, str | os.PathLike[str]]) -> pd.DataFrame | None:
+    """Test-split numbers of several translators side by side: one column per model, one row per metric.
+
+    ``checkpoints`` maps a column name to a checkpoint folder; folders without metrics are left out,
+    and None comes back when none has any.
+    """
+    columns = {}
+    for name, directory in checkpoints.items():
+        metrics = read_metrics(directory)
+        if metrics:
+            flat = pd.json_normalize(metrics.get("test", {})).iloc[0]
+            columns[name] = {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return pd.DataFrame(columns) if columns else None
+
+
+def atom_regressor_table(metrics: Mapping) -> pd.DataFrame:
+    """Per working ion: our test MAE / MSE / R² beside the published ones (None where absent)."""
+    per_ion = metrics.get("test", {}).get("per_ion", {})
+    rows = [{"ion": ion,
+             **{f"{k} (ours)": per_ion.get(ion, {}).get(k) for k in _COUNT_METRICS},
+             **{f"{k} (published)": PUBLISHED_ATOM_REGRESSOR.get(ion, {}).get(k) for k in _COUNT_METRICS}}
+            for ion in WORKING_IONS]
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class RegressorPredictions:
+    """The test split's true and predicted atom counts, one row per view."""
+
+    true: np.ndarray  # (views, 112)
+    pred: np.ndarray  # (views, 112)
+    working_ion: np.ndarray  # (views,) str
+
+
+def load_regressor_predictions(checkpoint: str | os.PathLike[str]) -> RegressorPredictions | None:
+    """``predictions.npz`` of an atom-regressor checkpoint, or None when the folder has none."""
+    path = Path(checkpoint) / PREDICTIONS_FILENAME
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return RegressorPredictions(z["true"], z["pred"], z["working_ion"].astype(str))
