@@ -9,6 +9,7 @@ import streamlit as st
 
 from battgen import paths
 from battgen.artifacts import read_metrics
+from battgen.eval.sei_report import PUBLISHED_NOTE, regressor_r2, sei_quality_table
 from battgen.sei.barriers import (
     BARRIER_NAMES,
     BARRIER_RANGES,
@@ -323,29 +324,15 @@ with tab_quality:
             missing_model(kind)
             continue
         latents = load_latent_set(kind)
-        metrics = read_metrics(CHECKPOINTS[kind]) or {}
-        props = metrics.get("test", {}).get("properties", {})
-        r2 = [props.get(n, {}).get("r2") for n in latents.property_names]
+        r2 = regressor_r2(read_metrics(CHECKPOINTS[kind]), latents.property_names)
         st.subheader(f"{MODEL_LABELS[kind]}: regressor on the test split")
         st.plotly_chart(viz.parity_figure(latents.properties_true, latents.properties_pred,
                                           latents.property_names, r2), key=f"parity_{kind}")
-    table = []
-    for kind in ("vae", "prvae", "cprvae"):
-        metrics = read_metrics(CHECKPOINTS[kind]) if available(kind) else None
-        if not metrics:
-            continue
-        test = metrics.get("test", {})
-        row = {"model": MODEL_LABELS[kind],
-               "site accuracy": test.get("reconstruction", {}).get("accuracy"),
-               "balanced accuracy": test.get("reconstruction", {}).get("balanced_accuracy")}
-        for name in PROPERTY_NAMES:
-            row[f"R² {name}"] = test.get("properties", {}).get(name, {}).get("r2")
-            row[f"PC1-2 R² {name}"] = test.get("latent_pc12_r2", {}).get(name)
-        table.append(row)
-    if table:
+    table = sei_quality_table({MODEL_LABELS[kind]: CHECKPOINTS[kind] for kind in ("vae", "prvae", "cprvae")})
+    if table is not None:
         st.subheader("Test metrics")
         st.dataframe(table, hide_index=True)
-        st.caption("Published prVAE: R² > 0.98 for volume fraction, thickness and density; 0.833 for porosity.")
+        st.caption(PUBLISHED_NOTE)
     if DATASET.exists():
         from battgen.eval.sei_metrics import property_correlation
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -107,10 +106,10 @@ def test_model_quality_tab_shows_metrics_table_and_correlations(page):
     assert any("correlations" in s.value for s in page.subheader)
 
 
-def test_page_without_checkpoints_or_dataset_explains_what_to_build(tmp_path):
-    (tmp_path / "pages").mkdir()
-    shutil.copy(PAGE, tmp_path / "pages" / PAGE.name)
-    app = fresh(tmp_path / "pages" / PAGE.name)
+def test_page_without_checkpoints_or_dataset_explains_what_to_build(tmp_path, monkeypatch):
+    # An empty artifact root: like every page, this one looks where BATTGEN_ARTIFACT_ROOT points.
+    monkeypatch.setenv("BATTGEN_ARTIFACT_ROOT", str(tmp_path))
+    app = fresh(PAGE)
     warnings = " ".join(w.value for w in app.warning)
     assert "checkpoint is missing" in warnings and "python -m battgen train" in warnings
     assert any("build-dataset" in i.value for i in app.info)

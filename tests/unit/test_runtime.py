@@ -16,8 +16,17 @@ _PROBE = ("import json, os; from battgen.runtime import configure_threads; n = c
           "print(json.dumps({'n': n, 'torch': torch.get_num_threads(), 'wait': os.environ.get('OMP_WAIT_POLICY')}))")
 
 
+# Everything configure_threads may set: a test process that ran the CLI before has them all.
+POLICY_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "BATTGEN_THREADS", "MKL_NUM_THREADS",
+                    "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def clean_environment() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in POLICY_VARIABLES}
+
+
 def probe(**env) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "BATTGEN_THREADS")}
+    clean = clean_environment()
     out = subprocess.run([sys.executable, "-c", _PROBE], cwd=REPO_ROOT, env={**clean, **env},
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -45,7 +54,7 @@ def test_the_cli_applies_the_policy_before_torch_loads():
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    assert main(['sei', 'simulate', '--size', '8', '--max-steps', '100', '--json']) == 0\n"
             "import torch; print(torch.get_num_threads())")
-    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "BATTGEN_THREADS")}
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=clean, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=clean_environment(), capture_output=True,
+                         text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "1"

@@ -1,0 +1,41 @@
+"""Quality table of the SEI generative models, read from their checkpoints (torch-free)."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import pandas as pd
+
+from battgen.artifacts import read_metrics
+from battgen.sei.observables import PROPERTY_NAMES
+
+PUBLISHED_NOTE = "Published prVAE: R² > 0.98 for volume fraction, thickness and density; 0.833 for porosity."
+
+
+def sei_quality_table(checkpoints: Mapping[str, str | os.PathLike[str]]) -> pd.DataFrame | None:
+    """One row per model (``label -> checkpoint folder``): reconstruction accuracy, regressor R² and
+    the R² of a linear fit on the first two latent principal components, per property.
+
+    Folders without metrics are left out; None when none has any.
+    """
+    rows = []
+    for label, directory in checkpoints.items():
+        metrics = read_metrics(directory) if os.path.isdir(directory) else None
+        if not metrics:
+            continue
+        test = metrics.get("test", {})
+        row = {"model": label,
+               "site accuracy": test.get("reconstruction", {}).get("accuracy"),
+               "balanced accuracy": test.get("reconstruction", {}).get("balanced_accuracy")}
+        for name in PROPERTY_NAMES:
+            row[f"R² {name}"] = test.get("properties", {}).get(name, {}).get("r2")
+            row[f"PC1-2 R² {name}"] = test.get("latent_pc12_r2", {}).get(name)
+        rows.append(row)
+    return pd.DataFrame(rows) if rows else None
+
+
+def regressor_r2(metrics: Mapping | None, names) -> list[float | None]:
+    """Test R² of the property regressor per name (None where absent), for the parity plots' titles."""
+    properties = (metrics or {}).get("test", {}).get("properties", {})
+    return [properties.get(n, {}).get("r2") for n in names]
