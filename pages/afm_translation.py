@@ -11,7 +11,7 @@ import streamlit as st
 
 from battgen import paths
 from battgen.afm.examples import load_examples
-from battgen.afm.io import read_stack
+from battgen.afm.formats import read_stack
 from battgen.afm.translate import LatentIndex, translate_stack
 from battgen.artifacts import read_metrics
 from battgen.data.composition import working_ions_in

@@ -16,7 +16,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.unit.test_afm_io import gwy_channels, npy_bytes, npz_bytes, sxm_series, tiff_bytes, write_3ds
+from tests.afm_files import gwy_channels, npy_bytes, npz_bytes, sxm_series, tiff_bytes, write_3ds
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "pages" / "afm_translation.py"

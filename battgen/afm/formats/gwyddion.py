@@ -1,0 +1,196 @@
+"""Gwyddion ``.gwy`` uploads: the file's single volume (``GwyBrick``), else all of its image channels.
+
+Parsed here rather than with ``gwyfile``, which loops forever on a string component without its
+terminating NUL byte.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from battgen.afm.formats import common
+
+# Gwyddion objects nest a few levels (container → data field → unit); deeper is hostile input.
+MAX_GWY_DEPTH = 32
+
+
+@dataclass
+class _GwyObject:
+    name: str
+    items: dict[str, object]
+
+
+class _GwyReader:
+    """Strict reader for the Gwyddion serialisation (gwyddion.net, "GWY file format").
+
+    An object is a NUL-terminated type name, a little-endian uint32 byte size and that many bytes
+    of components; a component is a NUL-terminated name, a one-character type code and its data.
+    Every length is checked against the bytes that remain, so hostile input fails in linear time.
+    """
+
+    _SCALARS = {"b": ("<B", 1), "c": ("<B", 1), "i": ("<i", 4), "q": ("<q", 8), "d": ("<d", 8)}
+    _ARRAYS = {"C": "u1", "I": "<i4", "Q": "<i8", "D": "<f8"}
+
+    def __init__(self, data: bytes, label: str) -> None:
+        self.data = data
+        self.label = label
+
+    def fail(self, what: str) -> ValueError:
+        return ValueError(f"{self.label}: corrupted Gwyddion file ({what})")
+
+    def cstring(self, pos: int, end: int) -> tuple[str, int]:
+        stop = self.data.find(b"\x00", pos, end)
+        if stop < 0:
+            raise self.fail("unterminated name or string")
+        try:
+            return self.data[pos:stop].decode("utf-8"), stop + 1
+        except UnicodeDecodeError as exc:
+            raise self.fail("a name is not UTF-8") from exc
+
+    def uint32(self, pos: int, end: int) -> int:
+        if pos + 4 > end:
+            raise self.fail("data ends inside a size field")
+        return struct.unpack_from("<I", self.data, pos)[0]
+
+    def obj(self, pos: int, end: int, depth: int) -> tuple[_GwyObject, int]:
+        if depth > MAX_GWY_DEPTH:
+            raise self.fail(f"objects nested more than {MAX_GWY_DEPTH} deep")
+        name, pos = self.cstring(pos, end)
+        if not name:
+            raise self.fail("object without a type name")
+        size = self.uint32(pos, end)
+        body, body_end = pos + 4, pos + 4 + size
+        if body_end > end:
+            raise self.fail(f"object '{name}' declares {size} bytes, only {end - body} remain")
+        items: dict[str, object] = {}
+        pos = body
+        while pos < body_end:
+            key, value, pos = self.component(pos, body_end, depth)
+            items[key] = value
+        return _GwyObject(name, items), body_end
+
+    def component(self, pos: int, end: int, depth: int) -> tuple[str, object, int]:
+        key, pos = self.cstring(pos, end)
+        if pos >= end:
+            raise self.fail(f"component '{key}' has no type code")
+        code = chr(self.data[pos])
+        pos += 1
+        if code in self._SCALARS:
+            fmt, size = self._SCALARS[code]
+            if pos + size > end:
+                raise self.fail(f"component '{key}' is cut short")
+            return key, struct.unpack_from(fmt, self.data, pos)[0], pos + size
+        if code == "s":
+            text, pos = self.cstring(pos, end)
+            return key, text, pos
+        if code == "o":
+            value, pos = self.obj(pos, end, depth + 1)
+            return key, value, pos
+        if code in self._ARRAYS or code in "SO":
+            count = self.uint32(pos, end)
+            pos += 4
+            if code in self._ARRAYS:
+                dtype = np.dtype(self._ARRAYS[code])
+                if count * dtype.itemsize > end - pos:
+                    raise self.fail(f"array '{key}' declares {count} items, the data is shorter")
+                array = np.frombuffer(self.data, dtype=dtype, count=count, offset=pos)
+                return key, array, pos + count * dtype.itemsize
+            # Each string takes at least its NUL byte, each object at least 6 bytes: checking the
+            # count first keeps a forged count from driving a long loop.
+            if count * (1 if code == "S" else 6) > end - pos:
+                raise self.fail(f"array '{key}' declares {count} items, the data is shorter")
+            values: list[object] = []
+            for _ in range(count):
+                if code == "S":
+                    text, pos = self.cstring(pos, end)
+                    values.append(text)
+                else:
+                    child, pos = self.obj(pos, end, depth + 1)
+                    values.append(child)
+            return key, values, pos
+        raise self.fail(f"unknown component type {code!r} in '{key}'")
+
+
+def _gwy_int(obj: _GwyObject, key: str, label: str) -> int:
+    value = obj.items.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{label}: {obj.name} has no valid '{key}'")
+    return value
+
+
+def _gwy_values(obj: _GwyObject, count: int, label: str) -> np.ndarray:
+    data = obj.items.get("data")
+    if not isinstance(data, np.ndarray) or data.dtype != np.dtype("<f8"):
+        raise ValueError(f"{label}: {obj.name} has no floating-point 'data' array")
+    if data.size != count:
+        raise ValueError(f"{label}: {obj.name} declares {count} values but stores {data.size}")
+    return data
+
+
+def decode_gwy(upload: common.Upload, array_key: str | None) -> common.Decoded:
+    label = upload.name
+    if not upload.data.startswith(b"GWYP"):
+        raise common.not_format(upload, "a Gwyddion .gwy file")
+    reader = _GwyReader(upload.data, label)
+    try:
+        root, end = reader.obj(4, len(upload.data), 0)
+    except RecursionError as exc:
+        raise reader.fail("objects nested too deeply") from exc
+    if root.name != "GwyContainer":
+        raise ValueError(f"{label}: the top-level object is '{root.name}', expected a GwyContainer")
+    if end != len(upload.data):
+        raise reader.fail(f"{len(upload.data) - end} bytes after the container")
+
+    bricks = {
+        k: v for k, v in root.items.items()
+        if re.fullmatch(r"/brick/\d+", k) and isinstance(v, _GwyObject) and v.name == "GwyBrick"
+    }
+    fields = {
+        int(m.group(1)): v for k, v in root.items.items()
+        if (m := re.fullmatch(r"/(\d+)/data", k)) and isinstance(v, _GwyObject) and v.name == "GwyDataField"
+    }
+    if array_key is not None:
+        if array_key not in bricks:
+            shown = ", ".join(sorted(bricks)) or "none"
+            raise ValueError(f"{label} has no volume '{array_key}'; its volumes (GwyBrick) are: {shown}")
+        bricks = {array_key: bricks[array_key]}
+    if len(bricks) > 1:
+        raise ValueError(
+            f"{label} holds several volumes: {', '.join(sorted(bricks))}; choose one with array_key"
+        )
+    if bricks:
+        key, brick = next(iter(bricks.items()))
+        xres, yres, zres = (_gwy_int(brick, k, label) for k in ("xres", "yres", "zres"))
+        common.check_stack_shape((zres, yres, xres), 8, 0, label)
+        # GwyBrick stores x fastest, then y, then z.
+        values = _gwy_values(brick, xres * yres * zres, label).reshape(zres, yres, xres)
+        title = root.items.get(f"{key}/title")
+        shown = f" ('{title}')" if isinstance(title, str) else ""
+        notes = [f"read volume {key}{shown}: z levels = heights"]
+        return common.Decoded(values, "gwyddion", 0, notes=notes, array_key=key)
+
+    if not fields:
+        raise ValueError(f"{label} holds no image channels or volumes")
+    numbers = sorted(fields)
+    first = fields[numbers[0]]
+    xres, yres = _gwy_int(first, "xres", label), _gwy_int(first, "yres", label)
+    common.check_stack_shape((len(numbers), yres, xres), 8, 0, label)
+    maps = []
+    for n in numbers:
+        f = fields[n]
+        fx, fy = _gwy_int(f, "xres", label), _gwy_int(f, "yres", label)
+        if (fx, fy) != (xres, yres):
+            raise ValueError(
+                f"{label}: channel {n} is {fy}×{fx} pixels but channel {numbers[0]} is {yres}×{xres}; "
+                "every height must have the same size"
+            )
+        maps.append(_gwy_values(f, xres * yres, label).reshape(yres, xres))
+    stack = np.stack(maps, axis=0)
+    return common.Decoded(
+        stack, "gwyddion", 0,
+        notes=[f"read {len(numbers)} image channels ({', '.join(map(str, numbers))}) as heights, in order"],
+    )

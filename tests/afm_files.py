@@ -1,0 +1,210 @@
+"""Files in every AFM upload format, for the reader tests and the AFM page tests.
+
+Fixture files are produced by independent writers wherever one exists (``np.save``/``np.savez``,
+``tifffile.imwrite``, ``gwyfile``); Nanonis ``.3ds``/``.sxm`` files are written here from the
+documented layout (text header, end tag, big-endian float32 data), never by the reader's code.
+
+Most stacks are linear in (row, column, height) (:func:`linear_stack`): bilinear resampling and
+linear height interpolation reproduce a linear function exactly, so the expected output —
+including its orientation — can be computed in closed form.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import numpy as np
+import tifffile
+from gwyfile.objects import GwyContainer, GwyDataField, GwyObject
+
+
+def linear_stack(h: int, w: int, z: int, *, a: float = 1.0, b: float = 0.5, c: float = 10.0) -> np.ndarray:
+    """H×W×Z stack with value a·row + b·col + c·height_index."""
+    y, x, k = np.meshgrid(np.arange(h), np.arange(w), np.arange(z), indexing="ij")
+    return (a * y + b * x + c * k).astype(np.float64)
+
+
+def npy_bytes(array: np.ndarray, **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, **kwargs)
+    return buf.getvalue()
+
+
+def npy_header_only(shape: tuple[int, ...], descr: str) -> bytes:
+    """A valid .npy header for ``shape`` followed by a few bytes: a forged, truncated file."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue() + b"\x00" * 64
+
+
+def npz_bytes(compressed: bool = False, **arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    return buf.getvalue()
+
+
+def tiff_bytes(pages: np.ndarray, **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    kwargs.setdefault("photometric", "minisblack")
+    tifffile.imwrite(buf, pages, **kwargs)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- Nanonis writers
+
+
+DF_CHANNEL = "OC M1 Freq. Shift (Hz)"
+
+
+def write_3ds(
+    cube: np.ndarray,
+    *,
+    z_start: float,
+    z_end: float,
+    channels: Sequence[str] = ("Current (A)", DF_CHANNEL),
+    df_index: int = 1,
+    sweep: str = "Z (m)",
+    experiment_size: int | None = None,
+    extra_header: str = "",
+) -> bytes:
+    """Nanonis grid-spectroscopy file: 'key=value' header lines ending with :HEADER_END:, then per
+    pixel (rows of NX pixels, NY rows) the fixed + experiment parameters followed by each
+    channel's sweep, all big-endian float32. ``cube`` (NY, NX, points) goes into channel
+    ``df_index``; the other channels hold a distinct constant."""
+    ny, nx, points = cube.shape
+    experiment = (
+        "X (m);Y (m);Z (m);Z offset (m);Settling time (s);Integration time (s);Z-Ctrl hold;Final Z (m)"
+    )
+    n_params = 2 + len(experiment.split(";"))
+    size = points * len(channels) * 4 if experiment_size is None else experiment_size
+    header = (
+        f'Grid dim="{nx} x {ny}"\r\n'
+        "Grid settings=0.000000E+0;0.000000E+0;1.000000E-8;1.000000E-8;0.000000E+0\r\n"
+        "Filetype=Linear\r\n"
+        f'Sweep Signal="{sweep}"\r\n'
+        'Fixed parameters="Sweep Start;Sweep End"\r\n'
+        f'Experiment parameters="{experiment}"\r\n'
+        f"# Parameters (4 byte)={n_params}\r\n"
+        f"Experiment size (bytes)={size}\r\n"
+        f"Points={points}\r\n"
+        f'Channels="{";".join(channels)}"\r\n'
+        "Delay before measuring (s)=0.000000E+0\r\n"
+        'Experiment="Grid Spectroscopy"\r\n'
+        'Start time="01.02.2024 10:00:00"\r\n'
+        'End time="01.02.2024 11:00:00"\r\n'
+        "User=\r\n"
+        "Comment=\r\n"
+        f"{extra_header}"
+        ":HEADER_END:\r\n"
+    ).encode("latin-1")
+    pixel = np.empty((ny, nx, n_params + points * len(channels)), dtype=">f4")
+    pixel[:, :, 0] = z_start
+    pixel[:, :, 1] = z_end
+    pixel[:, :, 2:n_params] = 0.0
+    for i in range(len(channels)):
+        block = slice(n_params + i * points, n_params + (i + 1) * points)
+        pixel[:, :, block] = cube if i == df_index else 1e-12 * (i + 1)
+    return header + pixel.tobytes()
+
+
+def write_sxm(
+    maps: dict[str, np.ndarray],
+    *,
+    z: float | None = None,
+    scan_dir: str = "down",
+    directions: dict[str, str] | None = None,
+) -> bytes:
+    """Nanonis scan: ':SECTION:' header lines, :SCANIT_END:, three newlines, 1A 04, then per
+    channel (DATA_INFO order) the forward frame and, for 'both', the backward frame (recorded right
+    to left), each NY rows of NX big-endian float32. ``maps`` are in storage order."""
+    directions = directions or {}
+    ny, nx = next(iter(maps.values())).shape
+    lines = [
+        ":NANONIS_VERSION:", "2",
+        ":SCANIT_TYPE:", "              FLOAT            MSBFIRST",
+        ":REC_DATE:", "01.02.2024",
+        ":REC_TIME:", "10:00:00",
+        ":SCAN_PIXELS:", f"{nx:>10d}{ny:>10d}",
+        ":SCAN_RANGE:", "           1.000000E-8           1.000000E-8",
+        ":SCAN_OFFSET:", "           0.000000E+0           0.000000E+0",
+        ":SCAN_TIME:", "             1.280E+1             1.280E+1",
+        ":SCAN_ANGLE:", "            0.000E+0",
+        ":SCAN_DIR:", scan_dir,
+        ":BIAS:", "0.000E+0",
+        ":ACQ_TIME:", "1638.4",
+    ]
+    if z is not None:
+        lines += [":Z-Controller>Z (m):", f"{z:.6E}"]
+    lines += [":DATA_INFO:", "\tChannel\tName\tUnit\tDirection\tCalibration\tOffset"]
+    frames: list[np.ndarray] = []
+    for number, (name, values) in enumerate(maps.items()):
+        direction = directions.get(name, "both")
+        lines.append(f"\t{number}\t{name}\tHz\t{direction}\t1.000E+0\t0.000E+0")
+        if direction in ("both", "forward"):
+            frames.append(values)
+        if direction in ("both", "backward"):
+            frames.append(values[:, ::-1])
+    # Real files end the header with ":SCANIT_END:" and three newlines (0A 0A 0A), then 1A 04.
+    lines += ["", ":SCANIT_END:", "", "", ""]
+    header = "\n".join(lines).encode("latin-1")
+    return header + b"\x1a\x04" + b"".join(np.asarray(f, dtype=">f4").tobytes() for f in frames)
+
+
+def sxm_series(
+    zs: Sequence[float], h: int = 24, w: int = 20, **kwargs: object
+) -> list[tuple[str, bytes, np.ndarray]]:
+    """One scan per Z with Δf = row + 0.5·col + 1e10·Z (so larger Z = larger value)."""
+    out = []
+    y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    for i, z in enumerate(zs):
+        df = (y + 0.5 * x + 1e10 * z).astype(np.float32)
+        other = np.full((h, w), 3.0, dtype=np.float32)
+        out.append((f"scan_{i:03d}.sxm", write_sxm({"Z": other, "OC_M1_Freq._Shift": df}, z=z, **kwargs), df))
+    return out
+
+
+# --------------------------------------------------------------------------- Gwyddion writers
+
+
+def gwy_bytes(container: GwyContainer) -> bytes:
+    buf = io.BytesIO()
+    container.tofile(buf)
+    return buf.getvalue()
+
+
+def gwy_channels(maps: Sequence[np.ndarray]) -> bytes:
+    container = GwyContainer()
+    for i, m in enumerate(maps):
+        field = GwyDataField(np.ascontiguousarray(m, dtype=np.float64), xreal=1e-8, yreal=1e-8,
+                             si_unit_xy="m", si_unit_z="Hz")
+        container[f"/{i}/data"] = field
+        container[f"/{i}/data/title"] = f"df z{i}"
+    return gwy_bytes(container)
+
+
+def gwy_brick(
+    cube_zyx: np.ndarray, key: str = "/brick/0", extra: dict[str, np.ndarray] | None = None
+) -> bytes:
+    container = GwyContainer()
+    for k, cube in {key: cube_zyx, **(extra or {})}.items():
+        zres, yres, xres = cube.shape
+        container[k] = GwyObject("GwyBrick", {
+            "xres": xres, "yres": yres, "zres": zres,
+            "xreal": 1e-8, "yreal": 1e-8, "zreal": 1e-9,
+            "data": np.ascontiguousarray(cube, dtype=np.float64).ravel(),  # x fastest, then y, then z
+        })
+        container[f"{k}/title"] = "df volume"
+    return gwy_bytes(container)
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+class FakeUpload(io.BytesIO):
+    """Mimics Streamlit's UploadedFile: a BytesIO with .name and .size."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
+        self.size = len(data)

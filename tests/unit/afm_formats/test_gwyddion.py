@@ -1,0 +1,86 @@
+"""Tests of battgen.afm.formats.gwyddion: .gwy image channels and volumes, and hostile files."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import gwyfile
+import numpy as np
+import pytest
+from gwyfile.objects import GwyContainer
+
+from battgen.afm.formats import read_stack
+from tests.afm_files import FakeUpload, gwy_brick, gwy_bytes, gwy_channels, linear_stack
+from tests.unit.afm_formats.expectations import expected_linear, message, time_limit
+
+
+def test_gwy_channels_are_heights() -> None:
+    stack = linear_stack(20, 18, 6)
+    data = gwy_channels([stack[:, :, k] for k in range(6)])
+    assert gwyfile.load(io.BytesIO(data))["/0/data"].data.shape == (20, 18)  # the writer is sound
+    result = read_stack(FakeUpload(data, "maps.gwy"))
+    assert result.format == "gwyddion" and result.source_shape == (6, 20, 18)
+    np.testing.assert_allclose(result.stack, expected_linear(20, 18, 6), atol=2e-6)
+
+
+def test_gwy_brick_is_a_stack() -> None:
+    stack = linear_stack(20, 18, 6)
+    result = read_stack(gwy_brick(np.moveaxis(stack, 2, 0)), name="vol.gwy")
+    assert result.array_key == "/brick/0" and result.source_shape == (6, 20, 18)
+    np.testing.assert_allclose(result.stack, expected_linear(20, 18, 6), atol=2e-6)
+
+
+def test_gwy_several_bricks_need_array_key() -> None:
+    stack = np.moveaxis(linear_stack(16, 16, 4), 2, 0)
+    data = gwy_brick(stack, extra={"/brick/1": -stack})
+    with pytest.raises(ValueError) as excinfo:
+        read_stack(data, name="v.gwy")
+    assert "/brick/0" in message(excinfo) and "/brick/1" in message(excinfo)
+    result = read_stack(data, name="v.gwy", array_key="/brick/1")
+    np.testing.assert_allclose(result.stack, -expected_linear(16, 16, 4), atol=2e-6)
+
+
+def test_gwy_channels_of_different_sizes() -> None:
+    data = gwy_channels([np.ones((16, 16)), np.ones((20, 16))])
+    with pytest.raises(ValueError, match="same size"):
+        read_stack(data, name="m.gwy")
+
+
+def test_gwy_single_channel_and_empty_container() -> None:
+    with pytest.raises(ValueError, match="need at least 2 heights, got 1"):
+        read_stack(gwy_channels([np.arange(256.0).reshape(16, 16)]), name="m.gwy")
+    with pytest.raises(ValueError, match="no image channels"):
+        read_stack(gwy_bytes(GwyContainer()), name="m.gwy")
+
+
+def test_gwy_truncated() -> None:
+    data = gwy_channels([np.ones((16, 16)), np.zeros((16, 16))])
+    with pytest.raises(ValueError, match="corrupted Gwyddion"):
+        read_stack(data[:-10], name="m.gwy")
+
+
+def test_gwy_unterminated_string_does_not_hang() -> None:
+    # gwyfile 0.3.0 loops forever on this input; the reader must refuse it at once.
+    body = b"x\x00sabc"
+    data = b"GWYP" + b"GwyContainer\x00" + struct.pack("<I", len(body)) + body
+    with time_limit(5):
+        with pytest.raises(ValueError, match="unterminated"):
+            read_stack(data, name="m.gwy")
+
+
+def test_gwy_forged_array_count() -> None:
+    body = b"data\x00D" + struct.pack("<I", 2**31) + b"\x00" * 16
+    data = b"GWYP" + b"GwyContainer\x00" + struct.pack("<I", len(body)) + body
+    with time_limit(5):
+        with pytest.raises(ValueError, match="declares"):
+            read_stack(data, name="m.gwy")
+
+
+def test_gwy_deep_nesting() -> None:
+    obj = b"GwyContainer\x00" + struct.pack("<I", 0)
+    for _ in range(200):
+        body = b"o\x00o" + obj
+        obj = b"GwyContainer\x00" + struct.pack("<I", len(body)) + body
+    with pytest.raises(ValueError, match="nested"):
+        read_stack(b"GWYP" + obj, name="deep.gwy")
