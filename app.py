@@ -15,7 +15,8 @@ import streamlit as st  # noqa: E402
 
 from battgen import artifacts, paths  # noqa: E402
 
-REPO_ROOT = paths.REPO_ROOT
+# Page files are looked up beside this file (a copy of the app elsewhere brings its pages).
+APP_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Capability:
 
     @property
     def available(self) -> bool:
-        return (REPO_ROOT / self.page_path).is_file()
+        return (APP_DIR / self.page_path).is_file()
 
 
 # Adding a page: write the file under pages/ and it appears here once it exists.

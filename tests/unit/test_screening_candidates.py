@@ -78,9 +78,11 @@ def test_a_material_s_own_composition_and_properties_rank_it_first():
     top = candidates.iloc[0]
     assert top["id"] == target["id"]
     assert top["composition_similarity"] == pytest.approx(1.0) and top["property_match"] == pytest.approx(1.0)
-    assert candidates["score"].is_monotonic_decreasing
-    by_property = rank_candidates(TABLE, SCALER, request, generated, k=3, rank_by="property_match")[1]
-    assert by_property["property_match"].is_monotonic_decreasing
+    # The default order is the property match; every Na electrode of the table is a candidate.
+    assert candidates["property_match"].is_monotonic_decreasing
+    assert len(candidates) == int((TABLE["working_ion"] == "Na").sum())
+    by_score = rank_candidates(TABLE, SCALER, request, generated, k=3, rank_by="score")[1]
+    assert by_score["score"].is_monotonic_decreasing and by_score.iloc[0]["id"] == target["id"]
     with pytest.raises(ValueError, match="rank_by"):
         rank_candidates(TABLE, SCALER, request, generated, rank_by="nonsense")
 
