@@ -157,7 +157,10 @@ def _on_dask(fn, items, workers, address, worker_setup):
     cluster = None
     n = local_workers(workers, len(items))
     if address == LOCAL_DASK:
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        # No dashboard; its always-on HTTP endpoint takes any free port, not the 8787 a user's
+        # own cluster may hold.
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
         address = cluster.scheduler_address
     try:
         with Client(address) as client:
