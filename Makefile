@@ -97,7 +97,7 @@ TRANSLATOR_ARGS := --data $(AFM_DATA) --threads 1 --channels 16,32,64 --epochs 1
 ATOM_REGRESSOR_ARGS := --threads 2 --max-minutes 10
 SCREENING_ARGS := --channels 32,64,64 --lr 5e-4 --epochs 300 --patience 40 --max-minutes 57 --threads 2
 rebuild-afm-screening: venv
-	$(VENV_PYTHON) -m battgen afm build-dataset --table assets/electrodes --out $(AFM_DATA) --keep 4 --grid 64 --workers 2
+	$(VENV_PYTHON) -m battgen afm build-dataset --table assets/electrodes --out $(AFM_DATA) --views 4 --grid 64 --workers 2
 	$(VENV_PYTHON) -m battgen train translator $(TRANSLATOR_ARGS) --no-progress & adversarial=$$!; \
 	$(VENV_PYTHON) -m battgen train translator $(TRANSLATOR_ARGS) --no-progress --no-adversarial & ablation=$$!; \
 	wait $$adversarial && wait $$ablation

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from battgen.afm.cluster import DEFAULT_TARGET_ATOMS
+from battgen.parallel import add_parallel_options
 
 DEFAULT_TABLE = "assets/electrodes"
 DEFAULT_OUT = "data/afm"
@@ -34,7 +35,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sim = commands.add_parser("simulate", help="AFM stacks and descriptors of one structure file")
     sim.add_argument("--structure", required=True, help="CIF, POSCAR or pymatgen JSON file")
     sim.add_argument("--out", required=True, help="write the views to this .npz")
-    sim.add_argument("--rotations", type=int, default=4, help="views to keep (highest depth entropy)")
+    sim.add_argument("--views", type=int, default=4, help="views kept (highest depth entropy)")
     sim.add_argument("--ion", type=_working_ion, default=None,
                      help="working ion (default: the one working-ion element in the structure)")
     _add_simulation_options(sim)
@@ -43,10 +44,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     build = commands.add_parser("build-dataset", help="AFM campaign over an electrode table")
     build.add_argument("--table", default=DEFAULT_TABLE, help="electrode table directory")
     build.add_argument("--out", default=DEFAULT_OUT)
-    build.add_argument("--keep", type=int, default=8, help="views kept per material")
+    build.add_argument("--views", type=int, default=8, help="views kept per material (highest depth entropy)")
     build.add_argument("--limit", type=int, default=None, help="only the first N materials")
-    build.add_argument("--workers", type=int, default=None, help="local processes (default: cores)")
-    build.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    add_parallel_options(build)
     build.add_argument("--no-progress", action="store_true")
     _add_simulation_options(build)
     build.set_defaults(func=_build)
@@ -59,6 +59,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     examples.set_defaults(func=_export_examples)
 
 
+def _check_views(args) -> None:
+    # The library says the same without flag names; here the user learns which flags to change.
+    if not 1 <= args.views <= args.rotations_candidates:
+        raise ValueError(f"--views must be between 1 and --rotations-candidates "
+                         f"({args.rotations_candidates}), got {args.views}")
+
+
 def _simulate(args) -> int:
     from pathlib import Path
 
@@ -66,16 +73,14 @@ def _simulate(args) -> int:
     from battgen.afm.dataset import save_npz_atomically, simulate_structure
     from battgen.afm.simulate import AFMSimulator, SimulationConfig
 
-    if not 1 <= args.rotations <= args.rotations_candidates:
-        raise ValueError(f"--rotations must be between 1 and --rotations-candidates "
-                         f"({args.rotations_candidates}), got {args.rotations}")
+    _check_views(args)
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ValueError(f"--out must name a .npz file, got {out}")
     structure = load_structure(args.structure)
     simulator = AFMSimulator(SimulationConfig(grid=args.grid))
     views = simulate_structure(structure, simulator, ion=args.ion, candidates=args.rotations_candidates,
-                               keep=args.rotations, target_atoms=args.atoms)
+                               keep=args.views, target_atoms=args.atoms)
     views.extra.update({"device": simulator.device, "source": str(args.structure)})
     save_npz_atomically(out, views.arrays())
 
@@ -95,9 +100,12 @@ def _simulate(args) -> int:
 def _build(args) -> int:
     from battgen.afm.dataset import CampaignPlan, build_dataset
 
-    plan = CampaignPlan(candidates=args.rotations_candidates, keep=args.keep, grid=args.grid,
+    _check_views(args)
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    plan = CampaignPlan(candidates=args.rotations_candidates, keep=args.views, grid=args.grid,
                         target_atoms=args.atoms)
-    path = build_dataset(args.table, args.out, plan, workers=args.workers, scheduler=args.scheduler,
+    path = build_dataset(args.table, args.out, plan, workers=args.workers, dask_scheduler=args.dask_scheduler,
                          limit=args.limit, progress=not args.no_progress)
     print(f"wrote {path}")
     return 0

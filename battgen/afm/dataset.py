@@ -15,14 +15,13 @@ in the ``invalid_*`` arrays.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import re
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,8 @@ import numpy as np
 from battgen.afm.cluster import DEFAULT_TARGET_ATOMS, Cluster, cut_cluster
 from battgen.afm.rotations import select_rotations
 from battgen.afm.simulate import DESCRIPTOR_NAMES, SimulationConfig
+from battgen.parallel import local_workers, parallel_map
+from battgen.plans import Plan, check_saved_plan
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 DATASET_FILE = "dataset.npz"
 RUNS_DIR = "runs"
-PLAN_FILE = "plan.json"
 # Python distributions whose versions decide the stacks; recorded in metadata.json.
 SIMULATION_PACKAGES = ("ppafm", "pyopencl", "pocl-binary-distribution", "pymatgen")
 
@@ -56,9 +56,9 @@ def infer_working_ion(structure: "Structure") -> str:
         return present[0]
     if not present:
         raise ValueError(f"{structure.composition.reduced_formula} contains none of the working ions "
-                         f"({', '.join(WORKING_IONS)}); name one with --ion")
+                         f"({', '.join(WORKING_IONS)}); name the working ion")
     raise ValueError(f"{structure.composition.reduced_formula} contains several possible working ions "
-                     f"({', '.join(present)}); name the one with --ion")
+                     f"({', '.join(present)}); name the working ion")
 
 
 @dataclass
@@ -162,7 +162,7 @@ def save_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 @dataclass(frozen=True)
-class CampaignPlan:
+class CampaignPlan(Plan):
     candidates: int = 100
     keep: int = 8
     grid: int = 64
@@ -170,16 +170,16 @@ class CampaignPlan:
 
     def __post_init__(self) -> None:
         if not 1 <= self.keep <= self.candidates:
-            raise ValueError(f"--keep must be between 1 and --rotations-candidates ({self.candidates}), "
-                             f"got {self.keep}")
+            raise ValueError(f"views kept must be between 1 and the number of candidate rotations "
+                             f"({self.candidates}), got {self.keep}")
         SimulationConfig(grid=self.grid)  # validates the grid
 
     def simulation_config(self) -> SimulationConfig:
         return SimulationConfig(grid=self.grid)
 
     def as_dict(self) -> dict:
-        return {"candidates": self.candidates, "keep": self.keep, "grid": self.grid,
-                "target_atoms": self.target_atoms, "simulation": self.simulation_config().as_dict()}
+        # The derived simulation settings are saved too: a change of their defaults changes every stack.
+        return {**super().as_dict(), "simulation": self.simulation_config().as_dict()}
 
 
 # --------------------------------------------------------------------------- workers
@@ -209,7 +209,7 @@ def _simulate_task(task: dict, plan: dict) -> dict:
     """Worker: simulate one material; returns plain arrays (no file access, so it runs on Dask too)."""
     from pymatgen.core import Structure
 
-    plan_obj = CampaignPlan(**{k: plan[k] for k in ("candidates", "keep", "grid", "target_atoms")})
+    plan_obj = CampaignPlan.from_dict(plan)
     with _SIMULATOR_LOCK:
         simulator = _worker_simulator(plan_obj.simulation_config())
         header = {"material_id": task["id"], "table_index": task["index"], "split": task["split"],
@@ -238,7 +238,7 @@ def _tasks_from_table(table_dir: str | Path, limit: int | None) -> list[dict]:
     df = load_table(table_dir)
     if limit is not None:
         if limit < 1:
-            raise ValueError("--limit must be at least 1")
+            raise ValueError("the material limit must be at least 1")
         df = df.iloc[:limit]
     tasks = [{"index": int(i), "id": str(row["id"]), "ion": str(row["working_ion"]),
               "split": str(row["split"]), "structure": row["structure_discharge"],
@@ -255,88 +255,46 @@ def _worker_task(task: dict) -> dict:
     return {k: task[k] for k in ("index", "id", "ion", "split", "structure")}
 
 
-def _check_plan(out: Path, plan: CampaignPlan) -> None:
-    path = out / PLAN_FILE
-    if path.exists():
-        previous = json.loads(path.read_text())
-        if previous != plan.as_dict():
-            changed = sorted(k for k in set(previous) | set(plan.as_dict())
-                             if previous.get(k) != plan.as_dict().get(k))
-            raise ValueError(f"{out} holds runs made with other settings ({', '.join(changed)}); "
-                             "use another --out or the same settings")
-    path.write_text(json.dumps(plan.as_dict(), indent=2) + "\n")
-
-
 def build_dataset(
     table_dir: str | Path,
     out_dir: str | Path,
     plan: CampaignPlan,
     *,
     workers: int | None = None,
-    scheduler: str | None = None,
+    dask_scheduler: str | None = None,
     limit: int | None = None,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Simulate every material of the table not yet in ``out_dir/runs`` and write ``dataset.npz``.
 
-    ``workers`` local processes (default: all cores), or a Dask cluster at ``scheduler``.
+    ``workers`` local processes (default: all cores), or the Dask cluster at ``dask_scheduler``
+    (see :func:`battgen.parallel.parallel_map`).
     """
-    from tqdm.auto import tqdm
-
     from battgen.data.table import table_path
 
     started = time.perf_counter()
     out = Path(out_dir)
     (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-    _check_plan(out, plan)
+    check_saved_plan(out, plan)
     tasks = _tasks_from_table(table_dir, limit)
     todo = [t for t in tasks if not (out / RUNS_DIR / run_file_name(t["id"])).exists()]
-    done = len(tasks) - len(todo)
-    bar = tqdm(total=len(tasks), initial=done, desc="AFM materials", unit="material", disable=not progress)
-    if on_progress:
-        on_progress(done, len(tasks))
-
-    def finished(arrays: dict) -> None:
-        nonlocal done
-        save_npz_atomically(out / RUNS_DIR / run_file_name(str(arrays["material_id"])), arrays)
-        done += 1
-        bar.update(1)
-        if on_progress:
-            on_progress(done, len(tasks))
 
     sim_start = time.perf_counter()
-    plan_dict = plan.as_dict()
-    n_workers = max(1, workers or os.cpu_count() or 1)
-    if not todo:
-        pass
-    elif scheduler:
-        from dask.distributed import Client, as_completed as dask_completed
-
-        with Client(scheduler) as client:
-            futures = [client.submit(_simulate_task, _worker_task(t), plan_dict, pure=False) for t in todo]
-            for future in dask_completed(futures):
-                finished(future.result())
-    elif n_workers == 1 or len(todo) == 1:
-        for task in todo:
-            finished(_simulate_task(_worker_task(task), plan_dict))
-    else:
-        n_workers = min(n_workers, len(todo))
-        threads = max(1, (os.cpu_count() or 1) // n_workers)
-        # spawn, not fork: a forked child would inherit a parent's half-initialised OpenCL runtime.
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_limit_opencl_threads, initargs=(threads,)) as pool:
-            futures = [pool.submit(_simulate_task, _worker_task(t), plan_dict) for t in todo]
-            for future in as_completed(futures):
-                finished(future.result())
-    bar.close()
+    # Workers return arrays and this process writes them, so Dask workers need no shared disk.
+    for done in parallel_map(partial(_simulate_task, plan=plan.as_dict()), [_worker_task(t) for t in todo],
+                             workers=workers, dask_scheduler=dask_scheduler, progress=progress,
+                             desc="AFM materials", unit="material", already_done=len(tasks) - len(todo),
+                             on_progress=on_progress, worker_setup=_limit_opencl_threads):
+        save_npz_atomically(out / RUNS_DIR / run_file_name(str(done.value["material_id"])), done.value)
     simulation_s = time.perf_counter() - sim_start
     return consolidate(
         out, tasks, plan,
         table_file=table_path(table_dir),
         wall_time_s=time.perf_counter() - started,
         session={"materials_simulated": len(todo), "simulation_s": simulation_s,
-                 "workers": 0 if scheduler else n_workers, "scheduler": scheduler},
+                 "workers": 0 if dask_scheduler else local_workers(workers, max(1, len(todo))),
+                 "dask_scheduler": dask_scheduler},
     )
 
 

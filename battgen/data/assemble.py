@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
-from battgen.data.builder import BuildPlan, load_cached
+from battgen.data.build_plan import BuildPlan
 from battgen.data.electrode import RejectedElectrode, computed_entry, evaluate_electrode, ion_entry
 from battgen.data.frameworks import TEMPLATE_BY_NAME, Candidate
 from battgen.data.relax import RelaxResult
+from battgen.data.relax_cache import load_cached
 from battgen.data.splits import grouped_split
 from battgen.data.table import electrode_row, save_table
 

@@ -10,54 +10,21 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from battgen.data.build_plan import BuildPlan
 from battgen.data.frameworks import (
-    TEMPLATES,
     Candidate,
     discharged_structure,
     elemental_reference_structure,
     framework_structure,
-    plan_candidates,
 )
-from battgen.data.properties import WORKING_IONS
-from battgen.data.relax import DEFAULT_FMAX, DEFAULT_STEPS, RelaxResult
-
-# Relaxation cache (git-ignored, large); the assembled table goes elsewhere (assets/, committed).
-DEFAULT_CACHE_DIR = Path("data") / "electrodes" / "cache"
-
-
-@dataclass
-class BuildPlan:
-    ions: tuple[str, ...] = WORKING_IONS
-    templates: tuple[str, ...] = tuple(t.name for t in TEMPLATES)
-    fmax: float = DEFAULT_FMAX
-    steps: int = DEFAULT_STEPS
-    limit: int | None = None  # first N candidates in build order (tests, quick looks)
-    seed: int = 0
-
-    def candidates(self) -> list[Candidate]:
-        chosen = [t for t in TEMPLATES if t.name in self.templates]
-        unknown = set(self.templates) - {t.name for t in TEMPLATES}
-        if unknown:
-            raise ValueError(f"unknown templates {sorted(unknown)}; known: {[t.name for t in TEMPLATES]}")
-        cands = plan_candidates(chosen, self.ions)
-        # Build order: hosts in a seeded random order, all ions of a host together, so a build
-        # stopped early still covers every template and ion evenly.
-        frameworks = sorted({c.framework_key for c in cands})
-        random.Random(self.seed).shuffle(frameworks)
-        rank = {key: i for i, key in enumerate(frameworks)}
-        cands.sort(key=lambda c: (rank[c.framework_key], self.ions.index(c.ion)))
-        return cands[: self.limit] if self.limit else cands
-
-    def as_dict(self) -> dict:
-        return {"ions": list(self.ions), "templates": list(self.templates), "fmax": self.fmax,
-                "steps": self.steps, "limit": self.limit, "seed": self.seed}
+from battgen.data.relax_cache import DEFAULT_CACHE_DIR, cache_file
+from battgen.parallel import parallel_map
 
 
 @dataclass(frozen=True)
@@ -75,10 +42,6 @@ class RelaxTask:
         return discharged_structure(self.candidate)
 
 
-def cache_file(cache_dir: Path, kind: str, key: str) -> Path:
-    return Path(cache_dir) / kind / f"{key}.json"
-
-
 def relax_tasks(plan: BuildPlan) -> list[RelaxTask]:
     tasks = [RelaxTask("reference", ion, ion=ion) for ion in plan.ions]
     seen = set()
@@ -88,17 +51,6 @@ def relax_tasks(plan: BuildPlan) -> list[RelaxTask]:
             tasks.append(RelaxTask("charged", c.framework_key, candidate=c))
         tasks.append(RelaxTask("discharged", c.key, candidate=c))
     return tasks
-
-
-def load_cached(cache_dir: Path, kind: str, key: str) -> RelaxResult | str | None:
-    """The cached relaxation, the error text of a failed one, or None if not run yet."""
-    path = cache_file(cache_dir, kind, key)
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    if "error" in record:
-        return record["error"]
-    return RelaxResult.from_dict(record)
 
 
 def _init_worker(threads: int) -> None:
@@ -162,11 +114,13 @@ def run_task(cache_dir: str, task: RelaxTask, fmax: float, steps: int, device: s
 
 def build_electrodes(out_dir: str | Path, plan: BuildPlan | None = None, *,
                      cache_dir: str | Path = DEFAULT_CACHE_DIR, workers: int | None = None,
-                     scheduler: str | None = None, device: str | None = None,
+                     dask_scheduler: str | None = None, device: str | None = None,
                      progress: bool = True, relax_only: bool = False) -> Path | None:
-    """Run every missing relaxation of ``plan``, then assemble the table into ``out_dir``."""
-    from tqdm.auto import tqdm
+    """Run every missing relaxation of ``plan``, then assemble the table into ``out_dir``.
 
+    Relaxations go to ``workers`` local processes, or to the Dask cluster at ``dask_scheduler``
+    (see :func:`battgen.parallel.parallel_map`).
+    """
     plan = plan or BuildPlan()
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
@@ -179,34 +133,13 @@ def build_electrodes(out_dir: str | Path, plan: BuildPlan | None = None, *,
         device = get_device().type
     if device == "cuda":
         workers = 1  # one process keeps the GPU busy; several would fight over its memory
-    workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="relaxations", unit="relax",
-               disable=not progress)
     start = time.perf_counter()
-    args = [(str(cache), t, plan.fmax, plan.steps, device) for t in todo]
-    if scheduler:
-        from dask.distributed import Client
-        from dask.distributed import as_completed as dask_completed
-
-        with Client(scheduler) as client:
-            for future in dask_completed([client.submit(run_task, *a, pure=False) for a in args]):
-                future.result()
-                bar.update()
-    elif workers == 1:
-        for a in args:
-            run_task(*a)
-            bar.update()
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        import multiprocessing
-
-        # spawn, not fork: a forked child inherits the parent's torch thread pools.
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(threads,),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            for future in as_completed([pool.submit(run_task, *a) for a in args]):
-                future.result()
-                bar.update()
-    bar.close()
+    # run_task caches each result (or its error) itself, so nothing is left to do per item here.
+    for _ in parallel_map(partial(run_task, str(cache), fmax=plan.fmax, steps=plan.steps, device=device), todo,
+                          workers=workers, dask_scheduler=dask_scheduler, progress=progress,
+                          desc="relaxations", unit="relax", already_done=len(tasks) - len(todo),
+                          worker_setup=_init_worker):
+        pass
     if relax_only:
         return None
     from battgen.data.assemble import assemble_table

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from battgen.parallel import add_parallel_options
+
 DEFAULT_TABLE = "assets/electrodes"
 DEFAULT_CACHE = "data/electrodes/cache"
 DEFAULT_MP_OUT = "data/electrodes/mp"
@@ -31,8 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--limit", type=int, default=None, help="only the first N candidates")
     build.add_argument("--fmax", type=float, default=None, help="eV/Å (default 0.1)")
     build.add_argument("--steps", type=int, default=None, help="FIRE step bound (default 120)")
-    build.add_argument("--workers", type=int, default=None, help="local processes (default: cores)")
-    build.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    add_parallel_options(build)
     build.add_argument("--device", choices=("cpu", "cuda"), default=None)
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(func=_build)
@@ -65,7 +66,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _build(args) -> int:
-    from battgen.data.builder import BuildPlan, build_electrodes
+    from battgen.data.build_plan import BuildPlan
+    from battgen.data.builder import build_electrodes
 
     plan = BuildPlan(ions=args.ions, limit=args.limit)
     if args.templates:
@@ -75,7 +77,7 @@ def _build(args) -> int:
     if args.steps is not None:
         plan.steps = args.steps
     path = build_electrodes(args.out, plan, cache_dir=args.cache, workers=args.workers,
-                            scheduler=args.scheduler, device=args.device,
+                            dask_scheduler=args.dask_scheduler, device=args.device,
                             progress=not args.no_progress)
     from battgen.data.table import load_table
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from battgen.data.builder import BuildPlan, RelaxTask, load_cached, run_task
+from battgen.data.build_plan import BuildPlan
+from battgen.data.builder import RelaxTask, run_task
 from battgen.data.electrode import RejectedElectrode
 from battgen.data.frameworks import plan_candidates
+from battgen.data.relax_cache import load_cached
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from battgen.parallel import add_parallel_options
 from battgen.sei.defaults import DATASET_MAX_EVENTS, DEFAULT_SIZE
 
 
@@ -28,8 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--out", default="data/sei")
     build.add_argument("--max-steps", type=int, default=None,
                        help=f"event bound per run (default {DATASET_MAX_EVENTS:,})")
-    build.add_argument("--workers", type=int, default=None, help="local processes (default: cores)")
-    build.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    add_parallel_options(build)
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(func=_build)
 
@@ -66,7 +66,7 @@ def _build(args) -> int:
 
     plan = DatasetPlan(n=args.n, size=args.size, seed=args.seed,
                        max_steps=args.max_steps or DATASET_MAX_EVENTS)
-    path = build_dataset(args.out, plan, workers=args.workers, scheduler=args.scheduler,
+    path = build_dataset(args.out, plan, workers=args.workers, dask_scheduler=args.dask_scheduler,
                          progress=not args.no_progress)
     print(f"wrote {path}")
     return 0

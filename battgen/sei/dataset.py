@@ -7,16 +7,17 @@ barriers, so a dataset can grow block by block without invalidating finished run
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from battgen.parallel import parallel_map
+from battgen.plans import Plan, check_saved_plan
 from battgen.sei.barriers import BARRIER_NAMES, BARRIER_RANGES, N_FREE
 from battgen.sei.defaults import DATASET_MAX_EVENTS, DEFAULT_SIZE
 from battgen.sei.observables import OBSERVABLE_NAMES, PROPERTY_NAMES
@@ -31,7 +32,7 @@ STATUS_CODES = {"complete": 0, "max_steps": 2, "max_time": 3}
 
 
 @dataclass(frozen=True)
-class DatasetPlan:
+class DatasetPlan(Plan):
     n: int
     size: int = DEFAULT_SIZE
     seed: int = 0
@@ -42,9 +43,6 @@ class DatasetPlan:
             raise ValueError("n must be at least 1")
         if self.max_steps < 1:
             raise ValueError("max_steps must be at least 1")
-
-    def as_dict(self) -> dict:
-        return {"n": self.n, "size": self.size, "seed": self.seed, "max_steps": self.max_steps}
 
 
 def sample_barriers(n: int, seed: int = 0) -> np.ndarray:
@@ -81,11 +79,13 @@ def _run_file(out_dir: Path, index: int) -> Path:
     return out_dir / RUNS_DIR / f"{index:06d}.npz"
 
 
-def _simulate_indices(out_dir: str, indices: list[int], barriers: np.ndarray, plan: dict) -> list[int]:
-    """Worker: simulate and store the given runs; returns the indices done. Runs in a separate
-    process (or a Dask worker), so it takes plain data and imports the kernel lazily."""
+def _simulate_indices(batch: tuple[list[int], np.ndarray], out_dir: str, plan: dict) -> list[int]:
+    """Worker: simulate and store the runs of ``batch`` (indices, their barriers); returns the
+    indices done. Runs in a separate process (or a Dask worker), so it takes plain data and
+    imports the kernel lazily."""
     from battgen.sei.kmc import simulate
 
+    indices, barriers = batch
     out = Path(out_dir)
     done = []
     for index, row in zip(indices, barriers):
@@ -122,7 +122,7 @@ def _check_finished_runs_match(out: Path, barriers: np.ndarray) -> None:
             if not np.allclose(run["barriers"], barriers[first_done], atol=1e-6):
                 raise ValueError(
                     f"finished runs in {out} come from a different sample design (run "
-                    f"{first_done}); grow a dataset by whole blocks of {BLOCK} runs or use a new --out"
+                    f"{first_done}); grow a dataset by whole blocks of {BLOCK} runs or build into another directory"
                 )
 
 
@@ -131,63 +131,30 @@ def build_dataset(
     plan: DatasetPlan,
     *,
     workers: int | None = None,
-    scheduler: str | None = None,
+    dask_scheduler: str | None = None,
     chunk: int = 16,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Simulate every missing run of ``plan`` into ``out_dir/runs`` and write
-    ``out_dir/dataset.npz``. ``scheduler`` is a Dask scheduler address for cluster runs."""
-    from tqdm.auto import tqdm
-
+    ``out_dir/dataset.npz``. Runs go to ``workers`` local processes, or to the Dask cluster at
+    ``dask_scheduler`` (see :func:`battgen.parallel.parallel_map`), ``chunk`` runs per task."""
     out = Path(out_dir)
     (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-    plan_file = out / "plan.json"
-    if plan_file.exists():
-        previous = json.loads(plan_file.read_text())
-        for key in ("size", "seed", "max_steps"):
-            if previous.get(key) != plan.as_dict()[key]:
-                raise ValueError(
-                    f"{out} holds runs made with {key}={previous.get(key)}; "
-                    f"use another --out or the same {key}"
-                )
-    plan_file.write_text(json.dumps(plan.as_dict(), indent=2))
+    # The run count may grow: finished runs keep their barriers (checked block by block below).
+    check_saved_plan(out, plan, may_change=("n",))
 
     barriers = sample_barriers(plan.n, plan.seed)
     _check_finished_runs_match(out, barriers)
     todo = [i for i in range(plan.n) if not _run_file(out, i).exists()]
-    batches = [todo[k : k + chunk] for k in range(0, len(todo), chunk)]
-    done = plan.n - len(todo)
-    bar = tqdm(total=plan.n, initial=done, desc="KMC runs", unit="run", disable=not progress)
-    if on_progress:
-        on_progress(done, plan.n)
-
-    def finished(indices: Iterable[int]):
-        nonlocal done
-        n_done = len(list(indices))
-        done += n_done
-        bar.update(n_done)
-        if on_progress:
-            on_progress(done, plan.n)
-
+    batches = [(todo[k : k + chunk], barriers[todo[k : k + chunk]]) for k in range(0, len(todo), chunk)]
     start = time.perf_counter()
-    args = [(str(out), b, barriers[b], plan.as_dict()) for b in batches]
-    if scheduler:
-        from dask.distributed import Client, as_completed as dask_completed
-
-        with Client(scheduler) as client:
-            futures = [client.submit(_simulate_indices, *a, pure=False) for a in args]
-            for future in dask_completed(futures):
-                finished(future.result())
-    elif (workers or os.cpu_count() or 1) == 1 or len(batches) <= 1:
-        for a in args:
-            finished(_simulate_indices(*a))
-    else:
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-            futures = [pool.submit(_simulate_indices, *a) for a in args]
-            for future in as_completed(futures):
-                finished(future.result())
-    bar.close()
+    # Each worker writes its own run files, so a finished batch needs nothing more here.
+    for _ in parallel_map(partial(_simulate_indices, out_dir=str(out), plan=plan.as_dict()), batches,
+                          workers=workers, dask_scheduler=dask_scheduler, progress=progress,
+                          desc="KMC runs", unit="run", already_done=plan.n - len(todo),
+                          weight=lambda batch: len(batch[0]), on_progress=on_progress):
+        pass
     return consolidate(out, plan, build_seconds=time.perf_counter() - start)
 
 

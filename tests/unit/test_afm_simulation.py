@@ -189,7 +189,7 @@ def test_campaign_plan_and_working_ion_inference():
         infer_working_ion(Structure(Lattice.cubic(4), ["Li", "Al", "O"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0]]))
     with pytest.raises(ValueError, match="none of the working ions"):
         infer_working_ion(Structure(Lattice.cubic(4), ["Co", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
-    with pytest.raises(ValueError, match="keep"):
+    with pytest.raises(ValueError, match=r"views kept must be between 1 and the number of candidate rotations \(4\)"):
         CampaignPlan(candidates=4, keep=8)
 
 
@@ -241,8 +241,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_cli_parses_both_commands_and_reports_bad_files(tmp_path):
     args = _parser().parse_args(["build-dataset", "--out", str(tmp_path), "--rotations-candidates", "100",
-                                 "--keep", "8", "--grid", "64", "--workers", "2", "--limit", "3"])
-    assert (args.keep, args.grid, args.workers, args.limit, args.rotations_candidates) == (8, 64, 2, 3, 100)
+                                 "--views", "8", "--grid", "64", "--workers", "2", "--limit", "3",
+                                 "--dask-scheduler", "local"])
+    assert (args.views, args.grid, args.workers, args.limit, args.rotations_candidates) == (8, 64, 2, 3, 100)
+    assert args.dask_scheduler == "local"
+    args = _parser().parse_args(["build-dataset", "--out", str(tmp_path), "--rotations-candidates", "4",
+                                 "--views", "8"])
+    with pytest.raises(ValueError, match="--views must be between 1 and --rotations-candidates"):
+        args.func(args)
     bad = tmp_path / "bad.cif"
     bad.write_text("garbage\n")
     args = _parser().parse_args(["simulate", "--structure", str(bad), "--out", str(tmp_path / "s.npz"),

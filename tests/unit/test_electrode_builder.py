@@ -92,7 +92,9 @@ def test_unphysical_electrodes_are_rejected_with_a_reason():
 
 @pytest.mark.slow
 def test_builder_writes_a_table_resumes_from_its_cache_and_records_rejects(tmp_path):
-    from battgen.data.builder import BuildPlan, build_electrodes, cache_file
+    from battgen.data.build_plan import BuildPlan
+    from battgen.data.builder import build_electrodes
+    from battgen.data.relax_cache import cache_file
     from battgen.data.table import COLUMNS, load_table
 
     plan = BuildPlan(ions=("Li", "Zn"), templates=("layered-1T",), limit=2, steps=60)
@@ -172,14 +174,15 @@ def test_structure_text_round_trips_through_the_reader():
 def test_builder_runs_on_a_dask_cluster(tmp_path):
     from dask.distributed import LocalCluster
 
-    from battgen.data.builder import BuildPlan, build_electrodes
+    from battgen.data.build_plan import BuildPlan
+    from battgen.data.builder import build_electrodes
     from battgen.data.table import load_table
 
     plan = BuildPlan(ions=("Li",), templates=("layered-1T",), limit=1, steps=60)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster:
         build_electrodes(tmp_path / "t", plan, cache_dir=tmp_path / "c",
-                         scheduler=cluster.scheduler_address, progress=False)
+                         dask_scheduler=cluster.scheduler_address, progress=False)
     assert len(load_table(tmp_path / "t")) + len(pd.read_csv(tmp_path / "t" / "rejected.csv")) == 1
     assert len(list((tmp_path / "c").rglob("*.json"))) == 3  # metal, host, discharged
 

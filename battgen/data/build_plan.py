@@ -1,0 +1,39 @@
+"""What the electrode builder computes: working ions, host templates, relaxation settings.
+
+Its own module because both the builder (which relaxes) and the assembly (which turns the
+cached relaxations into the table) read it; neither has to import the other for it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from battgen.data.frameworks import TEMPLATES, Candidate, plan_candidates
+from battgen.data.properties import WORKING_IONS
+from battgen.data.relax import DEFAULT_FMAX, DEFAULT_STEPS
+from battgen.plans import Plan
+
+
+@dataclass
+class BuildPlan(Plan):
+    ions: tuple[str, ...] = WORKING_IONS
+    templates: tuple[str, ...] = tuple(t.name for t in TEMPLATES)
+    fmax: float = DEFAULT_FMAX
+    steps: int = DEFAULT_STEPS
+    limit: int | None = None  # first N candidates in build order (tests, quick looks)
+    seed: int = 0
+
+    def candidates(self) -> list[Candidate]:
+        chosen = [t for t in TEMPLATES if t.name in self.templates]
+        unknown = set(self.templates) - {t.name for t in TEMPLATES}
+        if unknown:
+            raise ValueError(f"unknown templates {sorted(unknown)}; known: {[t.name for t in TEMPLATES]}")
+        cands = plan_candidates(chosen, self.ions)
+        # Build order: hosts in a seeded random order, all ions of a host together, so a build
+        # stopped early still covers every template and ion evenly.
+        frameworks = sorted({c.framework_key for c in cands})
+        random.Random(self.seed).shuffle(frameworks)
+        rank = {key: i for i, key in enumerate(frameworks)}
+        cands.sort(key=lambda c: (rank[c.framework_key], self.ions.index(c.ion)))
+        return cands[: self.limit] if self.limit else cands
