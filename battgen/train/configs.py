@@ -3,6 +3,10 @@
 The ``python -m battgen train ...`` options are generated from these fields
 (:mod:`battgen.train.options`), each trainer takes one of these objects, and its
 ``metadata.json`` records :func:`~battgen.train.options.command_line` of it. Torch-free.
+
+Settings are frozen and checked when made. An ``out`` left at None is filled in then from the
+kind (SEI) or ``adversarial`` (translator), so ``dataclasses.replace`` of those fields keeps the
+old ``out``: pass ``out=None`` with them to get the new default.
 """
 
 from __future__ import annotations

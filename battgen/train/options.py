@@ -161,7 +161,7 @@ def _show(value: Any) -> str:
 def add_options(parser: argparse.ArgumentParser, config_cls: type) -> None:
     """One option per command-line field of ``config_cls``, with its default, type, bounds and help."""
     for f, kind in settings_fields(config_cls):
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         default = default_of(f)
         if kind is bool:
             parser.add_argument(_bool_flag(f), dest=f.name, action="store_false" if default else "store_true",
@@ -171,7 +171,7 @@ def add_options(parser: argparse.ArgumentParser, config_cls: type) -> None:
             help_text = f"{help_text} (default {_show(default)})".lstrip()
         convert = {tuple: parse_channels, Path: Path}.get(kind) or _checked(kind, f)
         parser.add_argument(_flag(f.name), dest=f.name, type=convert, default=default,
-                            choices=f.metadata.get("choices"), help=help_text.replace("%", "%%"))
+                            choices=f.metadata.get("choices"), help=help_text)
 
 
 def config_from_args(config_cls: type, args: argparse.Namespace, **fixed: Any) -> Any:

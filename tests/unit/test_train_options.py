@@ -4,6 +4,7 @@ settings, checked values, defaults from battgen.paths, and the Makefile's traini
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 from pathlib import Path
@@ -85,6 +86,15 @@ def test_the_recorded_command_of_every_trainer_parses_back_to_an_equal_config(tm
     assert "--no-adversarial" in command_line(translator) and "--channels 8,16,32" in command_line(translator)
     assert "--no-class-weights" in command_line(sei)
     assert "--channels 32,64,64 --cond-dropout 0.0 --ema-decay 0.0" in command_line(screening)
+
+
+@pytest.mark.parametrize("name", [paths.SEI_VAE, paths.SEI_PRVAE, paths.SEI_CPRVAE, paths.TRANSLATOR,
+                                  paths.TRANSLATOR_NOADV, paths.ATOM_REGRESSOR, paths.SCREENING])
+def test_the_shipped_checkpoints_recorded_commands_still_run(name):
+    metadata = paths.checkpoint_dir(name, root=paths.REPO_ROOT) / "metadata.json"
+    command = json.loads(metadata.read_text())["command"]
+    config = _replay(command)
+    assert config.epochs == int(re.search(r"--epochs (\d+)", command).group(1))
 
 
 def test_an_option_left_at_none_is_left_out_and_stays_none():
