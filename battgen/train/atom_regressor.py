@@ -1,6 +1,6 @@
 """Train the atom regressor on the frozen translator's latents.
 
-``train_atom_regressor("data/afm", "checkpoints/translator", "checkpoints/atom_regressor")``
+``train_atom_regressor(AtomRegressorTrainingConfig(data=..., translator=..., out=...))``
 encodes every view once with the frozen translator (posterior mean times its
 ``scaling_factor``: the diffusion model's space), then fits :class:`AtomRegressor` to the
 112-long atom counts with an MSE weighted by inverse working-ion frequency, keeping the epoch
@@ -16,7 +16,6 @@ predicted counts (``true``, ``pred``: (n_test, 112) float32), ``working_ion``, `
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from pathlib import Path
@@ -31,11 +30,13 @@ from battgen.device import get_device
 from battgen.eval.afm_metrics import atom_regressor_metrics
 from battgen.models.atom_regressor import AtomRegressor
 from battgen.models.translator import AFMTranslator
-from battgen.train.sei_prvae import seed_everything
-from battgen.train.translator import encode_means
+from battgen.paths import for_display
+from battgen.train.afm_latents import encode_means
+from battgen.train.common import EarlyStopping, TimeBudget, cpu_state, seed_everything, set_threads
+from battgen.train.configs import AtomRegressorTrainingConfig
+from battgen.train.options import command_line
 
 PREDICTIONS_FILENAME = "predictions.npz"
-DEFAULT_OUT = "checkpoints/atom_regressor"
 EVAL_BATCH = 1024
 
 
@@ -61,44 +62,22 @@ def _translator_files(translator_dir: Path) -> list[Path]:
                   if p.is_file() and (p.name == "config.json" or p.suffix in (".safetensors", ".bin")))
 
 
-def train_atom_regressor(
-    data_dir: str | Path,
-    translator_dir: str | Path,
-    out_dir: str | Path = DEFAULT_OUT,
-    *,
-    epochs: int = 400,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    patience: int = 40,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    max_minutes: float | None = None,
-    num_threads: int | None = None,
-    progress: bool = True,
-    command: str | None = None,
-) -> dict:
-    """Fit the atom regressor on the translator's latents of ``data_dir/dataset.npz``; return the metrics.
+def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
+    """Fit the atom regressor on the translator's latents of ``config.data``; return the metrics.
 
-    patience: epochs without a better validation loss before stopping (the published model ran
-    400 epochs; early stopping only ends runs that stopped improving). max_minutes: wall-clock
-    budget for the training loop, stopping before an epoch that would overrun.
+    patience: the published model ran 400 epochs; early stopping only ends runs that stopped
+    improving. max_minutes: the loop stops before an epoch that would overrun.
     """
     t_start = time.perf_counter()
-    if epochs < 1 or batch_size < 1 or lr <= 0 or weight_decay < 0 or patience < 1:
-        raise ValueError("epochs, batch_size and patience must be >= 1, lr > 0, weight_decay >= 0")
-    if max_minutes is not None and max_minutes <= 0:
-        raise ValueError("max_minutes must be positive")
-    translator_dir, out_dir = Path(translator_dir), Path(out_dir)
+    translator_dir, out_dir, batch_size = config.translator, config.out, config.batch_size
     if not (translator_dir / "config.json").is_file():
         raise ValueError(f"no translator checkpoint at {translator_dir} (train one with "
                          "`python -m battgen train translator`)")
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    dev = device if isinstance(device, torch.device) else get_device(device)
-    gen = seed_everything(seed)
+    set_threads(config.threads)
+    dev = get_device(config.device)
+    gen = seed_everything(config.seed)
 
-    data = load_afm_dataset(data_dir, dtype=np.float16)
+    data = load_afm_dataset(config.data, dtype=np.float16)
     counts_np = data.require_composition()
     train_idx, val_idx, test_idx = (data.indices(s) for s in ("train", "val", "test"))
     if test_idx.size < 1:
@@ -128,23 +107,21 @@ def train_atom_regressor(
         latent_scaling_factor=scaling, n_outputs=counts_np.shape[1], output_names=element_symbols(),
     ).to(dev)
     model.init_output_bias(targets[torch.as_tensor(train_idx, device=dev)].mean(0))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     train_t = torch.as_tensor(train_idx, device=dev)
     val_t = torch.as_tensor(val_idx, device=dev)
     steps_per_epoch = math.ceil(len(train_idx) / batch_size)
     history: dict[str, list] = {"train_loss": [], "val_loss": [], "epoch_seconds": []}
-    best = {"val_loss": math.inf, "epoch": -1, "state": None}
-    stopped, bad_epochs = "max_epochs", 0
-    budget_s = None if max_minutes is None else 60.0 * max_minutes
-    t_loop = time.perf_counter()
+    stopper = EarlyStopping(config.patience)
+    stopped = "max_epochs"
+    budget = TimeBudget(config.max_minutes)
 
-    bar = tqdm(range(epochs), desc="atom-regressor", unit="epoch", disable=not progress)
+    bar = tqdm(range(config.epochs), desc="atom-regressor", unit="epoch", disable=not config.progress)
     for epoch in bar:
-        if budget_s is not None and history["epoch_seconds"]:
-            if time.perf_counter() - t_loop + max(history["epoch_seconds"]) > budget_s:
-                stopped = "max_minutes"
-                break
+        if not budget.allows_epoch(history["epoch_seconds"]):
+            stopped = "max_minutes"
+            break
         t_epoch = time.perf_counter()
         model.train()
         order = train_t[torch.randperm(len(train_idx), generator=gen).to(dev)]
@@ -161,23 +138,13 @@ def train_atom_regressor(
         history["val_loss"].append(val_loss)
         history["epoch_seconds"].append(time.perf_counter() - t_epoch)
         bar.set_postfix(train=f"{total / len(train_idx):.3g}", val=f"{val_loss:.3g}")
-        if not math.isfinite(val_loss):
-            stopped = "non_finite_loss"
+        reason = stopper.update(epoch, val_loss, lambda: cpu_state(model))
+        if reason:
+            stopped = reason
             break
-        if val_loss < best["val_loss"]:
-            best = {"val_loss": val_loss, "epoch": epoch,
-                    "state": copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})}
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
-            if bad_epochs >= patience:
-                stopped = "early_stopping"
-                break
     bar.close()
-    train_seconds = time.perf_counter() - t_loop
-    if best["state"] is None:
-        raise RuntimeError("training produced no finite validation loss; nothing to save")
-    model.load_state_dict(best["state"])
+    train_seconds = budget.elapsed()
+    model.load_state_dict(stopper.best())
     model.eval()
 
     with torch.no_grad():
@@ -197,8 +164,8 @@ def train_atom_regressor(
     epochs_run = len(history["val_loss"])
     metrics = {
         "test": test_metrics,
-        "best_epoch": best["epoch"] + 1,
-        "best_val_loss": best["val_loss"],
+        "best_epoch": stopper.best_epoch + 1,
+        "best_val_loss": stopper.best_score,
         "val_loss": "ion-weighted MSE of counts / count_scale",
         "epochs_run": epochs_run,
         "stopped": stopped,
@@ -212,15 +179,15 @@ def train_atom_regressor(
     write_metrics(out_dir, metrics)
     write_metadata(
         out_dir,
-        command=command or f"train_atom_regressor({str(data.path)!r}, {str(translator_dir)!r}, {str(out_dir)!r})",
+        command=command_line(config),
         config={
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-            "patience": patience, "optimizer": "AdamW", "max_minutes": max_minutes, "device": str(dev),
-            "torch_threads": torch.get_num_threads(), "translator": str(translator_dir),
+            "epochs": config.epochs, "batch_size": batch_size, "lr": config.lr, "weight_decay": config.weight_decay,
+            "patience": config.patience, "optimizer": "AdamW", "max_minutes": config.max_minutes, "device": str(dev),
+            "torch_threads": torch.get_num_threads(), "translator": for_display(translator_dir),
             "sample_weights": "inverse working-ion frequency", "loss": "MSE on counts / count_scale",
             "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
         },
-        seed=seed,
+        seed=config.seed,
         inputs=[data.path, *_translator_files(translator_dir)],
         wall_time_s=time.perf_counter() - t_start,
         extra={"artifact": "afm_atom_regressor"},

@@ -1,6 +1,6 @@
 """Train the screening model: a property-conditioned DDPM in the AFM translator's latent space.
 
-``train_screening(latents_path, table_dir, out_dir, translator=..., atom_regressor=...)`` reads
+``train_screening(ScreeningTrainingConfig(latents=..., table=..., translator=..., atom_regressor=...))`` reads
 
 * ``latents.npz`` written by the translator's training: ``mu`` (N, 4, h, w) unscaled latent
   means, ``scaling_factor``, ``material`` (row of the electrode table), ``working_ion`` and
@@ -24,7 +24,6 @@ noise and timesteps fixed once per sample, so epochs are compared on the same dr
 
 from __future__ import annotations
 
-import copy
 import importlib
 import math
 import time
@@ -34,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
@@ -50,7 +48,17 @@ from battgen.models.screening import (
     null_condition,
     screening_condition,
 )
-from battgen.train.sei_prvae import seed_everything
+from battgen.paths import for_display
+from battgen.train.common import (
+    EarlyStopping,
+    TimeBudget,
+    cpu_state,
+    make_accelerator,
+    seed_everything,
+    set_threads,
+)
+from battgen.train.configs import ScreeningTrainingConfig
+from battgen.train.options import command_line
 
 EVAL_BATCH = 256
 LATENT_KEYS = ("mu", "scaling_factor", "material", "working_ion", "split")
@@ -167,11 +175,8 @@ def _weighted_mean(losses: torch.Tensor, weights: np.ndarray) -> float:
     return float((losses * w).sum() / w.sum())
 
 
-def _load_component(component, module_name: str, class_name: str) -> torch.nn.Module:
-    """A model passed as an instance is used as is; a path is loaded with ``class_name``."""
-    if isinstance(component, torch.nn.Module):
-        return component
-    path = Path(component)
+def _load_component(path: Path, module_name: str, class_name: str) -> torch.nn.Module:
+    """The ``class_name`` checkpoint at ``path``."""
     if not path.is_dir():
         raise ValueError(f"{class_name} checkpoint {path} is not a directory")
     try:
@@ -181,68 +186,38 @@ def _load_component(component, module_name: str, class_name: str) -> torch.nn.Mo
     return cls.from_pretrained(path)
 
 
-def _describe_component(component) -> str:
-    """A checkpoint path as given, or the class name of a model passed in memory (for metadata)."""
-    return type(component).__name__ if isinstance(component, torch.nn.Module) else str(component)
+def unet_overrides(channels: tuple[int, ...] | None) -> dict[str, Any]:
+    """:func:`build_screening_unet` arguments for U-Net block widths ``channels`` (None: its defaults).
+
+    Attention on every level but the full-resolution one, as in the default; group norm needs a
+    group count that divides every width.
+    """
+    if channels is None:
+        return {}
+    return {"block_out_channels": channels,
+            "attention_levels": (False,) + (True,) * (len(channels) - 1),
+            "norm_num_groups": math.gcd(32, *channels),
+            "attention_head_dim": min(32, min(channels))}
 
 
-def train_screening(
-    latents_path: str | Path,
-    table_dir: str | Path | None,
-    out_dir: str | Path,
-    *,
-    translator: str | Path | torch.nn.Module,
-    atom_regressor: str | Path | torch.nn.Module,
-    epochs: int = 100,
-    batch_size: int = 64,
-    lr: float = 2e-4,
-    cond_dropout: float = 0.1,
-    max_minutes: float | None = None,
-    seed: int = 0,
-    ema_decay: float | None = 0.999,
-    patience: int | None = 15,
-    weight_decay: float = 1e-2,
-    lr_warmup_steps: int = 200,
-    grad_clip: float = 1.0,
-    unet_config: dict[str, Any] | None = None,
-    device: str | None = None,
-    num_threads: int | None = None,
-    progress: bool = True,
-    command: str | None = None,
-) -> dict:
-    """Train the screening U-Net, save the pipeline with its artifacts in ``out_dir``; return metrics.
+def train_screening(config: ScreeningTrainingConfig) -> dict:
+    """Train the screening U-Net, save the pipeline with its artifacts in ``config.out``; return metrics.
 
-    table_dir: the electrode table's directory (None: the shipped ``assets/electrodes``).
-    translator, atom_regressor: checkpoint directories (``AFMTranslator`` / ``AtomRegressor``)
-        or loaded models; they are saved with the pipeline, not trained here.
+    translator, atom_regressor: checkpoint directories (``AFMTranslator`` / ``AtomRegressor``);
+        they are saved with the pipeline, not trained here.
     cond_dropout: probability of replacing a sample's condition by the null vector.
-    ema_decay: decay of the weight EMA (with warm-up); None or 0 trains without EMA. With EMA
-        the EMA weights are validated, checkpointed and shipped.
-    patience: epochs without a better validation loss before stopping (None: never).
-    max_minutes: wall-clock budget of the training loop; an epoch that would overrun is not
-        started, and one that overruns stops early; the best weights so far are kept.
-    unet_config: overrides of :func:`build_screening_unet` arguments (``sample_size`` and
-        ``in_channels`` come from the latents).
-    device: "cpu", "cuda", "cuda:N" (default: BATTGEN_DEVICE, else CUDA when present).
+    ema_decay: decay of the weight EMA (with warm-up); 0 trains without EMA. With EMA the EMA
+        weights are validated, checkpointed and shipped.
+    max_minutes: an epoch that would overrun is not started, and one that overruns stops early.
     """
     t_start = time.perf_counter()
-    if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
-    if not 0.0 <= cond_dropout < 1.0:
-        raise ValueError(f"cond_dropout must lie in [0, 1), got {cond_dropout}")
-    if max_minutes is not None and not max_minutes > 0:
-        raise ValueError("max_minutes must be positive")
-    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
-        raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
-    if patience is not None and patience < 1:
-        raise ValueError("patience must be >= 1 (or None)")
-    out_dir = Path(out_dir)
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    dev = get_device(device)
-    if dev.type == "cuda" and dev.index is not None:
-        torch.cuda.set_device(dev)  # accelerate places a single process on the current device
-    accelerator = Accelerator(cpu=dev.type == "cpu")
+    latents_path, table_dir, out_dir, translator, atom_regressor = (
+        config.latents, config.table, config.out, config.translator, config.atom_regressor)
+    epochs, batch_size, lr, cond_dropout, seed, ema_decay = (
+        config.epochs, config.batch_size, config.lr, config.cond_dropout, config.seed, config.ema_decay)
+    weight_decay, lr_warmup_steps, grad_clip = config.weight_decay, config.lr_warmup_steps, config.grad_clip
+    set_threads(config.threads)
+    accelerator = make_accelerator(get_device(config.device))
     gen = seed_everything(seed)
 
     data = load_screening_data(latents_path, table_dir)
@@ -260,8 +235,9 @@ def train_screening(
 
     latent_shape = tuple(data.latents.shape[1:])
     h, w = latent_shape[1:]
-    config = {"sample_size": h if h == w else (h, w), "in_channels": latent_shape[0], **(unet_config or {})}
-    unet = build_screening_unet(**config)
+    unet_config = {"sample_size": h if h == w else (h, w), "in_channels": latent_shape[0],
+                   **unet_overrides(config.channels)}
+    unet = build_screening_unet(**unet_config)
     n_params = sum(p.numel() for p in unet.parameters())
     noise_scheduler = make_training_scheduler()
     num_timesteps = noise_scheduler.config.num_train_timesteps
@@ -302,17 +278,24 @@ def train_screening(
         return _weighted_mean(losses, weights), losses
 
     history: dict[str, list] = {k: [] for k in ("train_loss", "val_loss", "lr", "epoch_seconds")}
-    best = {"val_loss": math.inf, "epoch": -1, "state": None}
-    stopped, bad_epochs, step = "max_epochs", 0, 0
-    budget_s = None if max_minutes is None else 60.0 * max_minutes
-    t_loop = time.perf_counter()
-    quiet = not progress or not accelerator.is_local_main_process
+    def shipped_state() -> dict[str, torch.Tensor]:
+        if ema is None:
+            return cpu_state(raw_unet)
+        ema.store(raw_unet.parameters())
+        ema.copy_to(raw_unet.parameters())
+        state = cpu_state(raw_unet)
+        ema.restore(raw_unet.parameters())
+        return state
+
+    stopper = EarlyStopping(config.patience)
+    stopped, step = "max_epochs", 0
+    budget = TimeBudget(config.max_minutes)
+    quiet = not config.progress or not accelerator.is_local_main_process
     epoch_bar = tqdm(range(epochs), desc="screening", unit="epoch", disable=quiet)
     for epoch in epoch_bar:
-        if budget_s is not None and history["epoch_seconds"]:
-            if time.perf_counter() - t_loop + max(history["epoch_seconds"]) > budget_s:
-                stopped = "max_minutes"
-                break
+        if not budget.allows_epoch(history["epoch_seconds"]):
+            stopped = "max_minutes"
+            break
         t_epoch = time.perf_counter()
         unet.train()
         loss_sum, weight_sum = 0.0, 0.0
@@ -336,7 +319,7 @@ def train_screening(
             loss_sum += loss.item() * float(weights.sum())
             weight_sum += float(weights.sum())
             batch_bar.set_postfix(loss=f"{loss.item():.4f}")
-            if budget_s is not None and time.perf_counter() - t_loop > budget_s:
+            if budget.exhausted():
                 stopped = "max_minutes"
                 break
         batch_bar.close()
@@ -346,29 +329,15 @@ def train_screening(
         history["lr"].append(float(lr_sched.get_last_lr()[0]))
         history["epoch_seconds"].append(time.perf_counter() - t_epoch)
         epoch_bar.set_postfix(train=f"{history['train_loss'][-1]:.4f}", val=f"{val_loss:.4f}")
-        if not math.isfinite(val_loss):
-            stopped = "non_finite_loss"
+        reason = stopper.update(epoch, val_loss, shipped_state)
+        if reason:
+            stopped = reason
             break
-        if val_loss < best["val_loss"]:
-            if ema is not None:
-                ema.store(raw_unet.parameters())
-                ema.copy_to(raw_unet.parameters())
-            state = copy.deepcopy({k: v.detach().cpu() for k, v in raw_unet.state_dict().items()})
-            if ema is not None:
-                ema.restore(raw_unet.parameters())
-            best = {"val_loss": val_loss, "epoch": epoch, "state": state}
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
-            if patience is not None and bad_epochs >= patience:
-                stopped = "early_stopping"
-                break
         if stopped == "max_minutes":
             break
     epoch_bar.close()
-    train_seconds = time.perf_counter() - t_loop
-    if best["state"] is None:
-        raise RuntimeError("training produced no finite validation loss; nothing to save")
+    train_seconds = budget.elapsed()
+    best = {"val_loss": stopper.best_score, "epoch": stopper.best_epoch, "state": stopper.best()}
 
     # ------------------------------------------------------------ best weights: test + save
     ema = None  # the checkpointed state already holds the EMA weights when EMA was on
@@ -407,7 +376,7 @@ def train_screening(
         "history": history,
     }
     if accelerator.is_main_process:
-        unet_cpu = build_screening_unet(**config)
+        unet_cpu = build_screening_unet(**unet_config)
         unet_cpu.load_state_dict(best["state"])
         pipeline = BattGenScreeningPipeline(
             unet=unet_cpu.eval(), scheduler=make_training_scheduler(),
@@ -420,9 +389,9 @@ def train_screening(
         write_metrics(out_dir, metrics)
         hyper = {
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "cond_dropout": cond_dropout,
-            "ema_decay": ema_decay, "patience": patience, "weight_decay": weight_decay,
+            "ema_decay": ema_decay, "patience": config.patience, "weight_decay": weight_decay,
             "lr_warmup_steps": lr_warmup_steps, "grad_clip": grad_clip, "optimizer": "AdamW",
-            "max_minutes": max_minutes, "device": str(accelerator.device),
+            "max_minutes": config.max_minutes, "device": str(accelerator.device),
             "num_processes": accelerator.num_processes, "torch_threads": torch.get_num_threads(),
             "noise_scheduler": {k: v for k, v in noise_scheduler.config.items() if not k.startswith("_")},
             "unet": {k: v for k, v in unet_cpu.config.items() if not k.startswith("_")},
@@ -430,15 +399,15 @@ def train_screening(
         }
         write_metadata(
             out_dir,
-            command=command or f"train_screening({str(latents_path)!r}, {str(table_dir)!r}, {str(out_dir)!r})",
+            command=command_line(config),
             config=hyper,
             seed=seed,
-            inputs=[Path(latents_path), table_path(table_dir)],
+            inputs=[latents_path, table_path(table_dir)],
             wall_time_s=time.perf_counter() - t_start,
             extra={
                 "artifact": "screening",
-                "translator": _describe_component(translator),
-                "atom_regressor": _describe_component(atom_regressor),
+                "translator": for_display(translator),
+                "atom_regressor": for_display(atom_regressor),
                 "scaling_factor": data.scaling_factor,
                 "property_ranges": data.scaler.as_dict(),
                 "train_ion_counts": {ion: int((data.ions[train_idx] == ion).sum()) for ion in WORKING_IONS},

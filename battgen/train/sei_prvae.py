@@ -1,8 +1,7 @@
 """Train the SEI VAE / prVAE / conditional prVAE on a kinetic Monte Carlo dataset.
 
-``train_sei_model("prvae", "data/sei", "checkpoints/sei_prvae", ...)`` reads
-``data_dir/dataset.npz``, trains on the train split with early stopping on the validation
-split, and leaves in ``out_dir``:
+``train_sei_model(SEITrainingConfig(kind="prvae", data=...))`` reads ``data/dataset.npz``,
+trains on the train split with early stopping on the validation split, and leaves in ``out``:
 
 * ``config.json`` + ``diffusion_pytorch_model.safetensors`` (``SEIPRVAE.from_pretrained``),
   the best-validation weights;
@@ -15,12 +14,8 @@ split, and leaves in ``out_dir``:
 
 from __future__ import annotations
 
-import copy
 import math
-import random
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,6 +37,9 @@ from battgen.models.prvae import (
     logits_to_lattice,
     sei_vae_loss,
 )
+from battgen.train.common import EarlyStopping, TimeBudget, cpu_state, seed_everything, set_threads
+from battgen.train.configs import SEITrainingConfig
+from battgen.train.options import command_line
 
 # Enough components for the app's 3-D view plus a look at how fast variance decays.
 N_PCA_COMPONENTS = 5
@@ -49,20 +47,6 @@ N_PCA_COMPONENTS = 5
 # cannot dominate the reconstruction loss (and its gradient noise) over the whole lattice.
 MAX_CLASS_WEIGHT_RATIO = 20.0
 EVAL_BATCH = 512
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch; return a CPU generator for batch order and sampling."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-    # cuDNN autotuning picks algorithms by timing, which can change results run to run.
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    gen = torch.Generator()
-    gen.manual_seed(seed)
-    return gen
 
 
 def class_weights_from_frequencies(lattices: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,51 +109,26 @@ def _evaluate_loss(model, lattices, barriers, props, idx, *, beta, lam, class_we
     return {k: v / len(idx) for k, v in sums.items()}
 
 
-def train_sei_model(
-    kind: str,
-    data_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    epochs: int = 25,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    beta: float = 1.0,
-    lam: float = 1000.0,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    max_minutes: float | None = None,
-    progress: bool = True,
-    kl_warmup_epochs: int | None = None,
-    patience: int = 6,
-    weight_decay: float = 1e-4,
-    class_weighting: bool = True,
-    num_threads: int | None = None,
-    command: str | None = None,
-) -> dict:
+def train_sei_model(config: SEITrainingConfig) -> dict:
     """Train one SEI model kind ("vae", "prvae", "cprvae") and write its artifacts; return metrics.
 
     beta: weight of the KL term at the end of warm-up. lam: weight of the property MSE on
     min-max scaled properties (ignored for "vae"); the reconstruction term is summed over the
     2500 sites, hence the large default. kl_warmup_epochs: epochs over which beta ramps
-    linearly from 0 (default: a fifth of ``epochs``). patience: epochs after warm-up without
-    a better validation loss before stopping. max_minutes: wall-clock budget for the
-    training loop; it stops before an epoch that would overrun, keeping the best weights.
-    num_threads: torch CPU threads (default: leave torch's choice).
+    linearly from 0. patience counts epochs after warm-up only. max_minutes: the loop stops
+    before an epoch that would overrun, keeping the best weights.
     """
     t_start = time.perf_counter()
+    kind, epochs, batch_size, beta, lam, seed = (
+        config.kind, config.epochs, config.batch_size, config.beta, config.lam, config.seed)
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown SEI model kind {kind!r}; choose from {sorted(MODEL_KINDS)}")
-    if epochs < 1 or batch_size < 1 or lr <= 0 or beta < 0 or lam < 0:
-        raise ValueError("epochs and batch_size must be >= 1, lr > 0, beta and lam >= 0")
-    if max_minutes is not None and max_minutes <= 0:
-        raise ValueError("max_minutes must be positive")
-    out_dir = Path(out_dir)
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    dev = device if isinstance(device, torch.device) else get_device(device)
+    out_dir = config.out
+    set_threads(config.threads)
+    dev = get_device(config.device)
     gen = seed_everything(seed)
 
-    data = load_dataset(data_dir)
+    data = load_dataset(config.data)
     train_idx, val_idx, test_idx = (data.indices(s) for s in ("train", "val", "test"))
     props_np = data.properties(PROPERTY_NAMES)
     if not np.isfinite(props_np[train_idx]).all():
@@ -190,7 +149,7 @@ def train_sei_model(
     use_barriers = bool(model.config.condition_dim)
 
     weights_np, site_freq = class_weights_from_frequencies(data.lattices[train_idx], model.num_classes)
-    class_weights = torch.as_tensor(weights_np, device=dev) if class_weighting else None
+    class_weights = torch.as_tensor(weights_np, device=dev) if config.class_weights else None
     lam_eff = lam if model.regressor_head is not None else 0.0
 
     # The whole dataset is small (10k x 50 x 50 bytes), so it lives on the device as uint8 and
@@ -199,32 +158,29 @@ def train_sei_model(
     barriers = torch.as_tensor(data.barriers, device=dev)
     props = torch.as_tensor(props_np, device=dev)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_idx) / batch_size)
-    warmup = max(1, epochs // 5) if kl_warmup_epochs is None else int(kl_warmup_epochs)
-    warmup_steps = warmup * steps_per_epoch
+    warmup = max(1, epochs // 5) if config.kl_warmup_epochs is None else config.kl_warmup_epochs
+    warmup_steps = max(1, warmup * steps_per_epoch)  # no warm-up: full beta from the first step
 
     history: dict[str, list] = {k: [] for k in (
         "beta", "train_loss", "train_recon", "train_kl", "train_prop",
         "val_loss", "val_recon", "val_kl", "val_prop", "epoch_seconds")}
-    best = {"val_loss": math.inf, "epoch": -1, "state": None}
-    stopped, bad_epochs, step = "max_epochs", 0, 0
-    budget_s = None if max_minutes is None else 60.0 * max_minutes
-    t_loop = time.perf_counter()
+    stopper = EarlyStopping(config.patience)
+    stopped, step = "max_epochs", 0
+    budget = TimeBudget(config.max_minutes)
 
-    epoch_bar = tqdm(range(epochs), desc=f"sei-{kind}", unit="epoch", disable=not progress)
+    epoch_bar = tqdm(range(epochs), desc=f"sei-{kind}", unit="epoch", disable=not config.progress)
     for epoch in epoch_bar:
-        if budget_s is not None and history["epoch_seconds"]:
-            elapsed = time.perf_counter() - t_loop
-            if elapsed + max(history["epoch_seconds"]) > budget_s:
-                stopped = "max_minutes"
-                break
+        if not budget.allows_epoch(history["epoch_seconds"]):
+            stopped = "max_minutes"
+            break
         t_epoch = time.perf_counter()
         model.train()
         order = torch.randperm(len(train_idx), generator=gen).numpy()
         sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "prop": 0.0}
         batch_bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", unit="batch",
-                         leave=False, disable=not progress)
+                         leave=False, disable=not config.progress)
         for i in batch_bar:
             b = torch.as_tensor(train_idx[order[i * batch_size:(i + 1) * batch_size]], device=dev)
             # KL warm-up: with the full KL weight from step 0 the posterior collapses onto the
@@ -255,23 +211,14 @@ def train_sei_model(
         history["epoch_seconds"].append(time.perf_counter() - t_epoch)
         epoch_bar.set_postfix(val=f"{val['loss']:.1f}", recon=f"{val['recon']:.1f}", kl=f"{val['kl']:.1f}")
 
-        if not math.isfinite(val["loss"]):
-            stopped = "non_finite_loss"
+        # During warm-up the objective itself is still moving: worse epochs do not count.
+        reason = stopper.update(epoch, val["loss"], lambda: cpu_state(model), counts=epoch + 1 > warmup)
+        if reason:
+            stopped = reason
             break
-        if val["loss"] < best["val_loss"]:
-            best = {"val_loss": val["loss"], "epoch": epoch,
-                    "state": copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})}
-            bad_epochs = 0
-        elif epoch + 1 > warmup:  # during warm-up the objective itself is still moving
-            bad_epochs += 1
-            if bad_epochs >= patience:
-                stopped = "early_stopping"
-                break
     epoch_bar.close()
-    train_seconds = time.perf_counter() - t_loop
-    if best["state"] is None:
-        raise RuntimeError("training produced no finite validation loss; nothing to save")
-    model.load_state_dict(best["state"])
+    train_seconds = budget.elapsed()
+    model.load_state_dict(stopper.best())
     model.eval()
 
     # ---------------------------------------------------------------- test evaluation
@@ -314,8 +261,8 @@ def train_sei_model(
     metrics = {
         "kind": kind,
         "test": test_metrics,
-        "best_epoch": best["epoch"] + 1,
-        "best_val_loss": best["val_loss"],
+        "best_epoch": stopper.best_epoch + 1,
+        "best_val_loss": stopper.best_score,
         "epochs_run": len(history["val_loss"]),
         "stopped": stopped,
         "seconds_per_epoch": float(np.mean(history["epoch_seconds"])),
@@ -328,23 +275,23 @@ def train_sei_model(
     }
     write_metrics(out_dir, metrics)
     hyper = {
-        "kind": kind, "epochs": epochs, "batch_size": batch_size, "lr": lr, "beta": beta,
-        "lam": lam_eff, "kl_warmup_epochs": warmup, "patience": patience,
-        "weight_decay": weight_decay, "class_weighting": class_weighting,
-        "optimizer": "AdamW", "max_minutes": max_minutes, "device": str(dev),
+        "kind": kind, "epochs": epochs, "batch_size": batch_size, "lr": config.lr, "beta": beta,
+        "lam": lam_eff, "kl_warmup_epochs": warmup, "patience": config.patience,
+        "weight_decay": config.weight_decay, "class_weighting": config.class_weights,
+        "optimizer": "AdamW", "max_minutes": config.max_minutes, "device": str(dev),
         "torch_threads": torch.get_num_threads(),
         "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
     }
     write_metadata(
         out_dir,
-        command=command or f"train_sei_model({kind!r}, {str(data_dir)!r}, {str(out_dir)!r})",
+        command=command_line(config),
         config=hyper,
         seed=seed,
         inputs=[data.path],
         wall_time_s=time.perf_counter() - t_start,
         extra={
             "artifact": f"sei_{kind}",
-            "class_weights": dict(zip(SPECIES_NAMES, weights_np.tolist())) if class_weighting else None,
+            "class_weights": dict(zip(SPECIES_NAMES, weights_np.tolist())) if config.class_weights else None,
             "train_site_fraction": dict(zip(SPECIES_NAMES, site_freq.tolist())),
         },
     )

@@ -1,6 +1,6 @@
 """Train the AFM translator (stack -> descriptors VAE), adversarially or as the no-GAN ablation.
 
-``train_translator("data/afm", "checkpoints/translator")`` reads ``dataset.npz``
+``train_translator(TranslatorTrainingConfig(data=...))`` reads ``dataset.npz``
 (:func:`battgen.afm.loader.load_afm_dataset`) and optimises, per view,
 
     L1(descriptors) + beta * KL + lambda_adv * adversarial(generator),
@@ -33,12 +33,9 @@ device is chosen by :func:`battgen.device.get_device`. Left in ``out_dir``:
 
 from __future__ import annotations
 
-import copy
 import math
-import os
 import time
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -54,36 +51,13 @@ from battgen.models.discriminator import (
     discriminator_loss,
     generator_adversarial_loss,
 )
-from battgen.models.translator import (
-    DEFAULT_BLOCK_OUT_CHANNELS,
-    AFMTranslator,
-    AFMTranslatorOutput,
-    channels_last,
-    kl_per_element,
-)
-from battgen.train.sei_prvae import seed_everything
+from battgen.models.translator import AFMTranslator, AFMTranslatorOutput, channels_last, kl_per_element
+from battgen.train.afm_latents import EVAL_BATCH, encode_means, view_batch
+from battgen.train.common import EarlyStopping, TimeBudget, cpu_state, make_accelerator, seed_everything, set_threads
+from battgen.train.configs import TranslatorTrainingConfig
+from battgen.train.options import command_line
 
 DISCRIMINATOR_SUBFOLDER = "discriminator"
-EVAL_BATCH = 64
-DEFAULT_OUT = "checkpoints/translator"
-DEFAULT_OUT_NO_ADV = "checkpoints/translator_noadv"
-
-
-def make_accelerator(device: torch.device):
-    """An ``accelerate.Accelerator`` on ``device`` (multi-process when started by ``accelerate launch``).
-
-    In a plain single process, accelerate's device state is a process-wide singleton fixed by the
-    first Accelerator; it is reset here so that a second training in the same process (tests,
-    notebooks) can use another device, and an explicit ``cuda:N`` is honoured.
-    """
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        AcceleratorState._reset_state(reset_partial_state=True)
-        if device.type == "cuda" and device.index is not None:
-            torch.cuda.set_device(device)
-    return Accelerator(cpu=device.type == "cpu")
 
 
 def translator_loss(out: AFMTranslatorOutput, target: torch.Tensor, weights: torch.Tensor | None,
@@ -111,23 +85,6 @@ def _split_weights(data: AFMDataset) -> np.ndarray:
     return w
 
 
-def _batch(arr: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Rows ``idx`` of a channels-last host tensor as float32 channels-first on ``device``."""
-    return arr[idx.cpu()].to(device, non_blocking=True).permute(0, 3, 1, 2).float().contiguous()
-
-
-@torch.no_grad()
-def encode_means(model: AFMTranslator, stacks: torch.Tensor, idx: np.ndarray,
-                 device: torch.device, batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """Posterior means (len(idx), 4, h, w) float32 of rows ``idx`` of channels-last ``stacks``."""
-    model.eval()
-    out = []
-    for start in range(0, len(idx), batch_size):
-        b = torch.as_tensor(idx[start:start + batch_size])
-        out.append(model.encode(_batch(stacks, b, device)).mode().float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, *model.latent_shape(*stacks.shape[1:3])), np.float32)
-
-
 @torch.no_grad()
 def _evaluate(model: AFMTranslator, stacks, descriptors, weights, idx, device, beta) -> dict:
     """Validation terms with the posterior mean (deterministic, comparable across epochs)."""
@@ -137,78 +94,41 @@ def _evaluate(model: AFMTranslator, stacks, descriptors, weights, idx, device, b
     per_channel = torch.zeros(model.config.descriptor_channels)
     for start in range(0, n, EVAL_BATCH):
         b = torch.as_tensor(idx[start:start + EVAL_BATCH])
-        out = model(_batch(stacks, b, device), sample_posterior=False)
-        losses = translator_loss(out, _batch(descriptors, b, device), weights[b].to(device), beta)
+        out = model(view_batch(stacks, b, device), sample_posterior=False)
+        losses = translator_loss(out, view_batch(descriptors, b, device), weights[b].to(device), beta)
         for k in sums:
             sums[k] += losses[k].item() * len(b)
         per_channel += losses["l1_per_channel"].cpu() * len(b)
     return {**{k: v / n for k, v in sums.items()}, "l1_per_channel": (per_channel / n).tolist()}
 
 
-def train_translator(
-    data_dir: str | Path,
-    out_dir: str | Path | None = None,
-    *,
-    adversarial: bool = True,
-    epochs: int = 30,
-    batch_size: int = 16,
-    lr: float = 5e-4,
-    disc_lr: float | None = None,
-    beta: float = 1e-4,
-    adv_weight: float = 0.01,
-    adv_warmup_epochs: int | None = None,
-    gan_loss: str = "hinge",
-    disc_norm: str = "spectral",
-    disc_layers: int = 2,
-    disc_channels: int = 32,
-    block_out_channels: Sequence[int] = DEFAULT_BLOCK_OUT_CHANNELS,
-    layers_per_block: int = 1,
-    norm_num_groups: int | None = None,
-    patience: int = 6,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    max_minutes: float | None = None,
-    num_threads: int | None = None,
-    progress: bool = True,
-    command: str | None = None,
-) -> dict:
-    """Train the translator on ``data_dir/dataset.npz`` and write its artifacts; return the metrics.
+def train_translator(config: TranslatorTrainingConfig) -> dict:
+    """Train the translator on ``config.data`` and write its artifacts to ``config.out``; return the metrics.
 
-    adversarial: False trains the ablation (no discriminator; default out dir
-    ``checkpoints/translator_noadv``). beta: KL weight on the per-element KL (L1 is per pixel,
-    so 1e-4 keeps the latent informative while bounding its scale). adv_weight: lambda_adv;
-    0.01 is pix2pix's ratio of GAN to L1 weight (1 : 100). adv_warmup_epochs: L1 + KL only
-    before this epoch (default a quarter of ``epochs``); with ``max_minutes`` the adversarial
-    term also switches on once the same fraction of the time budget is spent, so a run cut
-    short by its budget is still adversarial. patience: epochs without a better eligible
-    validation score before stopping. norm_num_groups: GroupNorm groups (default: the largest
-    of 32, 16, 8, 4, 2, 1 dividing every block width).
+    adversarial False trains the ablation (no discriminator). beta: KL weight on the per-element
+    KL (L1 is per pixel, so 1e-4 keeps the latent informative while bounding its scale).
+    adv_weight: lambda_adv; 0.01 is pix2pix's ratio of GAN to L1 weight (1 : 100).
+    adv_warmup_epochs: L1 + KL only before this epoch; with ``max_minutes`` the adversarial term
+    also switches on once the same fraction of the time budget is spent, so a run cut short by
+    its budget is still adversarial. patience counts eligible epochs only.
     """
     t_start = time.perf_counter()
-    if epochs < 1 or batch_size < 1 or lr <= 0 or beta < 0 or adv_weight < 0 or patience < 1:
-        raise ValueError("epochs, batch_size and patience must be >= 1, lr > 0, beta and adv_weight >= 0")
-    if max_minutes is not None and max_minutes <= 0:
-        raise ValueError("max_minutes must be positive")
-    if out_dir is None:
-        out_dir = DEFAULT_OUT if adversarial else DEFAULT_OUT_NO_ADV
-    out_dir = Path(out_dir)
-    block_out_channels = tuple(int(c) for c in block_out_channels)
+    adversarial, epochs, beta, gan_loss = config.adversarial, config.epochs, config.beta, config.gan_loss
+    out_dir = config.out
+    block_out_channels = config.channels
+    norm_num_groups = config.norm_num_groups
     if norm_num_groups is None:
-        norm_num_groups = next(g for g in (32, 16, 8, 4, 2, 1) if all(c % g == 0 for c in block_out_channels))
-    warmup = max(1, epochs // 4) if adv_warmup_epochs is None else int(adv_warmup_epochs)
-    if warmup < 0:
-        raise ValueError("adv_warmup_epochs must be >= 0")
-    disc_lr = lr if disc_lr is None else disc_lr
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    dev = device if isinstance(device, torch.device) else get_device(device)
-    accelerator = make_accelerator(dev)
+        norm_num_groups = next(g for g in (32, 16, 8, 4, 2, 1) if all(ch % g == 0 for ch in block_out_channels))
+    warmup = max(1, epochs // 4) if config.adv_warmup_epochs is None else config.adv_warmup_epochs
+    disc_lr = config.lr if config.disc_lr is None else config.disc_lr
+    set_threads(config.threads)
+    accelerator = make_accelerator(get_device(config.device))
     dev = accelerator.device
-    gen = seed_everything(seed)
+    gen = seed_everything(config.seed)
 
     # float16 on the host halves memory (5,000 views at 64 x 64 are 0.65 GB instead of 1.3 GB);
     # each batch is cast to float32 on the device.
-    data = load_afm_dataset(data_dir, dtype=np.float16)
+    data = load_afm_dataset(config.data, dtype=np.float16)
     train_idx, val_idx, test_idx = (data.indices(s) for s in ("train", "val", "test"))
     if test_idx.size < 1:
         raise ValueError(f"{data.path} has an empty test split")
@@ -219,22 +139,23 @@ def train_translator(
 
     model = AFMTranslator(
         block_out_channels=block_out_channels,
-        layers_per_block=layers_per_block,
+        layers_per_block=config.layers_per_block,
         norm_num_groups=norm_num_groups,
         sample_size=height,
         descriptor_names=list(data.descriptor_names),
     )
     disc = None
     if adversarial:
-        disc = PatchDiscriminator(base_channels=disc_channels, n_layers=disc_layers, norm=disc_norm, loss=gan_loss)
+        disc = PatchDiscriminator(base_channels=config.disc_channels, n_layers=config.disc_layers,
+                                  norm=config.disc_norm, loss=gan_loss)
         if min(height, width) < disc.min_grid():
-            raise ValueError(f"the {height} x {width} grid is too small for a {disc_layers}-layer discriminator "
+            raise ValueError(f"the {height} x {width} grid is too small for a {config.disc_layers}-layer discriminator "
                              f"(needs {disc.min_grid()}); lower disc_layers")
     # Adam with beta1 = 0.5 as in pix2pix / taming: less momentum keeps the two-player game from
     # overshooting. The ablation uses the same optimiser so only the adversarial term differs.
-    opt_g = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.9))
+    opt_g = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.5, 0.9))
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(torch.as_tensor(train_idx)), batch_size=batch_size, shuffle=True,
+        torch.utils.data.TensorDataset(torch.as_tensor(train_idx)), batch_size=config.batch_size, shuffle=True,
         generator=gen)
     if disc is not None:
         opt_d = torch.optim.Adam(disc.parameters(), lr=disc_lr, betas=(0.5, 0.9))
@@ -247,21 +168,19 @@ def train_translator(
     history: dict[str, list] = {k: [] for k in (
         "adversarial", "train_recon", "train_kl", "train_g_adv", "train_d_loss",
         "val_vae", "val_recon", "val_kl", "val_l1_per_channel", "epoch_seconds")}
-    best: dict = {"score": math.inf, "epoch": -1, "state": None, "disc_state": None, "adversarial": False}
-    stopped, bad_epochs = "max_epochs", 0
-    budget_s = None if max_minutes is None else 60.0 * max_minutes
-    t_loop = time.perf_counter()
-    quiet = not progress or not accelerator.is_local_main_process
+    stopper = EarlyStopping(config.patience)
+    adversarial_phase = False
+    stopped = "max_epochs"
+    budget = TimeBudget(config.max_minutes)
+    quiet = not config.progress or not accelerator.is_local_main_process
 
     epoch_bar = tqdm(range(epochs), desc="translator" + ("" if adversarial else " (no adv)"),
                      unit="epoch", disable=quiet)
     for epoch in epoch_bar:
-        elapsed = time.perf_counter() - t_loop
-        if budget_s is not None and history["epoch_seconds"] and elapsed + max(history["epoch_seconds"]) > budget_s:
+        if not budget.allows_epoch(history["epoch_seconds"]):
             stopped = "max_minutes"
             break
-        adv_on = adversarial and (epoch >= warmup or (
-            budget_s is not None and elapsed >= budget_s * warmup / epochs))
+        adv_on = adversarial and (epoch >= warmup or budget.fraction_spent() >= warmup / epochs)
         t_epoch = time.perf_counter()
         model.train()
         if disc is not None:
@@ -270,8 +189,8 @@ def train_translator(
         seen = 0
         batch_bar = tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=quiet)
         for (b,) in batch_bar:
-            x = _batch(stacks, b, dev)
-            y = _batch(descriptors, b, dev)
+            x = view_batch(stacks, b, dev)
+            y = view_batch(descriptors, b, dev)
             w = weights[b.cpu()].to(dev)
             out = model(x, sample_posterior=True)
             losses = translator_loss(out, y, w, beta)
@@ -280,7 +199,7 @@ def train_translator(
             if adv_on:
                 fake = disc(x, out.descriptors)
                 g_adv = sum(generator_adversarial_loss(l, gan_loss, w) for l in (fake.grey, fake.type_map))
-                loss = loss + adv_weight * g_adv
+                loss = loss + config.adv_weight * g_adv
             opt_g.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             opt_g.step()
@@ -312,42 +231,35 @@ def train_translator(
         history["epoch_seconds"].append(time.perf_counter() - t_epoch)
         epoch_bar.set_postfix(val_l1=f"{val['recon']:.4f}", kl=f"{val['kl']:.3g}")
 
-        if not math.isfinite(val["vae"]):
-            stopped = "non_finite_loss"
-            break
         # Once the adversarial term is on, earlier (warm-up) bests no longer count.
-        if adv_on and not best["adversarial"]:
-            best = {"score": math.inf, "epoch": -1, "state": None, "disc_state": None, "adversarial": True}
-            bad_epochs = 0
-        if val["vae"] < best["score"]:
-            best.update(score=val["vae"], epoch=epoch,
-                        state=copy.deepcopy({k: v.detach().cpu() for k, v in raw_model.state_dict().items()}),
-                        disc_state=(copy.deepcopy({k: v.detach().cpu() for k, v in
-                                                   accelerator.unwrap_model(disc).state_dict().items()})
-                                    if adv_on else None))
-            bad_epochs = 0
-        elif not adversarial or adv_on:  # warm-up epochs never count towards early stopping
-            bad_epochs += 1
-            if bad_epochs >= patience:
-                stopped = "early_stopping"
-                break
+        if adv_on and not adversarial_phase:
+            stopper.reset()
+            adversarial_phase = True
+        reason = stopper.update(
+            epoch, val["vae"],
+            lambda: (cpu_state(raw_model), cpu_state(accelerator.unwrap_model(disc)) if adv_on else None),
+            counts=not adversarial or adv_on)  # warm-up epochs never count towards early stopping
+        if reason:
+            stopped = reason
+            break
     epoch_bar.close()
-    train_seconds = time.perf_counter() - t_loop
-    if best["state"] is None:
-        raise RuntimeError("training produced no finite validation loss; nothing to save")
+    train_seconds = budget.elapsed()
+    state, disc_state = stopper.best()
+    best = {"score": stopper.best_score, "epoch": stopper.best_epoch, "state": state, "disc_state": disc_state,
+            "adversarial": adversarial_phase}
 
     metrics: dict = {}
     if accelerator.is_main_process:
         metrics = _finish(
             raw_model, accelerator.unwrap_model(disc) if disc is not None else None, best, data, stacks,
             descriptors, dev, out_dir, history=history, stopped=stopped, train_seconds=train_seconds,
-            seed=seed, t_start=t_start, command=command, adversarial=adversarial,
+            seed=config.seed, t_start=t_start, command=command_line(config), adversarial=adversarial,
             hyper={
-                "adversarial": adversarial, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                "adversarial": adversarial, "epochs": epochs, "batch_size": config.batch_size, "lr": config.lr,
                 "disc_lr": disc_lr if adversarial else None, "beta": beta,
-                "adv_weight": adv_weight if adversarial else 0.0,
+                "adv_weight": config.adv_weight if adversarial else 0.0,
                 "adv_warmup_epochs": warmup if adversarial else None, "gan_loss": gan_loss if adversarial else None,
-                "patience": patience, "optimizer": "Adam(betas=(0.5, 0.9))", "max_minutes": max_minutes,
+                "patience": config.patience, "optimizer": "Adam(betas=(0.5, 0.9))", "max_minutes": config.max_minutes,
                 "device": str(dev), "num_processes": accelerator.num_processes,
                 "torch_threads": torch.get_num_threads(), "sample_weights": "inverse working-ion frequency",
             })
@@ -358,7 +270,7 @@ def train_translator(
 def _finish(model: AFMTranslator, disc: PatchDiscriminator | None, best: dict, data: AFMDataset,
             stacks: torch.Tensor, descriptors: torch.Tensor, dev: torch.device, out_dir: Path, *,
             history: dict, stopped: str, train_seconds: float, seed: int, t_start: float,
-            command: str | None, adversarial: bool, hyper: dict) -> dict:
+            command: str, adversarial: bool, hyper: dict) -> dict:
     """Restore the best epoch, set the latent scaling factor, score the test split, write everything."""
     model.load_state_dict(best["state"])
     model.eval()
@@ -418,7 +330,7 @@ def _finish(model: AFMTranslator, disc: PatchDiscriminator | None, best: dict, d
     write_metrics(out_dir, metrics)
     write_metadata(
         out_dir,
-        command=command or f"train_translator({str(data.path)!r}, {str(out_dir)!r}, adversarial={adversarial})",
+        command=command,
         config={**hyper,
                 "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
                 "discriminator": ({k: v for k, v in disc.config.items() if not k.startswith("_")}

@@ -28,6 +28,8 @@ from battgen.models.prvae import (
     sei_vae_loss,
 )
 from battgen.sei.dataset import load_dataset as load_sei_dataset
+from battgen.train.configs import SEITrainingConfig
+from battgen.train.options import command_line
 from battgen.train.sei_prvae import class_weights_from_frequencies, train_sei_model
 
 L = 50
@@ -216,8 +218,9 @@ def test_class_weights():
 def test_train_end_to_end(kind, tmp_path):
     data_dir = _write_dataset(tmp_path / "data")
     out = tmp_path / kind
-    metrics = train_sei_model(kind, data_dir, out, epochs=2, batch_size=16, seed=0, device="cpu",
-                              progress=False, command=f"test {kind}")
+    config = SEITrainingConfig(kind=kind, data=data_dir, out=out, epochs=2, batch_size=16, seed=0, device="cpu",
+                               progress=False)
+    metrics = train_sei_model(config)
     for name in ("config.json", "diffusion_pytorch_model.safetensors", "metrics.json",
                  "metadata.json", "latents.npz"):
         assert (out / name).is_file(), name
@@ -228,7 +231,8 @@ def test_train_end_to_end(kind, tmp_path):
     assert ("properties" in on_disk["test"]) == (kind != "vae")
     assert metrics["n_test"] == 6
     meta = json.loads((out / "metadata.json").read_text())
-    assert meta["command"] == f"test {kind}" and meta["seed"] == 0 and meta["input_sha256"]
+    assert meta["command"] == command_line(config) and meta["seed"] == 0 and meta["input_sha256"]
+    assert f"train sei-{kind} --data {config.data} --out {config.out} --epochs 2 --batch-size 16" in meta["command"]
 
     data = load_sei_dataset(data_dir)
     z = np.load(out / "latents.npz")
@@ -254,27 +258,31 @@ def test_train_end_to_end(kind, tmp_path):
 
 def test_training_is_deterministic(tmp_path):
     data_dir = _write_dataset(tmp_path / "data")
-    runs = [train_sei_model("prvae", data_dir, tmp_path / f"run{i}", epochs=1, batch_size=16, seed=3,
-                            device="cpu", progress=False)["history"]["val_loss"] for i in range(2)]
+    runs = [train_sei_model(SEITrainingConfig(kind="prvae", data=data_dir, out=tmp_path / f"run{i}", epochs=1,
+                                              batch_size=16, seed=3, device="cpu", progress=False))
+            ["history"]["val_loss"] for i in range(2)]
     assert runs[0] == runs[1]
 
 
 def test_train_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError):
-        train_sei_model("prvae", tmp_path / "missing", tmp_path / "out", epochs=1, progress=False)
-    with pytest.raises(ValueError):
-        train_sei_model("bogus", tmp_path, tmp_path / "out", epochs=1, progress=False)
+        train_sei_model(SEITrainingConfig(data=tmp_path / "missing", out=tmp_path / "out", epochs=1, progress=False))
+    with pytest.raises(ValueError, match="kind must be one of vae, prvae, cprvae"):
+        SEITrainingConfig(kind="bogus", data=tmp_path, out=tmp_path / "out")
 
 
 def test_cli_registers_sei_commands():
+    from battgen import paths
     from battgen.train import commands
 
     parser = argparse.ArgumentParser()
     commands.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["sei-cprvae", "--epochs", "3", "--max-minutes", "12"])
-    assert args.kind == "cprvae" and args.out == "checkpoints/sei_cprvae" and args.data == "data/sei"
-    assert args.epochs == 3 and args.max_minutes == 12.0 and callable(args.func)
-    assert parser.parse_args(["sei-vae"]).out == "checkpoints/sei_vae"
+    config = commands.parse_config(args)
+    assert config.kind == "cprvae" and config.out == paths.checkpoint_dir(paths.SEI_CPRVAE)
+    assert config.data == paths.data_dir(paths.SEI)
+    assert config.epochs == 3 and config.max_minutes == 12.0 and callable(args.func)
+    assert commands.parse_config(parser.parse_args(["sei-vae"])).out == paths.checkpoint_dir(paths.SEI_VAE)
 
 
 # --------------------------------------------------------------------------- metrics

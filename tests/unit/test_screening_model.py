@@ -33,6 +33,7 @@ from battgen.models.screening import (
     null_condition,
     screening_condition,
 )
+from battgen.train.configs import ScreeningTrainingConfig
 from battgen.train.screening import screening_loss, train_screening
 
 SIZE = 8  # latent side; descriptors are 4x larger
@@ -282,6 +283,16 @@ def _write_table(directory, n_materials: int, ions: list[str], seed: int = 0) ->
     save_table(pd.DataFrame(rows), directory)
 
 
+def _screening_config(tmp_path, scaling_factor: float = 0.7, **changes) -> ScreeningTrainingConfig:
+    """One epoch of a tiny U-Net on ``tmp_path/latents.npz`` and ``tmp_path/table``, tiny parts saved there."""
+    TinyTranslator(scaling_factor=scaling_factor).save_pretrained(tmp_path / "translator")
+    TinyRegressor().save_pretrained(tmp_path / "atom_regressor")
+    settings = dict(latents=tmp_path / "latents.npz", table=tmp_path / "table", translator=tmp_path / "translator",
+                    atom_regressor=tmp_path / "atom_regressor", out=tmp_path / "out", epochs=1,
+                    channels=TINY["block_out_channels"], progress=False, device="cpu")
+    return ScreeningTrainingConfig(**{**settings, **changes})
+
+
 def test_train_screening_one_epoch_writes_a_loadable_pipeline(tmp_path):
     ions = ["Li", "Li", "Na", "Mg", "Li", "Na"]
     _write_table(tmp_path / "table", len(ions), ions)
@@ -292,9 +303,7 @@ def test_train_screening_one_epoch_writes_a_loadable_pipeline(tmp_path):
              scaling_factor=np.float32(0.7), material=material, working_ion=np.array([ions[m] for m in material]),
              split=np.array(["train"] * 16 + ["val"] * 4 + ["test"] * 4))
     out = tmp_path / "ckpt"
-    metrics = train_screening(tmp_path / "latents.npz", tmp_path / "table", out,
-                              translator=TinyTranslator(scaling_factor=0.7), atom_regressor=TinyRegressor(),
-                              epochs=1, batch_size=8, unet_config=TINY, progress=False, device="cpu")
+    metrics = train_screening(_screening_config(tmp_path, out=out, batch_size=8))
     for name in ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json",
                  "translator/config.json", "metrics.json", "metadata.json"):
         assert (out / name).is_file(), name
@@ -314,16 +323,13 @@ def test_train_screening_rejects_a_mismatched_translator(tmp_path):
     _write_table(tmp_path / "table", 3, ions)
     np.savez(tmp_path / "latents.npz", mu=np.zeros((3, 4, SIZE, SIZE), np.float16), scaling_factor=np.float32(0.5),
              material=np.arange(3), working_ion=np.array(ions), split=np.array(["train", "val", "test"]))
+    config = _screening_config(tmp_path)
     with pytest.raises(ValueError, match="scaled with 0.5"):
-        train_screening(tmp_path / "latents.npz", tmp_path / "table", tmp_path / "out",
-                        translator=TinyTranslator(scaling_factor=0.7), atom_regressor=TinyRegressor(),
-                        epochs=1, unet_config=TINY, progress=False, device="cpu")
+        train_screening(config)
     np.savez(tmp_path / "latents.npz", mu=np.zeros((3, 4, SIZE, SIZE), np.float16), scaling_factor=np.float32(0.7),
              material=np.arange(3), working_ion=np.array(["Li", "Li", "K"]), split=np.array(["train", "val", "test"]))
     with pytest.raises(ValueError, match="disagree with the table"):
-        train_screening(tmp_path / "latents.npz", tmp_path / "table", tmp_path / "out",
-                        translator=TinyTranslator(scaling_factor=0.7), atom_regressor=TinyRegressor(),
-                        epochs=1, unet_config=TINY, progress=False, device="cpu")
+        train_screening(config)
 
 
 def test_the_noise_estimate_is_bounded_only_where_its_clean_latent_leaves_the_range():

@@ -7,6 +7,7 @@ stays well under a minute on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -333,16 +334,18 @@ def test_loader_rejects_missing_file_and_odd_grid(tmp_path):
 
 
 def test_cli_registers_afm_commands_and_keeps_sei():
+    from battgen import paths
     from battgen.train import commands
 
     parser = argparse.ArgumentParser()
     commands.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["translator", "--no-adversarial", "--channels", "16,32,64"])
-    assert args.out is None and args.no_adversarial and args.channels == (16, 32, 64) and args.data == "data/afm"
-    args = parser.parse_args(["atom-regressor"])
-    assert args.translator == "checkpoints/translator" and args.out == "checkpoints/atom_regressor"
-    assert args.epochs == 400
-    assert parser.parse_args(["sei-vae"]).out == "checkpoints/sei_vae"
+    config = commands.parse_config(parser.parse_args(["translator", "--no-adversarial", "--channels", "16,32,64"]))
+    assert not config.adversarial and config.channels == (16, 32, 64) and config.data == paths.data_dir(paths.AFM)
+    assert config.out == paths.checkpoint_dir(paths.TRANSLATOR_NOADV)
+    config = commands.parse_config(parser.parse_args(["atom-regressor"]))
+    assert config.translator == paths.checkpoint_dir(paths.TRANSLATOR)
+    assert config.out == paths.checkpoint_dir(paths.ATOM_REGRESSOR) and config.epochs == 400
+    assert commands.parse_config(parser.parse_args(["sei-vae"])).out == paths.checkpoint_dir(paths.SEI_VAE)
 
 
 def test_cli_trains_translator_ablation_and_atom_regressor(tmp_path, capsys):
@@ -404,14 +407,17 @@ def test_cli_trains_translator_ablation_and_atom_regressor(tmp_path, capsys):
 
 def test_atom_regressor_needs_composition(tmp_path):
     from battgen.train.atom_regressor import train_atom_regressor
+    from battgen.train.configs import AtomRegressorTrainingConfig
 
     model = _tiny_model()
     model.save_pretrained(tmp_path / "tr")
     data_dir = write_afm_dataset(tmp_path / "data", composition=None)
+    config = AtomRegressorTrainingConfig(data=data_dir, translator=tmp_path / "tr", out=tmp_path / "out", epochs=1,
+                                         progress=False, device="cpu")
     with pytest.raises(ValueError, match="composition"):
-        train_atom_regressor(data_dir, tmp_path / "tr", tmp_path / "out", epochs=1, progress=False, device="cpu")
+        train_atom_regressor(config)
     with pytest.raises(ValueError, match="no translator checkpoint"):
-        train_atom_regressor(data_dir, tmp_path / "missing", tmp_path / "out", epochs=1, progress=False)
+        train_atom_regressor(dataclasses.replace(config, translator=tmp_path / "missing"))
 
 
 def test_atom_regressor_starts_at_the_mean_counts_with_live_gradients():

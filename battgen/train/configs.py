@@ -1,0 +1,163 @@
+"""Training settings, one dataclass per trainer: every default and help text lives here, once.
+
+The ``python -m battgen train ...`` options are generated from these fields
+(:mod:`battgen.train.options`), each trainer takes one of these objects, and its
+``metadata.json`` records :func:`~battgen.train.options.command_line` of it. Torch-free.
+
+Settings are frozen and checked when made. An ``out`` left at None is filled in then from the
+kind (SEI) or ``adversarial`` (translator), so ``dataclasses.replace`` of those fields keeps the
+old ``out``: pass ``out=None`` with them to get the new default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from battgen import paths
+from battgen.train.options import normalise, option, override
+
+# SEI model kind -> its checkpoint folder (battgen.models.prvae.MODEL_KINDS; that module imports torch).
+SEI_CHECKPOINTS = {"vae": paths.SEI_VAE, "prvae": paths.SEI_PRVAE, "cprvae": paths.SEI_CPRVAE}
+# battgen.eval.sei_latent.LATENTS_FILENAME, spelled here because that module imports torch;
+# tests/unit/test_train_options.py keeps the two equal.
+LATENTS_FILENAME = "latents.npz"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    """What every trainer shares. Each trainer's class gives the fields without a default here
+    their defaults with :func:`~battgen.train.options.override`."""
+
+    COMMAND: ClassVar[str] = ""
+
+    epochs: int = option(help="maximum number of epochs", minimum=1)
+    batch_size: int = option(help="training batch size", minimum=1)
+    lr: float = option(help="learning rate", above=0)
+    seed: int = option(0, "seed of python, numpy and torch (weights, batch order, noise)")
+    patience: int = option(help="epochs without validation improvement before stopping; 0 never stops early",
+                           minimum=0)
+    max_minutes: float | None = option(None, "wall-clock budget of the training loop; the best weights so far "
+                                             "are kept", above=0)
+    device: str | None = option(None, "cpu, cuda, cuda:N (default: BATTGEN_DEVICE, else CUDA when present)")
+    threads: int | None = option(None, "torch CPU threads (default: torch's choice)", minimum=1)
+    progress: bool = option(True, "no tqdm progress bars")
+
+    def __post_init__(self) -> None:
+        normalise(self)
+
+    def command_name(self) -> str:
+        """The ``python -m battgen train`` sub-command that runs this config."""
+        return self.COMMAND
+
+
+@dataclass(frozen=True, kw_only=True)
+class SEITrainingConfig(TrainingConfig):
+    """SEI VAE / prVAE / conditional prVAE (:func:`battgen.train.sei_prvae.train_sei_model`)."""
+
+    kind: str = option("prvae", "SEI model kind", choices=tuple(SEI_CHECKPOINTS), cli=False)
+    epochs: int = override(TrainingConfig, "epochs", 25)
+    batch_size: int = override(TrainingConfig, "batch_size", 128)
+    lr: float = override(TrainingConfig, "lr", 1e-3)
+    patience: int = override(TrainingConfig, "patience", 6)
+    data: Path = option(help="directory holding dataset.npz", default_factory=lambda: paths.data_dir(paths.SEI))
+    out: Path | None = option(None, "checkpoint directory (default checkpoints/sei_<kind>)")
+    beta: float = option(1.0, "KL weight after warm-up", minimum=0)
+    lam: float = option(1000.0, "property-loss weight (min-max scaled MSE; ignored by sei-vae)", minimum=0)
+    kl_warmup_epochs: int | None = option(None, "epochs of linear KL ramp (default: a fifth of the epochs)",
+                                          minimum=0)
+    weight_decay: float = option(1e-4, "AdamW weight decay", minimum=0)
+    class_weights: bool = option(True, "unweighted reconstruction cross-entropy")
+
+    def __post_init__(self) -> None:
+        if self.out is None and self.kind in SEI_CHECKPOINTS:
+            object.__setattr__(self, "out", paths.checkpoint_dir(SEI_CHECKPOINTS[self.kind]))
+        super().__post_init__()
+
+    def command_name(self) -> str:
+        return f"sei-{self.kind}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TranslatorTrainingConfig(TrainingConfig):
+    """AFM translator, adversarial or the no-GAN ablation (:func:`battgen.train.translator.train_translator`)."""
+
+    COMMAND: ClassVar[str] = "translator"
+
+    epochs: int = override(TrainingConfig, "epochs", 30)
+    batch_size: int = override(TrainingConfig, "batch_size", 16)
+    lr: float = override(TrainingConfig, "lr", 5e-4)
+    patience: int = override(TrainingConfig, "patience", 6)
+    data: Path = option(help="AFM dataset.npz or the directory holding it",
+                        default_factory=lambda: paths.data_dir(paths.AFM))
+    out: Path | None = option(None, "checkpoint directory (default checkpoints/translator, or "
+                                    "checkpoints/translator_noadv without the adversarial term)")
+    adversarial: bool = option(True, "ablation: same network and schedule, no discriminator")
+    beta: float = option(1e-4, "weight of the per-element KL term", minimum=0)
+    channels: tuple[int, ...] = option((32, 64, 128), "encoder/decoder block widths; each block after the "
+                                                      "first halves the grid (three blocks: latent H/4)")
+    layers_per_block: int = option(1, minimum=1)
+    norm_num_groups: int | None = option(None, "GroupNorm groups (default: the largest of 32, 16, 8, 4, 2, 1 "
+                                               "dividing every block width)", minimum=1)
+    adv_weight: float = option(0.01, "weight of the generator's adversarial term (pix2pix: 0.01 of L1)", above=0)
+    adv_warmup_epochs: int | None = option(None, "L1 + KL only before this epoch (default: a quarter of the "
+                                                 "epochs)", minimum=0)
+    disc_lr: float | None = option(None, "discriminator learning rate (default: the learning rate)", above=0)
+    disc_layers: int = option(2, "stride-2 layers per discriminator branch (2: 34-pixel patches)", minimum=1)
+    disc_channels: int = option(32, "width of the discriminator's first layer (doubles per layer)", minimum=1)
+    gan_loss: str = option("hinge", choices=("hinge", "bce"))
+    disc_norm: str = option("spectral", choices=("spectral", "instance"))
+
+    def __post_init__(self) -> None:
+        if self.out is None:
+            name = paths.TRANSLATOR if self.adversarial else paths.TRANSLATOR_NOADV
+            object.__setattr__(self, "out", paths.checkpoint_dir(name))
+        super().__post_init__()
+
+
+@dataclass(frozen=True, kw_only=True)
+class AtomRegressorTrainingConfig(TrainingConfig):
+    """Atom regressor on the frozen translator's latents (:func:`battgen.train.atom_regressor.train_atom_regressor`)."""
+
+    COMMAND: ClassVar[str] = "atom-regressor"
+
+    epochs: int = override(TrainingConfig, "epochs", 400)
+    batch_size: int = override(TrainingConfig, "batch_size", 64)
+    lr: float = override(TrainingConfig, "lr", 1e-3)
+    patience: int = override(TrainingConfig, "patience", 40)
+    data: Path = override(TranslatorTrainingConfig, "data")
+    translator: Path = option(help="AFMTranslator checkpoint directory",
+                              default_factory=lambda: paths.checkpoint_dir(paths.TRANSLATOR))
+    out: Path = option(help="checkpoint directory",
+                       default_factory=lambda: paths.checkpoint_dir(paths.ATOM_REGRESSOR))
+    weight_decay: float = option(1e-4, "AdamW weight decay", minimum=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreeningTrainingConfig(TrainingConfig):
+    """Property-conditioned latent diffusion U-Net (:func:`battgen.train.screening.train_screening`)."""
+
+    COMMAND: ClassVar[str] = "screening"
+
+    epochs: int = override(TrainingConfig, "epochs", 100)
+    batch_size: int = override(TrainingConfig, "batch_size", 64)
+    lr: float = override(TrainingConfig, "lr", 2e-4)
+    patience: int = override(TrainingConfig, "patience", 15)
+    latents: Path = option(help="latents.npz written by the translator's training",
+                           default_factory=lambda: paths.checkpoint_dir(paths.TRANSLATOR) / LATENTS_FILENAME)
+    table: Path = option(help="electrode table directory",
+                         default_factory=lambda: paths.asset_dir(paths.ELECTRODES))
+    translator: Path = override(AtomRegressorTrainingConfig, "translator")
+    atom_regressor: Path = option(help="AtomRegressor checkpoint directory",
+                                  default_factory=lambda: paths.checkpoint_dir(paths.ATOM_REGRESSOR))
+    out: Path = option(help="pipeline directory", default_factory=lambda: paths.checkpoint_dir(paths.SCREENING))
+    channels: tuple[int, ...] | None = option(None, "U-Net block widths, e.g. 32,64,64 for a faster CPU run "
+                                                    "(default 64,128,128)")
+    cond_dropout: float = option(0.1, "probability of training on the null condition (classifier-free guidance)",
+                                 minimum=0, below=1)
+    ema_decay: float = option(0.999, "weight EMA decay; 0 disables the EMA", minimum=0, below=1)
+    weight_decay: float = option(1e-2, "AdamW weight decay", minimum=0)
+    lr_warmup_steps: int = option(200, "steps of linear learning-rate warm-up", minimum=0)
+    grad_clip: float = option(1.0, "gradient-norm clip; 0 disables it", minimum=0)
+
