@@ -49,9 +49,10 @@ SIMULATION_PACKAGES = ("ppafm", "pyopencl", "pocl-binary-distribution", "pymatge
 
 def infer_working_ion(structure: "Structure") -> str:
     """The single working-ion element in ``structure``; ambiguity is the caller's to resolve."""
+    from battgen.data.composition import working_ions_in
     from battgen.data.properties import WORKING_IONS
 
-    present = [e.symbol for e in structure.composition.elements if e.symbol in WORKING_IONS]
+    present = working_ions_in(structure)
     if len(present) == 1:
         return present[0]
     if not present:

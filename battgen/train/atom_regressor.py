@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from battgen.afm.loader import load_afm_dataset
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.device import get_device
+from battgen.eval.afm_report import PREDICTIONS_FILENAME
 from battgen.eval.afm_metrics import atom_regressor_metrics
 from battgen.models.atom_regressor import AtomRegressor
 from battgen.models.translator import AFMTranslator
@@ -36,7 +37,6 @@ from battgen.train.common import EarlyStopping, TimeBudget, cpu_state, seed_ever
 from battgen.train.configs import AtomRegressorTrainingConfig
 from battgen.train.options import command_line
 
-PREDICTIONS_FILENAME = "predictions.npz"
 EVAL_BATCH = 1024
 
 

@@ -27,9 +27,12 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def set_threads(threads: int | None) -> None:
-    """Use ``threads`` torch CPU threads; None leaves torch's choice."""
+    """Use ``threads`` CPU threads (torch and the OpenMP/BLAS pools its workers start); None keeps
+    the process's policy (battgen.runtime: one passive thread unless BATTGEN_THREADS says more)."""
     if threads:
-        torch.set_num_threads(int(threads))
+        from battgen.runtime import configure_threads
+
+        configure_threads(int(threads))
 
 
 def make_accelerator(device: torch.device):
