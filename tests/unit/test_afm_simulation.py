@@ -51,6 +51,7 @@ def table():
 # --------------------------------------------------------------------------- clusters
 
 
+@pytest.mark.slow
 def test_clusters_of_every_shipped_electrode_are_bounded_centred_and_deterministic(table):
     for _, row in table.iterrows():
         structure = row_structure(row)
