@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from battgen.data.evaluate import MAX_ATOMS, check_structure, read_structure
 from battgen.data.export import to_csv_bytes
 from battgen.data.neighbors import nearest_by_composition, nearest_by_properties
 from battgen.data.properties import PROPERTIES, PROPERTY_NAMES, WORKING_IONS, PropertyScaler
-from battgen.data.table import load_scaler, load_table, row_electrode, row_structure
+from battgen.data.table import load_scaler, load_table, row_electrode, row_provenance, row_structure
 from battgen.ui.structure_panel import show_structure
 from battgen.viz import electrodes as viz
 
@@ -192,7 +191,7 @@ with browse_tab:
         st.markdown("**Voltage profile**")
         st.plotly_chart(table_voltage_profile(str(directory), version, material_id), key="voltage_profile")
         with st.expander("Provenance: how this electrode was made"):
-            provenance = flatten_metrics(json.loads(row["provenance"] or "{}"))
+            provenance = flatten_metrics(row_provenance(row))
             provenance = {"source": row["source"], "split": row["split"], **provenance}
             st.table({"field": list(provenance), "value": [format_metric_value(v) for v in provenance.values()]},
                      hide_index=True)

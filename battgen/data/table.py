@@ -168,3 +168,15 @@ def _strip_structures(electrode):
     return InsertionElectrode.from_entries(
         list(electrode.stable_entries) + list(electrode.unstable_entries),
         electrode.working_ion_entry, strip_structures=True)
+
+
+def row_provenance(row) -> dict:
+    """How a table row was made (its ``provenance`` JSON column), as a dict; {} when absent."""
+    text = row.get("provenance") if hasattr(row, "get") else None
+    if not text or (isinstance(text, float) and np.isnan(text)):
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"row {row.get('id', '?')} has unreadable provenance: {exc}") from None
+    return value if isinstance(value, dict) else {"value": value}

@@ -63,7 +63,7 @@ def validation_table(table: pd.DataFrame | None, plan: BuildPlan | None = None, 
             status = "computed now"
             try:
                 if any(r is None for r in results):
-                    raise RejectedElectrode("not computed (run without --no-compute)")
+                    raise RejectedElectrode("not computed (computing missing relaxations was switched off)")
                 if any(isinstance(r, str) for r in results):
                     raise RejectedElectrode(next(r for r in results if isinstance(r, str)))
                 ref_r, charged, discharged = results

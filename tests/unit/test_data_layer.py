@@ -137,3 +137,13 @@ def test_nearest_neighbours_find_an_exact_row_at_distance_zero():
     assert same.iloc[0]["composition_distance"] == pytest.approx(0)
     only_ion = nearest_by_properties(df, {"average_voltage": 3.0}, scaler, ion=row["working_ion"])
     assert set(only_ion["working_ion"]) == {row["working_ion"]}
+
+
+def test_row_provenance_reads_the_json_column_and_refuses_garbage():
+    from battgen.data.table import load_table, row_provenance
+
+    row = load_table().iloc[0]
+    assert isinstance(row_provenance(row), dict) and row_provenance(row)
+    assert row_provenance({"provenance": ""}) == {}
+    with pytest.raises(ValueError, match="unreadable provenance"):
+        row_provenance({"id": "x", "provenance": "{not json"})
