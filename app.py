@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +115,10 @@ def render_compute_panel() -> None:
     columns[3].metric("Torch threads", summary["torch_threads"], border=True)
     st.caption(
         f"PyTorch {summary['torch_version']}. Models run on `{summary['device']}`; "
-        "set the environment variable BATTGEN_DEVICE to `cpu` or `cuda` to choose."
+        "set the environment variable BATTGEN_DEVICE to `cpu` or `cuda` to choose. "
+        f"Thread policy: {summary['torch_threads']} torch thread(s) per process, OpenMP waiting "
+        f"`{os.environ.get('OMP_WAIT_POLICY', 'default')}`, so jobs on the other cores do not stall the pages "
+        "(BATTGEN_THREADS to change)."
     )
 
 
@@ -192,7 +196,7 @@ def home() -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="BattGen", layout="wide", page_icon=":material/battery_charging_full:")
+    st.set_page_config(page_title="BattGen", layout="wide", page_icon=str(paths.FAVICON))
     pages = [st.Page(home, title="Home", icon=":material/home:", default=True)]
     pages += [
         st.Page(c.page_path, title=c.title, icon=c.icon, url_path=c.url_path)

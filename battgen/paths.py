@@ -67,3 +67,8 @@ def for_display(path: str | os.PathLike[str]) -> str:
         return resolved.relative_to(REPO_ROOT).as_posix()
     except ValueError:
         return str(path)
+
+
+# The app's icon, served by Streamlit itself: an emoji or Material icon would be fetched from an
+# internet font/emoji server on every page load, which fails offline.
+FAVICON = REPO_ROOT / ASSETS / "brand" / "favicon.png"

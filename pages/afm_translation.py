@@ -90,7 +90,7 @@ def set_input(stack: np.ndarray, label: str, *, truth=None, composition=None, io
                                      "composition": composition, "ion": ion, "notes": list(notes)}
 
 
-st.set_page_config(page_title="AFM translation · BattGen", layout="wide")
+st.set_page_config(page_title="AFM translation · BattGen", layout="wide", page_icon=str(paths.FAVICON))
 st.title("AFM translation")
 st.caption("A stack of frequency-shift maps at 10 tip heights goes in; the translation VAE draws what a "
            "chemist reads from it (height map, van der Waals spheres, atomic disks, and a type map of "

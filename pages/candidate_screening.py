@@ -395,7 +395,7 @@ def show_model_quality(root: Path) -> None:
         st.code(json.dumps(shown, indent=2, default=str)[:20000], language="json")
 
 
-st.set_page_config(page_title="Screening · BattGen", layout="wide")
+st.set_page_config(page_title="Screening · BattGen", layout="wide", page_icon=str(paths.FAVICON))
 st.title("Screening")
 st.caption("Ask for an electrode by its properties: average voltage, capacities, energies, volume change and working "
            "ion. A latent diffusion model generates AFM-style descriptors of materials that fit and the atom regressor "

@@ -72,7 +72,7 @@ def missing_model(kind: str) -> None:
 
 # Also set here: Streamlit serves this file on its own at /sei_explorer (the router uses
 # /sei-explorer); that view should be wide too.
-st.set_page_config(page_title="SEI explorer · BattGen", layout="wide")
+st.set_page_config(page_title="SEI explorer · BattGen", layout="wide", page_icon=str(paths.FAVICON))
 st.title("SEI explorer")
 st.caption(
     "Solid-electrolyte interphase growth on a graphite anode in ethylene carbonate: a 2-D kinetic "

@@ -126,7 +126,7 @@ def show_neighbours(title: str, neighbours: pd.DataFrame, distance: str, help_te
     st.caption(help_text)
 
 
-st.set_page_config(page_title="Structures · BattGen", layout="wide")
+st.set_page_config(page_title="Structures · BattGen", layout="wide", page_icon=str(paths.FAVICON))
 st.title("Structures")
 
 directory = table_directory()

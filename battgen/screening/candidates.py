@@ -44,8 +44,9 @@ COMPOSITION_THRESHOLD = 0.01
 # Signed differences candidate - request shown beside the real properties (the first thing a
 # scientist checks is how far the voltage and capacity are from what was asked).
 DELTA_COLUMNS = {"average_voltage": "delta_voltage", "capacity_grav": "delta_capacity_grav"}
-CANDIDATE_COLUMNS = ("rank", "id", "formula_discharge", "working_ion", "structure_type", *PROPERTY_NAMES,
-                     *DELTA_COLUMNS.values(), "property_match", "composition_similarity", "score", "latent_distance",
+CANDIDATE_COLUMNS = ("rank", "id", "formula_discharge", "working_ion", "structure_type", "property_match",
+                     *(c for name in PROPERTY_NAMES for c in (name, DELTA_COLUMNS.get(name)) if c),
+                     "composition_similarity", "score", "latent_distance",
                      "found_by_samples", "closest_sample", "split")
 
 
