@@ -18,6 +18,7 @@ from battgen.sei.barriers import (
     N_FREE,
 )
 from battgen.sei.observables import PROPERTY_NAMES
+from battgen.sei.run_status import describe_result
 from battgen.viz import sei as viz
 
 DATASET = paths.asset_dir(paths.SEI) / "dataset.npz"
@@ -160,9 +161,8 @@ with tab_sim:
         m[3].metric("Wall time (s)", f"{result.wall_time_s:.2f}")
         m[4].metric("Locked in pores", f"{result.locked_sites}",
                     help="Species alone in closed pores where nothing can react; locked in place.")
-        if result.status != "complete":
-            st.warning("The run hit its event bound before the SEI passivated the electrode: "
-                       "radicals escape faster than they are reduced with these barriers.")
+        run_status = describe_result(result)
+        (st.success if run_status.passivated else st.warning)(f"**{run_status.headline}** {run_status.detail}")
 
         left, right = st.columns([1, 1])
         with left:

@@ -32,6 +32,7 @@ from battgen.sei import kernel
 from battgen.sei.barriers import N_EVENTS, resolve_barriers
 from battgen.sei.defaults import MAX_SIZE, MIN_SIZE, SIMULATION_MAX_EVENTS
 from battgen.sei.observables import compute_observables
+from battgen.sei.run_status import describe_result
 from battgen.sei.species import SOLVENT
 
 BOLTZMANN_EV = 8.617333262e-5
@@ -97,6 +98,8 @@ class KMCResult:
             "wall_time_s": float(self.wall_time_s),
             "steps_per_s": float(self.steps / self.wall_time_s) if self.wall_time_s > 0 else None,
             "status": self.status,
+            "passivated": self.completed,
+            "status_reason": describe_result(self).detail,
             "locked_sites": int(self.locked_sites),
             "seed": int(self.seed),
             "size": list(self.lattice.shape[::-1]),
