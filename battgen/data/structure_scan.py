@@ -137,6 +137,10 @@ def scan_cif(text: str, filename: str, max_atoms: int) -> None:
         unknown = sorted({s for s in symbols if _element(s) is None})
         if unknown:
             raise ValueError(f"{filename}: unknown element {', '.join(unknown)} in the atom sites")
+        for key in ("_cell_length_a", "_cell_length_b", "_cell_length_c"):
+            value = _float(str(data.get(key, "1")))
+            if value is None or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{filename}: {key} is {data.get(key)!r}; cell lengths are positive numbers")
         for key in ("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z", "_atom_site_occupancy"):
             values = data.get(key)
             if values is None:
