@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from battgen import atomic
 from battgen.data.electrode import RejectedElectrode
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
 from battgen.data.splits import grouped_split
@@ -248,8 +249,8 @@ def fetch_mp(out_dir: str | Path, ions: Sequence[str] = WORKING_IONS, *, progres
                          + "; nothing to write")
     out = Path(out_dir)
     path = save_table(df, out)
-    pd.DataFrame(rejected, columns=["id", "working_ion", "reason"]).to_csv(
-        out / REJECTED_FILENAME, index=False)
+    atomic.write_bytes(out / REJECTED_FILENAME, pd.DataFrame(
+        rejected, columns=["id", "working_ion", "reason"]).to_csv(index=False).encode())
     summary = table_summary(df)
     summary["documents"] = {"fetched": len(docs), "fetched_per_ion": fetched,
                             "rejected": len(rejected), "kept": len(df)}
