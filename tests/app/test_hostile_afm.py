@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import io
 import pickle
-import shutil
 import struct
 import zipfile
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,10 +24,8 @@ from tests.afm_files import (
     gwy_brick, gwy_bytes, gwy_channels, linear_stack, npy_bytes, npy_header_only, npz_bytes, sxm_series, tiff_bytes,
     write_3ds, write_sxm,
 )
+from tests.app.test_hostile_structures import afm_page_without_checkpoints
 
-REPO = Path(__file__).resolve().parents[2]
-PAGE = REPO / "pages" / "afm_translation.py"
-TIMEOUT_S = 120
 HUGE = 100_000  # the 10⁵×10⁵ maps declared by forged headers
 
 
@@ -229,12 +225,7 @@ GOOD = ("stack.npy", npy_bytes(_stack()))
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hostile_afm_root")
-    shutil.copytree(REPO / "assets" / "electrodes", root / "assets" / "electrodes")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BATTGEN_ARTIFACT_ROOT", str(root))
-        app = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S).run()
-        assert not app.exception, [e.value for e in app.exception]
+    with afm_page_without_checkpoints(tmp_path_factory) as app:
         app.radio(key="afm_source").set_value("Upload")
         yield app.run()
 

@@ -9,12 +9,15 @@ per surface, so the suite pays each page's start-up once.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 240
@@ -170,6 +173,18 @@ CASES = structure_cases()
 EVALUATION_ONLY = {"poscar-200-atoms", "cif-beyond-pu-Am", "cif-beyond-pu-Og", "cif-beyond-pu-Fm"}
 
 
+@contextlib.contextmanager
+def afm_page_without_checkpoints(tmp_path_factory) -> Iterator[AppTest]:
+    """The AFM page, run once, over an artifact root holding only the electrode table."""
+    root = tmp_path_factory.mktemp("afm_root_without_checkpoints")
+    shutil.copytree(REPO / "assets" / "electrodes", root / "assets" / "electrodes")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BATTGEN_ARTIFACT_ROOT", str(root))
+        app = AppTest.from_file(str(REPO / "pages" / "afm_translation.py"), default_timeout=TIMEOUT_S).run()
+        assert not app.exception, [e.value for e in app.exception]
+        yield app
+
+
 @pytest.fixture(scope="module")
 def structures_page():
     app = AppTest.from_file(str(REPO / "pages" / "structure_browser.py"), default_timeout=TIMEOUT_S).run()
@@ -181,12 +196,7 @@ def structures_page():
 @pytest.fixture(scope="module")
 def afm_simulate_page(tmp_path_factory):
     # Without checkpoints or examples the AFM page opens on "Simulate from a structure".
-    root = tmp_path_factory.mktemp("hostile_structures_root")
-    shutil.copytree(REPO / "assets" / "electrodes", root / "assets" / "electrodes")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BATTGEN_ARTIFACT_ROOT", str(root))
-        app = AppTest.from_file(str(REPO / "pages" / "afm_translation.py"), default_timeout=TIMEOUT_S).run()
-        assert not app.exception, [e.value for e in app.exception]
+    with afm_page_without_checkpoints(tmp_path_factory) as app:
         assert app.radio(key="afm_source").value == "Simulate from a structure"
         yield app
 
