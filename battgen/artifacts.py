@@ -140,12 +140,10 @@ def to_json_safe(value: Any, *, where: str = "value") -> Any:
 
 
 def _write_json_atomically(path: Path, payload: Any) -> None:
-    # Write-then-rename: the app may be reading the directory while a run finishes, and
-    # must never see half a file.
-    text = json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    tmp_path = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp_path.write_text(text, encoding="utf-8")
-    os.replace(tmp_path, path)
+    # The app may be reading the directory while a run finishes, and must never see half a file.
+    from battgen import atomic
+
+    atomic.write_text(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def _read_json_object(path: Path) -> dict | None:

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from battgen import atomic
+
 PLAN_FILE = "plan.json"
 
 
@@ -66,6 +68,5 @@ def check_saved_plan(directory: str | Path, plan: Plan, *, may_change: Iterable[
         if changes:
             raise ValueError(f"{directory} holds results made with other settings ({'; '.join(changes)}); "
                              "build into another directory or use the same settings")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(current, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(current, indent=2) + "\n")
     return path

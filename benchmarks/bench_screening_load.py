@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from benchmarks.timing import cpu_hog
 
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = {
@@ -54,11 +54,6 @@ print(json.dumps({"median_s": statistics.median(times), "max_s": max(times), "th
 """
 
 
-def _hog() -> None:
-    while True:
-        pass
-
-
 def measure(policy_env: dict, repeats: int, root: str) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "BATTGEN_THREADS", "MKL_NUM_THREADS")}
@@ -76,18 +71,9 @@ def main() -> None:
 
     rows = []
     for load in ("idle", "busy core"):
-        hog = None
-        if load == "busy core":
-            hog = multiprocessing.Process(target=_hog, daemon=True)
-            hog.start()
-            time.sleep(0.5)
-        try:
+        with cpu_hog(load == "busy core"):
             for name, env in POLICIES.items():
                 rows.append({"load": load, "policy": name, **measure(env, args.repeats, args.root)})
-        finally:
-            if hog is not None:
-                hog.terminate()
-                hog.join()
 
     idle = {r["policy"]: r["median_s"] for r in rows if r["load"] == "idle"}
     print(f"Screening, 4 candidates, shipped model, {os.cpu_count()} cores, median of {args.repeats}")

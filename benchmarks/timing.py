@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import statistics
 import time
+from typing import Iterator
 
 
 def median_time(fn, repeats: int, warmup: bool = True) -> float:
@@ -16,3 +19,24 @@ def median_time(fn, repeats: int, warmup: bool = True) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+@contextlib.contextmanager
+def cpu_hog(enabled: bool = True) -> Iterator[None]:
+    """One process keeping a core busy for the duration of the block (another user's job)."""
+    if not enabled:
+        yield
+        return
+    hog = multiprocessing.Process(target=_spin, daemon=True)
+    hog.start()
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        hog.terminate()
+        hog.join()

@@ -70,7 +70,8 @@ def _simulate(args) -> int:
     from pathlib import Path
 
     from battgen.afm.cluster import load_structure
-    from battgen.afm.dataset import save_npz_atomically, simulate_structure
+    from battgen import atomic
+    from battgen.afm.dataset import simulate_structure
     from battgen.afm.simulate import AFMSimulator, SimulationConfig
 
     _check_views(args)
@@ -82,7 +83,7 @@ def _simulate(args) -> int:
     views = simulate_structure(structure, simulator, ion=args.ion, candidates=args.rotations_candidates,
                                keep=args.views, target_atoms=args.atoms)
     views.extra.update({"device": simulator.device, "source": str(args.structure)})
-    save_npz_atomically(out, views.arrays())
+    atomic.save_npz(out, **views.arrays())
 
     cluster = views.cluster
     print(f"{cluster.formula}: {len(cluster)}-atom cluster (radius {cluster.radius:.2f} Å, "

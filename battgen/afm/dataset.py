@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from battgen import atomic
 from battgen.afm.cluster import DEFAULT_TARGET_ATOMS, Cluster, cut_cluster
 from battgen.afm.rotations import select_rotations
 from battgen.afm.simulate import DESCRIPTOR_NAMES, SimulationConfig
@@ -149,14 +150,6 @@ def simulate_structure(
         seconds=np.array([r.wall_time_s for r in results]),
         tip_heights=results[0].tip_heights,
     )
-
-
-def save_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write-then-rename, so a killed run never leaves half a file that a rerun would trust."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- campaign plan
@@ -287,7 +280,8 @@ def build_dataset(
                              workers=workers, dask_scheduler=dask_scheduler, progress=progress,
                              desc="AFM materials", unit="material", already_done=len(tasks) - len(todo),
                              on_progress=on_progress, worker_setup=_limit_opencl_threads):
-        save_npz_atomically(out / RUNS_DIR / run_file_name(str(done.value["material_id"])), done.value)
+        # Atomic: a killed run never leaves half a file that a rerun would trust.
+        atomic.save_npz(out / RUNS_DIR / run_file_name(str(done.value["material_id"])), **done.value)
     simulation_s = time.perf_counter() - sim_start
     return consolidate(
         out, tasks, plan,
@@ -354,7 +348,7 @@ def consolidate(
         compositions = np.stack([tasks[m]["composition"] for m in index_rows["material_index"]])
         extra_arrays["composition"] = compositions.astype(np.float32)
     path = out / DATASET_FILE
-    np.savez_compressed(
+    atomic.save_npz(
         path,
         stacks=np.stack(rows["stacks"]).astype(np.float16),  # (N, H, W, n_heights), index 0 farthest
         descriptors=np.stack(rows["descriptors"]).astype(np.float16),  # (N, H, W, 6)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from battgen import paths
+from battgen import atomic, paths
 from battgen.data.properties import WORKING_IONS
 
 EXAMPLES_FILE = paths.REPO_ROOT / paths.ASSETS / paths.AFM / "examples.npz"
@@ -57,7 +57,7 @@ def write_examples(dataset_path: str | Path, out: str | Path = EXAMPLES_FILE, *,
                   material_id=ids.astype(str), working_ion=data.working_ion[idx], rotation=data.rotation[idx])
     if data.composition is not None:
         arrays["composition"] = data.composition[idx]
-    np.savez_compressed(out, **arrays)
+    atomic.save_npz(out, **arrays)
     return out
 
 

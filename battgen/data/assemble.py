@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from battgen import atomic
 from battgen.data.build_plan import BuildPlan
 from battgen.data.electrode import RejectedElectrode, computed_entry, evaluate_electrode, ion_entry
 from battgen.data.frameworks import TEMPLATE_BY_NAME, Candidate
@@ -93,8 +94,8 @@ def assemble_table(out_dir: str | Path, plan: BuildPlan, *, cache_dir: str | Pat
                                  strict=False)
     out = Path(out_dir)
     save_table(df, out)
-    pd.DataFrame(rejected, columns=["id", "working_ion", "template", "metal", "anion", "reason"]
-                 ).to_csv(out / REJECTED_FILENAME, index=False)
+    atomic.write_bytes(out / REJECTED_FILENAME, pd.DataFrame(
+        rejected, columns=["id", "working_ion", "template", "metal", "anion", "reason"]).to_csv(index=False).encode())
     summary = table_summary(df)
     summary["candidates"] = {"planned": len(plan.candidates()), "not_relaxed_yet": missing,
                              "rejected": len(rejected), "kept": len(df),

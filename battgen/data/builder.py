@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from battgen import atomic
 from battgen.data.build_plan import BuildPlan
 from battgen.data.frameworks import (
     Candidate,
@@ -106,9 +107,7 @@ def run_task(cache_dir: str, task: RelaxTask, fmax: float, steps: int, device: s
     except Exception as err:  # a crash in one relaxation must not stop a build of thousands
         record = {"error": f"{type(err).__name__}: {err}",
                   "traceback": traceback.format_exc(limit=3)}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(path)  # atomic: a killed worker never leaves a half-written cache file
+    atomic.write_text(path, json.dumps(record))  # a killed worker never leaves half a cache file
     return task.key
 
 

@@ -22,13 +22,26 @@ MAX_FILE_BYTES = 2 * 1024 * 1024
 # CHGNet was trained on Materials Project data, which stops at Pu.
 MAX_Z = 94
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
+# Above this a file is refused before parsing: the AFM page simulates clusters cut from cells of a
+# few hundred atoms, and pymatgen's CIF site merging is quadratic in the atoms it generates.
+MAX_READ_ATOMS = 1000
+# Closer than this two nuclei are one atom written twice (shortest real bond, H–H, is 0.74 Å).
+MIN_DISTANCE_A = 0.5
 
 Progress = Callable[[float, str], None]
 
 
 def read_structure(data: bytes, filename: str):
-    """A pymatgen Structure from CIF or POSCAR bytes; clear ``ValueError`` for anything else."""
+    """A pymatgen Structure from CIF or POSCAR bytes; clear ``ValueError`` for anything else.
+
+    Uploads are untrusted: the text is scanned first (:mod:`battgen.data.structure_scan`) so that
+    a file declaring thousands of atoms, impossible counts or unknown elements is refused before
+    pymatgen works through it, and the parsed structure must be a crystal: ordered, finite, no two
+    atoms closer than :data:`MIN_DISTANCE_A`, a sane volume per atom.
+    """
     from pymatgen.core import Structure
+
+    from battgen.data import structure_scan
 
     name = filename.lower()
     if len(data) == 0:
@@ -46,20 +59,28 @@ def read_structure(data: bytes, filename: str):
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"{filename} is not a text file; CIF and POSCAR are plain text") from None
-    try:
-        import warnings
+    if "\x00" in text:
+        raise ValueError(f"{filename} is not a text file; CIF and POSCAR are plain text")
+    if fmt == "cif":
+        structure_scan.scan_cif(text, filename, MAX_READ_ATOMS)
+        structure = structure_scan.parse_cif(text, filename)
+    else:
+        structure_scan.scan_poscar(text, filename, MAX_READ_ATOMS)
+        try:
+            import warnings
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            structure = Structure.from_str(text, fmt=fmt)
-    except Exception as err:  # pymatgen raises many kinds for malformed files
-        raise ValueError(f"{filename} could not be read as {fmt.upper()}: {err}") from None
-    if len(structure) == 0:
-        raise ValueError(f"{filename} holds no atoms")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                structure = Structure.from_str(text, fmt="poscar")
+        except Exception as err:  # pymatgen raises many kinds for malformed files
+            raise ValueError(f"{filename} could not be read as POSCAR: {err}") from None
+    structure_scan.check_crystal(structure, filename, MIN_DISTANCE_A)
     return structure
 
 
 def check_structure(structure, ion: str) -> None:
+    from battgen.data import structure_scan
+
     check_ion(ion)
     if not structure.is_ordered:
         raise ValueError("the structure has partial occupancies; order it first (e.g. with "
@@ -76,9 +97,7 @@ def check_structure(structure, ion: str) -> None:
                          f"({ion}-containing) state")
     if len(elements) == 1:
         raise ValueError(f"the structure is {ion} metal; an electrode needs a host")
-    if structure.volume / len(structure) < 3.0 or structure.volume / len(structure) > 200.0:
-        raise ValueError(f"{structure.volume / len(structure):.1f} Å³ per atom is not a crystal "
-                         "(expected about 5–60); check the lattice")
+    structure_scan.check_volume(structure)
 
 
 @lru_cache(maxsize=None)

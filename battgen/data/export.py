@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from battgen import atomic
 from battgen.data.properties import PROPERTY_NAMES
 
 EXPORT_COLUMNS = ("id", "source", "working_ion", "formula_discharge", "formula_charge",
@@ -27,7 +28,5 @@ def export_table(table_dir: str | Path, out: str | Path, fmt: str = "csv") -> in
     if fmt != "csv":
         raise ValueError(f"unknown export format {fmt!r}; supported: csv")
     df = load_table(table_dir)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(to_csv_bytes(df))
+    atomic.write_bytes(out, to_csv_bytes(df))
     return len(df)

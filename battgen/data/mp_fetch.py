@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from battgen import atomic
 from battgen.data.electrode import RejectedElectrode
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
 from battgen.data.splits import grouped_split
@@ -88,7 +89,12 @@ def call_with_retries(call: Callable[[], Any], *, api_key: str, attempts: int = 
                       base_delay: float = BASE_DELAY_S,
                       sleep: Callable[[float], None] = time.sleep) -> Any:
     """``call()``, retried with exponential back-off on rate limits and transient failures;
-    any failure becomes a ``ValueError`` whose message never contains ``api_key``."""
+    any failure becomes a ``ValueError`` whose message never contains ``api_key``.
+
+    The ``ValueError`` is raised outside the ``except`` block, so it carries no ``__context__``:
+    mp-api's exception (whose text or request can hold the key) is not chained to it for a
+    traceback printer, logger or error reporter to find.
+    """
     import requests
     from mp_api.client.core.exceptions import MPRestError
 
@@ -98,27 +104,35 @@ def call_with_retries(call: Callable[[], Any], *, api_key: str, attempts: int = 
         try:
             return call()
         except (MPRestError, requests.RequestException) as err:
-            message, status = str(err), _status(err)
-            # First line only: mp-api appends the server's full reply, which can be long.
-            text = (message.strip().splitlines() or [type(err).__name__])[0]
-            if api_key:
-                text = text.replace(api_key, "***")
-            if status in (401, 403) or "API key" in message:
-                detail = f"HTTP {status}" if status else text  # mp-api's own check: no status
-                raise ValueError(f"Materials Project rejected the API key ({detail}); "
-                                 f"check {KEY_ENV}") from None
-            transient = (status in (429, 500, 502, 503, 504)
-                         or isinstance(err, (requests.ConnectionError, requests.Timeout))
-                         or re.search(r"timed out|Max retries|onnection", message) is not None)
-            if not transient:
-                raise ValueError(f"Materials Project query failed: {text}") from None
-            if attempt == attempts:
-                if status == 429:
-                    raise ValueError("Materials Project kept rate-limiting the requests (HTTP 429) "
-                                     f"after {attempts} attempts; try again later") from None
-                raise ValueError(f"cannot reach Materials Project after {attempts} attempts: "
-                                 f"{text}") from None
-            sleep(min(base_delay * 2 ** (attempt - 1), MAX_DELAY_S))
+            problem = _failure(err, api_key, attempt, attempts)
+        if problem is not None:
+            raise problem
+        sleep(min(base_delay * 2 ** (attempt - 1), MAX_DELAY_S))
+
+
+def _failure(err: BaseException, api_key: str, attempt: int, attempts: int) -> ValueError | None:
+    """The error to report for ``err``, or None when the call should be retried."""
+    import requests
+
+    message, status = str(err), _status(err)
+    # First line only: mp-api appends the server's full reply, which can be long.
+    text = (message.strip().splitlines() or [type(err).__name__])[0]
+    if api_key:
+        text = text.replace(api_key, "***")
+    if status in (401, 403) or "API key" in message:
+        detail = f"HTTP {status}" if status else text  # mp-api's own check: no status
+        return ValueError(f"Materials Project rejected the API key ({detail}); check {KEY_ENV}")
+    transient = (status in (429, 500, 502, 503, 504)
+                 or isinstance(err, (requests.ConnectionError, requests.Timeout))
+                 or re.search(r"timed out|Max retries|onnection", message) is not None)
+    if not transient:
+        return ValueError(f"Materials Project query failed: {text}")
+    if attempt < attempts:
+        return None
+    if status == 429:
+        return ValueError("Materials Project kept rate-limiting the requests (HTTP 429) "
+                          f"after {attempts} attempts; try again later")
+    return ValueError(f"cannot reach Materials Project after {attempts} attempts: {text}")
 
 
 def _get(doc: Any, name: str) -> Any:
@@ -235,8 +249,8 @@ def fetch_mp(out_dir: str | Path, ions: Sequence[str] = WORKING_IONS, *, progres
                          + "; nothing to write")
     out = Path(out_dir)
     path = save_table(df, out)
-    pd.DataFrame(rejected, columns=["id", "working_ion", "reason"]).to_csv(
-        out / REJECTED_FILENAME, index=False)
+    atomic.write_bytes(out / REJECTED_FILENAME, pd.DataFrame(
+        rejected, columns=["id", "working_ion", "reason"]).to_csv(index=False).encode())
     summary = table_summary(df)
     summary["documents"] = {"fetched": len(docs), "fetched_per_ion": fetched,
                             "rejected": len(rejected), "kept": len(df)}

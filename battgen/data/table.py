@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from battgen import paths
+from battgen import atomic, paths
 from battgen.data.composition import N_ELEMENTS, composition_vector
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 
@@ -64,9 +64,11 @@ def save_table(df: pd.DataFrame, directory: str | Path) -> Path:
     out = df[list(COLUMNS)].reset_index(drop=True).copy()
     out["composition"] = [np.asarray(v, np.float32).tolist() for v in out["composition"]]
     path = table_path(directory)
-    out.to_parquet(path, compression="zstd", index=False)
+    # The app re-reads a table whose file changed; a half-written parquet would break every page.
+    with atomic.atomic_path(path) as temporary:
+        out.to_parquet(temporary, compression="zstd", index=False)
     scaler = PropertyScaler.fit(out[list(PROPERTY_NAMES)].to_numpy())
-    (directory / RANGES_FILENAME).write_text(json.dumps(scaler.as_dict(), indent=2) + "\n")
+    atomic.write_text(directory / RANGES_FILENAME, json.dumps(scaler.as_dict(), indent=2) + "\n")
     return path
 
 

@@ -7,7 +7,6 @@ barriers, so a dataset can grow block by block without invalidating finished run
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from battgen import atomic
 from battgen.parallel import parallel_map
 from battgen.plans import Plan, check_saved_plan
 from battgen.sei.barriers import BARRIER_NAMES, BARRIER_RANGES, N_FREE
@@ -93,10 +93,9 @@ def _simulate_indices(batch: tuple[list[int], np.ndarray], out_dir: str, plan: d
             row, nx=plan["size"], ny=plan["size"], seed=run_seed(plan["seed"], index),
             max_steps=plan["max_steps"],
         )
-        path = _run_file(out, index)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(
-            tmp,
+        # Atomic: a killed build never leaves a half-written run.
+        atomic.save_npz(
+            _run_file(out, index),
             lattice=result.lattice,
             barriers=result.barriers[:N_FREE].astype(np.float32),
             observables=np.array([result.observables[k] for k in OBSERVABLE_NAMES], np.float32),
@@ -106,7 +105,6 @@ def _simulate_indices(batch: tuple[list[int], np.ndarray], out_dir: str, plan: d
             status=np.int8(STATUS_CODES[result.status]),
             seed=np.int64(result.seed),
         )
-        os.replace(tmp, path)  # atomic: a killed build never leaves a half-written run
         done.append(index)
     return done
 
@@ -171,7 +169,7 @@ def consolidate(out_dir: str | Path, plan: DatasetPlan, *, build_seconds: float 
             for key in fields:
                 fields[key].append(run[key])
     path = out / DATASET_FILE
-    np.savez_compressed(
+    atomic.save_npz(
         path,
         lattices=np.stack(fields["lattice"]).astype(np.uint8),
         barriers=np.stack(fields["barriers"]).astype(np.float32),

@@ -24,7 +24,6 @@ import threading
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -79,10 +78,9 @@ class KMCResult:
                             barriers=self.barriers, event_counts=self.event_counts)
         if path is None:
             return buffer.getvalue()
-        target = Path(path)
-        temporary = target.with_name(f".{target.name}.tmp")
-        temporary.write_bytes(buffer.getvalue())
-        os.replace(temporary, target)
+        from battgen import atomic
+
+        atomic.write_bytes(path, buffer.getvalue())
         return None
 
     def to_csv(self) -> str:

@@ -168,6 +168,9 @@ class _DevToolsConnection:
     def __init__(self, socket) -> None:
         self._socket = socket
         self._last_id = 0
+        # Events of the domains a caller enabled (e.g. Network), in arrival order; they arrive
+        # interleaved with replies, so every call collects the ones it reads past.
+        self.events: list[dict] = []
 
     def call(self, method: str, **params: Any) -> dict:
         self._last_id += 1
@@ -176,7 +179,9 @@ class _DevToolsConnection:
         while True:
             reply = json.loads(self._socket.recv(timeout=CDP_CALL_TIMEOUT_S))
             if reply.get("id") != message_id:
-                continue  # an event; none are enabled, but chromium may still send some
+                if "method" in reply:
+                    self.events.append(reply)
+                continue
             if "error" in reply:
                 raise RuntimeError(f"chromium DevTools {method} failed: {reply['error']}")
             return reply.get("result", {})
@@ -316,6 +321,18 @@ class BrowserPage:
   return true;
 }})()"""))
 
+    def requested_urls(self) -> list[str]:
+        """Every URL the page has requested so far (documents, scripts, images, fonts, XHR,
+        websockets), from DevTools Network events; needs ``open_page(..., record_requests=True)``."""
+        self.evaluate("0")  # a round trip, so events sent before now have been read
+        urls = []
+        for event in self._connection.events:
+            if event["method"] == "Network.requestWillBeSent":
+                urls.append(event["params"]["request"]["url"])
+            elif event["method"] == "Network.webSocketCreated":
+                urls.append(event["params"]["url"])
+        return urls
+
     def text(self) -> str:
         """What the main area shows, as the browser lays it out (innerText)."""
         return (self.evaluate(_RENDER_STATE_JS) or {}).get("mainText", "")
@@ -338,8 +355,12 @@ class BrowserPage:
 
 @contextlib.contextmanager
 def open_page(url: str, *, width: int = 1400, height: int = 1000, wait_ms: int = DEFAULT_WAIT_MS,
-              settle_ms: int = DEFAULT_SETTLE_MS, wait_for_text: str | None = None) -> Iterator[BrowserPage]:
-    """Start a fresh headless chromium, load ``url`` and yield the page once it is drawn."""
+              settle_ms: int = DEFAULT_SETTLE_MS, wait_for_text: str | None = None,
+              record_requests: bool = False) -> Iterator[BrowserPage]:
+    """Start a fresh headless chromium, load ``url`` and yield the page once it is drawn.
+
+    ``record_requests`` turns on DevTools network events before the page loads, so
+    :meth:`BrowserPage.requested_urls` sees every request from the first one."""
     from websockets.sync.client import connect  # a streamlit dependency, so always installed
 
     chromium = require_chromium()
@@ -368,6 +389,8 @@ def open_page(url: str, *, width: int = 1400, height: int = 1000, wait_ms: int =
             connection.call(
                 "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
             )
+            if record_requests:
+                connection.call("Network.enable")
             connection.call("Page.navigate", url=url)
             page = BrowserPage(connection, url)
             page.wait_drawn(wait_ms=wait_ms, settle_ms=settle_ms, wait_for_text=wait_for_text)

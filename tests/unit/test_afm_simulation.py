@@ -211,15 +211,16 @@ def _fake_views(valid: list[bool]):
 
 
 def test_consolidate_keeps_valid_views_and_records_invalid_and_failed_ones(tmp_path):
-    from battgen.afm.dataset import RUNS_DIR, CampaignPlan, consolidate, run_file_name, save_npz_atomically
+    from battgen.afm.dataset import RUNS_DIR, CampaignPlan, consolidate, run_file_name
+    from battgen.atomic import save_npz
 
     tasks = [{"id": f"m{i}", "index": i, "split": split} for i, split in enumerate(["train", "val", "test"])]
     for task, valid in zip(tasks[:2], ([True, False], [False, False])):
         views = _fake_views(valid)
         views.extra.update({"material_id": task["id"], "device": "test"})
-        save_npz_atomically(tmp_path / RUNS_DIR / run_file_name(task["id"]), views.arrays())
-    save_npz_atomically(tmp_path / RUNS_DIR / run_file_name("m2"),
-                        {"material_id": np.array("m2"), "device": np.array("test"), "error": np.array("no atoms")})
+        save_npz(tmp_path / RUNS_DIR / run_file_name(task["id"]), **views.arrays())
+    save_npz(tmp_path / RUNS_DIR / run_file_name("m2"),
+             material_id=np.array("m2"), device=np.array("test"), error=np.array("no atoms"))
     data = _arrays(consolidate(tmp_path, tasks, CampaignPlan(candidates=2, keep=2, grid=32)))
     assert data["stacks"].shape == (1, 8, 8, 10)
     assert data["material_index"].tolist() == [0] and data["split"].tolist() == ["train"]

@@ -52,6 +52,7 @@ SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"II+\x00", "a BigTIFF image"),
     (b"MM\x00+", "a BigTIFF image"),
     (b"GWYP", "a Gwyddion .gwy file"),
+    (b"GWYO", "a Gwyddion 1.x file (an old format that is not supported)"),
     (b":NANONIS_VERSION:", "a Nanonis .sxm scan"),
     (b"Grid dim=", "a Nanonis .3ds grid"),
     (b"\x80\x02", "a Python pickle"),
@@ -258,6 +259,8 @@ def check_stack_shape(shape: tuple[int, ...], itemsize: int, height_axis: int | 
             f"{label}: found {kind} of shape {tuple(shape)}; expected a 3-D stack of maps at several "
             "heights (H×W×Z or Z×H×W)"
         )
+    if any(s < 0 for s in shape):
+        raise ValueError(f"{label}: shape {tuple(shape)} has a negative dimension (corrupted header)")
     if 0 in shape:
         raise ValueError(f"{label}: shape {tuple(shape)} has an empty dimension; the stack holds no data")
     hax = _choose_height_axis(tuple(shape), height_axis, label)

@@ -133,6 +133,9 @@ def _gwy_values(obj: _GwyObject, count: int, label: str) -> np.ndarray:
 
 def decode_gwy(upload: common.Upload, array_key: str | None) -> common.Decoded:
     label = upload.name
+    if upload.data.startswith(b"GWYO"):
+        raise ValueError(f"{label} is a Gwyddion 1.x file (GWYO), an old format that is not supported: "
+                         "open it in Gwyddion 2 and save it again as .gwy")
     if not upload.data.startswith(b"GWYP"):
         raise common.not_format(upload, "a Gwyddion .gwy file")
     reader = _GwyReader(upload.data, label)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import tifffile
@@ -18,10 +19,40 @@ def _unreadable_tiff(label: str, exc: Exception) -> ValueError:
     return ValueError(f"{label}: not a readable TIFF, truncated or corrupted ({type(exc).__name__}: {exc})")
 
 
+def _check_ifd_chain(data: bytes, label: str) -> None:
+    """Refuse a TIFF whose chain of image directories leads past its end.
+
+    tifffile logs such a break and returns the pages before it, so a cut multi-page upload would
+    otherwise arrive as a shorter stack (or "one height") instead of as a truncated file.
+    """
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")
+    offset_format, count_format, entry_size, first = (("Q", "Q", 20, 8) if big else ("I", "H", 12, 4))
+    offset_size, count_size = struct.calcsize(offset_format), struct.calcsize(count_format)
+    if len(data) < first + offset_size:
+        raise ValueError(f"{label} is truncated: the file ends inside the TIFF header")
+    offset = struct.unpack_from(order + offset_format, data, first)[0]
+    seen: set[int] = set()
+    while offset and len(seen) <= MAX_TIFF_PAGES:
+        if offset in seen:
+            raise ValueError(f"{label}: corrupted TIFF (its image directories form a loop)")
+        seen.add(offset)
+        if offset + count_size > len(data):
+            raise ValueError(f"{label} is truncated: image directory {len(seen)} starts at byte {offset}, "
+                             f"the file has {len(data)}")
+        entries = struct.unpack_from(order + count_format, data, offset)[0]
+        next_at = offset + count_size + entries * entry_size
+        if next_at + offset_size > len(data):
+            raise ValueError(f"{label} is truncated: image directory {len(seen)} ends at byte "
+                             f"{next_at + offset_size}, the file has {len(data)}")
+        offset = struct.unpack_from(order + offset_format, data, next_at)[0]
+
+
 def decode_tiff(upload: common.Upload) -> common.Decoded:
     label = upload.name
     if not upload.data.startswith(_TIFF_MAGICS):
         raise common.not_format(upload, "a TIFF image")
+    _check_ifd_chain(upload.data, label)
     # tifffile raises many exception types on corrupt input; only its calls are wrapped, so the
     # reader's own messages reach the user unchanged.
     try:

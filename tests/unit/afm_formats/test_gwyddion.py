@@ -84,3 +84,10 @@ def test_gwy_deep_nesting() -> None:
         obj = b"GwyContainer\x00" + struct.pack("<I", len(body)) + body
     with pytest.raises(ValueError, match="nested"):
         read_stack(b"GWYP" + obj, name="deep.gwy")
+
+
+@pytest.mark.parametrize("name", ["old.gwy", "old.npy"])
+def test_gwyddion_1x_files_are_named_as_unsupported(name: str) -> None:
+    with pytest.raises(ValueError) as excinfo:
+        read_stack(b"GWYO" + b"GwyContainer\x00" + bytes(64), name=name)
+    assert "Gwyddion 1.x" in message(excinfo) and "not supported" in message(excinfo)

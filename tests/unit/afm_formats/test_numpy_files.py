@@ -191,3 +191,8 @@ def test_random_arrays_read_or_raise_value_error(array: np.ndarray, as_npz: bool
     event("read")
     assert_valid(result, (16, 16), 4)
     assert result.source_shape == array.shape
+
+
+def test_negative_dimension_in_a_forged_header() -> None:
+    with pytest.raises(ValueError, match="negative dimension"):
+        read_stack(npy_header_only((-1, 64, 10), "<f4"), name="neg.npy")

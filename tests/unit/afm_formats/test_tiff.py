@@ -61,3 +61,11 @@ def test_npy_renamed_tiff() -> None:
     with pytest.raises(ValueError) as excinfo:
         read_stack(npy_bytes(linear_stack(16, 16, 4)), name="x.tif")
     assert "not a TIFF image" in message(excinfo) and "NumPy" in message(excinfo)
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.8])
+def test_tiff_cut_between_pages_is_truncated_not_a_shorter_stack(fraction: float) -> None:
+    # tifffile stops at the first directory past the end and returns the pages before it.
+    data = tiff_bytes(np.moveaxis(linear_stack(24, 20, 6), 2, 0).astype(np.float32))
+    with pytest.raises(ValueError, match="is truncated: image directory"):
+        read_stack(data[: int(len(data) * fraction)], name="cut.tif")
