@@ -19,7 +19,7 @@ class Reference:
     formula: str
     candidate_key: str | None  # the builder's candidate that is this electrode (None: no template)
     voltage: float  # V, experiment
-    capacity: float  # mAh/g, theoretical for the ions exchanged
+    capacity: float  # mAh/g, theoretical for the ions exchanged, per discharged mass (as MP)
     source: str  # where the experimental voltage comes from
     note: str = ""
 
@@ -39,13 +39,13 @@ TEXTBOOK: tuple[Reference, ...] = (
     Reference("LiCoPO4", "olivine_Co_O_x1_Li4", 4.8, 167, "Amine et al., Electrochem. Solid-State Lett. 3, 178 (2000)"),
     Reference("LiNiO2", "layered-O3_Ni_O_x1_Li1", 3.8, 275, "Dahn et al., Solid State Ionics 44, 87 (1990)",
               "x=1 delithiation is not reached in practice"),
-    Reference("Li0.5TiO2 (anatase)", "anatase_Ti_O_x1_Li1", 1.78, 168,
+    Reference("Li0.5TiO2 (anatase)", "anatase_Ti_O_x1_Li1", 1.78, 161,
               "Wagemaker et al., J. Am. Chem. Soc. 125, 840 (2003)", "0.5 Li per TiO2"),
     Reference("Na3V2(PO4)3", "nasicon_V_O_x1_Na6", 3.4, 118, "Jian et al., Electrochem. Commun. 14, 86 (2012)",
               "rhombohedral NASICON, 2 Na; the template is monoclinic Li3V2(PO4)3's host with 3 Na"),
-    Reference("MgMo6S8 (Chevrel)", "chevrel_Mo_S_x1_Mg1", 1.1, 64, "Aurbach et al., Nature 407, 724 (2000)",
+    Reference("MgMo6S8 (Chevrel)", "chevrel_Mo_S_x1_Mg1", 1.1, 63, "Aurbach et al., Nature 407, 724 (2000)",
               "first Mg per Mo6S8 (the template has one cavity site)"),
-    Reference("LiV2O5", "V2O5_V_O_x1_Li2", 3.3, 147, "Delmas et al., Solid State Ionics 69, 257 (1994)",
+    Reference("LiV2O5", "V2O5_V_O_x1_Li2", 3.3, 142, "Delmas et al., Solid State Ionics 69, 257 (1994)",
               "α→δ, 1 Li per V2O5"),
     Reference("Li4Ti5O12", None, 1.55, 175, "Ohzuku et al., J. Electrochem. Soc. 142, 1431 (1995)",
               "no template: Li/Ti mixing on spinel 16d and the 8a→16c move are not modelled"),
