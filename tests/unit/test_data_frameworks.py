@@ -97,3 +97,26 @@ def test_builder_plans_the_half_filled_states_and_redoes_a_cache_made_with_other
     path.write_text(json.dumps({"error": "RuntimeError: x", "settings": plan.relax_settings}))
     assert not needs_work(path, plan.relax_settings)
     assert needs_work(path, {**plan.relax_settings, "optimizer": "FIRE"})
+
+
+@pytest.mark.slow
+def test_a_half_filled_p2_host_gives_the_voltage_profile_two_steps(tmp_path):
+    from battgen.data.assemble import candidate_row
+    from battgen.data.build_plan import BuildPlan
+    from battgen.data.builder import RelaxTask, run_task
+    from battgen.data.relax_cache import load_cached
+    from battgen.data.table import row_provenance
+
+    plan = BuildPlan()
+    c = next(c for c in plan_candidates() if c.key == "layered-P2_Co_O_x1_Na2")
+    (half,) = c.intermediates
+    tasks = [RelaxTask("reference", "Na", ion="Na"), RelaxTask("charged", c.framework_key, candidate=c),
+             RelaxTask("discharged", c.key, candidate=c), RelaxTask("discharged", half.key, candidate=half)]
+    for t in tasks:
+        run_task(str(tmp_path), t, plan.fmax, plan.steps, optimizer=plan.optimizer)
+    ref, charged, full, partial = (load_cached(tmp_path, t.kind, t.key, plan.relax_settings) for t in tasks)
+    row = row_provenance(candidate_row(c, full, charged, ref, plan, {half.n_ions: partial}))
+    assert row["intermediate_ions_per_cell"] == [1]
+    assert row["voltage_steps"] == 2
+    without = candidate_row(c, full, charged, ref, plan)
+    assert row_provenance(without)["voltage_steps"] == 1
