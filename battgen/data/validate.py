@@ -37,6 +37,8 @@ TEXTBOOK: tuple[Reference, ...] = (
               "3 Li per formula"),
     Reference("LiMnPO4", "olivine_Mn_O_x1_Li4", 4.1, 171, "Padhi et al., J. Electrochem. Soc. 144, 1188 (1997)"),
     Reference("LiCoPO4", "olivine_Co_O_x1_Li4", 4.8, 167, "Amine et al., Electrochem. Solid-State Lett. 3, 178 (2000)"),
+    Reference("LiNiPO4", "olivine_Ni_O_x1_Li4", 5.1, 167, "Wolfenstine & Allen, J. Power Sources 142, 389 (2005)",
+              "near the electrolyte's stability limit; measured on charge"),
     Reference("LiNiO2", "layered-O3_Ni_O_x1_Li1", 3.8, 275, "Dahn et al., Solid State Ionics 44, 87 (1990)",
               "x=1 delithiation is not reached in practice"),
     Reference("Li0.5TiO2 (anatase)", "anatase_Ti_O_x1_Li1", 1.78, 161,
