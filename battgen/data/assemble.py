@@ -12,7 +12,7 @@ from battgen import atomic
 from battgen.data.build_plan import BuildPlan
 from battgen.data.electrode import RejectedElectrode, computed_entry, evaluate_electrode, ion_entry
 from battgen.data.frameworks import TEMPLATE_BY_NAME, Candidate
-from battgen.data.relax import RelaxResult
+from battgen.data.relax import RELAX_METHOD, RelaxResult
 from battgen.data.relax_cache import load_cached
 from battgen.data.splits import grouped_split
 from battgen.data.table import electrode_row, save_table
@@ -21,14 +21,29 @@ REJECTED_FILENAME = "rejected.csv"
 
 
 def candidate_row(candidate: Candidate, discharged: RelaxResult, charged: RelaxResult,
-                  reference: RelaxResult, plan: BuildPlan) -> dict:
-    """Table row of one candidate; raises ``RejectedElectrode`` with the reason if unusable."""
+                  reference: RelaxResult, plan: BuildPlan,
+                  intermediates: dict[int, RelaxResult | str | None] | None = None) -> dict:
+    """Table row of one candidate; raises ``RejectedElectrode`` with the reason if unusable.
+
+    ``intermediates`` maps the ion count of a partial filling to its relaxation; those that
+    converged without climbing become extra entries (more voltage steps), the others are left
+    out and the electrode is computed from its end states.
+    """
     for state, result in (("discharged", discharged), ("charged", charged), ("ion metal", reference)):
         if not result.converged:
             raise RejectedElectrode(f"{state} relaxation not converged in {plan.steps} steps "
                                     f"(max force {result.max_force:.2f} eV/Å)")
+        if result.climbed:
+            raise RejectedElectrode(f"{state} relaxation ended {result.energy_change:.3f} eV/atom "
+                                    "above its start (energy rose)")
     entries = [computed_entry(discharged.structure, discharged.energy, f"{candidate.key}:discharge"),
                computed_entry(charged.structure, charged.energy, f"{candidate.framework_key}:charge")]
+    used = []
+    for n, r in sorted((intermediates or {}).items()):
+        if isinstance(r, RelaxResult) and r.converged and not r.climbed:
+            entries.append(computed_entry(r.structure, r.energy,
+                                          f"{candidate.framework_key}_{candidate.ion}{n}:partial"))
+            used.append(n)
     result = evaluate_electrode(entries, ion_entry(candidate.ion, reference.energy_per_atom))
     return electrode_row(
         id=candidate.key,
@@ -40,7 +55,7 @@ def candidate_row(candidate: Candidate, discharged: RelaxResult, charged: RelaxR
         ion_energy_per_atom=reference.energy_per_atom,
         properties=result.properties,
         provenance={
-            "method": "CHGNet relaxation (FIRE, FrechetCellFilter) + pymatgen InsertionElectrode",
+            "method": RELAX_METHOD + " + pymatgen InsertionElectrode",
             "template": TEMPLATE_BY_NAME[candidate.template].description,
             "substitution": {"ion": candidate.ion, "metal": candidate.metal, "anion": candidate.anion,
                              "ions_per_cell": candidate.n_ions, "ion_sites": candidate.n_sites,
@@ -49,6 +64,9 @@ def candidate_row(candidate: Candidate, discharged: RelaxResult, charged: RelaxR
                                 "charge": candidate.metal_ox_charged},
             "fmax_eV_per_A": plan.fmax,
             "relax_steps": {"discharge": discharged.steps, "charge": charged.steps},
+            "optimizer": plan.optimizer,
+            "intermediate_ions_per_cell": used,
+            "voltage_steps": len(result.electrode.voltage_pairs),
         },
     )
 
@@ -63,17 +81,19 @@ def assemble_table(out_dir: str | Path, plan: BuildPlan, *, cache_dir: str | Pat
 
     cache = Path(cache_dir)
     rows, rejected, missing = [], [], 0
-    refs = {ion: load_cached(cache, "reference", ion) for ion in plan.ions}
+    settings = plan.relax_settings
+    refs = {ion: load_cached(cache, "reference", ion, settings) for ion in plan.ions}
     relax_seconds = sum(r.seconds for r in refs.values() if isinstance(r, RelaxResult))
     charged_seen = set()
     for c in tqdm(plan.candidates(), desc="assembling", unit="electrode", leave=False):
-        d = load_cached(cache, "discharged", c.key)
-        ch = load_cached(cache, "charged", c.framework_key)
+        d = load_cached(cache, "discharged", c.key, settings)
+        ch = load_cached(cache, "charged", c.framework_key, settings)
+        partial = {p.n_ions: load_cached(cache, "discharged", p.key, settings) for p in c.intermediates}
         ref = refs[c.ion]
         if d is None or ch is None or ref is None:
             missing += 1
             continue
-        for r in (d,) + ((ch,) if c.framework_key not in charged_seen else ()):
+        for r in (d, *partial.values()) + ((ch,) if c.framework_key not in charged_seen else ()):
             if isinstance(r, RelaxResult):
                 relax_seconds += r.seconds
         charged_seen.add(c.framework_key)
@@ -81,7 +101,7 @@ def assemble_table(out_dir: str | Path, plan: BuildPlan, *, cache_dir: str | Pat
         try:
             if errors:
                 raise RejectedElectrode(f"relaxation failed: {errors[0]}")
-            rows.append(candidate_row(c, d, ch, ref, plan))
+            rows.append(candidate_row(c, d, ch, ref, plan, partial))
         except RejectedElectrode as err:
             rejected.append({"id": c.key, "working_ion": c.ion, "template": c.template,
                              "metal": c.metal, "anion": c.anion, "reason": str(err)})

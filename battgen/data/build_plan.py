@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from battgen.data.frameworks import TEMPLATES, Candidate, plan_candidates
 from battgen.data.properties import WORKING_IONS
-from battgen.data.relax import DEFAULT_FMAX, DEFAULT_STEPS
+from battgen.data.relax import DEFAULT_FMAX, DEFAULT_OPTIMIZER, DEFAULT_STEPS
 from battgen.plans import Plan
 
 
@@ -21,6 +21,7 @@ class BuildPlan(Plan):
     templates: tuple[str, ...] = tuple(t.name for t in TEMPLATES)
     fmax: float = DEFAULT_FMAX
     steps: int = DEFAULT_STEPS
+    optimizer: str = DEFAULT_OPTIMIZER
     limit: int | None = None  # first N candidates in build order (tests, quick looks)
     seed: int = 0
 
@@ -37,3 +38,28 @@ class BuildPlan(Plan):
         rank = {key: i for i, key in enumerate(frameworks)}
         cands.sort(key=lambda c: (rank[c.framework_key], self.ions.index(c.ion)))
         return cands[: self.limit] if self.limit else cands
+
+    @property
+    def relax_settings(self) -> dict:
+        """What a cached relaxation must have been run with to count for this plan."""
+        return {"optimizer": self.optimizer, "fmax": self.fmax, "steps": self.steps}
+
+    def summary(self) -> dict:
+        """How many electrodes, host frameworks and relaxations the plan holds, per ion and type."""
+        from collections import Counter
+
+        cands = self.candidates()
+        per_type = Counter(c.template for c in cands)
+        frameworks = {c.framework_key: c.template for c in cands}
+        return {
+            "electrodes": len(cands),
+            "host_frameworks": len(frameworks),
+            "structure_types": len(per_type),
+            "intermediate_states": sum(len(c.intermediates) for c in cands),
+            "relaxations": len(self.ions) + len(frameworks) + len(cands)
+                           + sum(len(c.intermediates) for c in cands),
+            "per_ion": {ion: n for ion in self.ions if (n := sum(c.ion == ion for c in cands))},
+            "per_structure_type": {t: {"electrodes": n,
+                                       "frameworks": sum(v == t for v in frameworks.values())}
+                                   for t, n in per_type.most_common()},
+        }

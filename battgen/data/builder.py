@@ -1,9 +1,11 @@
 """``python -m battgen data build-electrodes``: the offline electrode dataset, computed with CHGNet.
 
 Work is split into independent relaxations: the elemental metal of each ion (reference energy),
-each charged host (shared by the ten ions that go into it) and each discharged candidate. Every
-relaxation is cached as one JSON file, so an interrupted build resumes where it stopped and a
-finished one can be re-assembled with other filters without relaxing anything again.
+each charged host (shared by the ten ions that go into it), each discharged candidate and its
+half-filled state. Every relaxation is cached as one JSON file with the settings it ran with,
+so an interrupted build resumes where it stopped, a finished one can be re-assembled with other
+filters without relaxing anything again, and a cache made with other settings (or before the
+right-handed-cell fix) is recomputed rather than mixed in.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from battgen.data.frameworks import (
     elemental_reference_structure,
     framework_structure,
 )
+from battgen.data.relax import DEFAULT_OPTIMIZER
 from battgen.data.relax_cache import DEFAULT_CACHE_DIR, cache_file
 from battgen.parallel import parallel_map
 
@@ -51,7 +54,22 @@ def relax_tasks(plan: BuildPlan) -> list[RelaxTask]:
             seen.add(c.framework_key)
             tasks.append(RelaxTask("charged", c.framework_key, candidate=c))
         tasks.append(RelaxTask("discharged", c.key, candidate=c))
+        # A partial filling is a discharged state with fewer ions; its key cannot collide with
+        # a candidate's, since each host has one candidate per ion.
+        tasks.extend(RelaxTask("discharged", p.key, candidate=p) for p in c.intermediates)
     return tasks
+
+
+def is_current(record: dict, settings: dict) -> bool:
+    """Whether a cached record was computed with ``settings`` (older records carry none)."""
+    return record.get("settings") == settings
+
+
+def needs_work(path: Path, settings: dict) -> bool:
+    if not path.exists():
+        return True
+    record = json.loads(path.read_text())
+    return not is_current(record, settings) or needs_continuation(record)
 
 
 def _init_worker(threads: int) -> None:
@@ -66,8 +84,8 @@ def _init_worker(threads: int) -> None:
 
 
 # A relaxation that stops within this force of convergence (eV/Å) is continued once from where
-# it stopped: FePO4, the charged olivine shared by ten electrodes, ends at 0.11 eV/Å after 120
-# FIRE steps. One far from convergence (a large ion forced into a small site) is not worth more.
+# it stopped (the optimiser's memory restarts with it). One far from convergence (a large ion
+# forced into a small site) is not worth more.
 CONTINUE_BELOW = 0.5
 
 
@@ -76,37 +94,45 @@ def needs_continuation(record: dict) -> bool:
             and record["max_force"] < CONTINUE_BELOW)
 
 
-def continue_relaxation(record: dict, fmax: float, steps: int, device: str | None = None) -> dict:
-    """Relax again from the cached end point; steps and seconds add up."""
+def continue_relaxation(record: dict, fmax: float, steps: int, device: str | None = None,
+                        optimizer: str = DEFAULT_OPTIMIZER) -> dict:
+    """Relax again from the cached end point; steps and seconds add up, the energy change is
+    measured from the first start."""
     from battgen.data.relax import RelaxResult, relax
 
     first = RelaxResult.from_dict(record)
-    second = relax(first.structure, fmax=fmax, steps=steps, device=device)
+    second = relax(first.structure, fmax=fmax, steps=steps, device=device, optimizer=optimizer)
     merged = second.as_dict()
-    merged.update(steps=first.steps + second.steps, seconds=first.seconds + second.seconds, continued=True)
+    merged.update(steps=first.steps + second.steps, seconds=first.seconds + second.seconds,
+                  energy_change=first.energy_change + second.energy_change, continued=True)
     return merged
 
 
-def run_task(cache_dir: str, task: RelaxTask, fmax: float, steps: int, device: str | None = None) -> str:
+def run_task(cache_dir: str, task: RelaxTask, fmax: float, steps: int, device: str | None = None,
+             optimizer: str = DEFAULT_OPTIMIZER) -> str:
     """Relax one structure and cache the result (or the error). Returns the task key.
 
-    A cached, nearly converged relaxation (see ``CONTINUE_BELOW``) is continued instead.
+    A cached, nearly converged relaxation with the same settings (see ``CONTINUE_BELOW``) is
+    continued instead.
     """
     from battgen.data.relax import relax
 
+    settings = {"optimizer": optimizer, "fmax": fmax, "steps": steps}
     path = cache_file(Path(cache_dir), task.kind, task.key)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         cached = json.loads(path.read_text()) if path.exists() else None
-        if cached is not None and needs_continuation(cached):
-            record = continue_relaxation(cached, fmax, steps, device)
+        if cached is not None and is_current(cached, settings) and needs_continuation(cached):
+            record = continue_relaxation(cached, fmax, steps, device, optimizer)
         else:
-            record = relax(task.structure(), fmax=fmax, steps=steps, device=device).as_dict()
+            record = relax(task.structure(), fmax=fmax, steps=steps, device=device,
+                           optimizer=optimizer).as_dict()
             if needs_continuation(record):
-                record = continue_relaxation(record, fmax, steps, device)
+                record = continue_relaxation(record, fmax, steps, device, optimizer)
     except Exception as err:  # a crash in one relaxation must not stop a build of thousands
         record = {"error": f"{type(err).__name__}: {err}",
                   "traceback": traceback.format_exc(limit=3)}
+    record["settings"] = settings
     atomic.write_text(path, json.dumps(record))  # a killed worker never leaves half a cache file
     return task.key
 
@@ -124,8 +150,7 @@ def build_electrodes(out_dir: str | Path, plan: BuildPlan | None = None, *,
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     tasks = relax_tasks(plan)
-    todo = [t for t in tasks if not cache_file(cache, t.kind, t.key).exists()
-            or needs_continuation(json.loads(cache_file(cache, t.kind, t.key).read_text()))]
+    todo = [t for t in tasks if needs_work(cache_file(cache, t.kind, t.key), plan.relax_settings)]
     if device is None:
         from battgen.device import get_device
 
@@ -134,7 +159,8 @@ def build_electrodes(out_dir: str | Path, plan: BuildPlan | None = None, *,
         workers = 1  # one process keeps the GPU busy; several would fight over its memory
     start = time.perf_counter()
     # run_task caches each result (or its error) itself, so nothing is left to do per item here.
-    for _ in parallel_map(partial(run_task, str(cache), fmax=plan.fmax, steps=plan.steps, device=device), todo,
+    for _ in parallel_map(partial(run_task, str(cache), fmax=plan.fmax, steps=plan.steps, device=device,
+                                  optimizer=plan.optimizer), todo,
                           workers=workers, dask_scheduler=dask_scheduler, progress=progress,
                           desc="relaxations", unit="relax", already_done=len(tasks) - len(todo),
                           worker_setup=_init_worker):

@@ -24,6 +24,7 @@ def _ion_list(text: str) -> tuple[str, ...]:
 
 def register(commands: argparse._SubParsersAction) -> None:
     from battgen.data.properties import WORKING_IONS
+    from battgen.data.relax import DEFAULT_FMAX, DEFAULT_OPTIMIZER, DEFAULT_STEPS, OPTIMIZERS
 
     build = commands.add_parser("build-electrodes", help="compute the electrode dataset with CHGNet")
     build.add_argument("--out", default=DEFAULT_TABLE, help="where the table goes (default: shipped)")
@@ -31,8 +32,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--ions", type=_ion_list, default=WORKING_IONS, help="comma-separated")
     build.add_argument("--templates", default=None, help="comma-separated template names")
     build.add_argument("--limit", type=int, default=None, help="only the first N candidates")
-    build.add_argument("--fmax", type=float, default=None, help="eV/Å (default 0.1)")
-    build.add_argument("--steps", type=int, default=None, help="FIRE step bound (default 120)")
+    build.add_argument("--fmax", type=float, default=None, help=f"eV/Å (default {DEFAULT_FMAX})")
+    build.add_argument("--steps", type=int, default=None, help=f"optimiser step bound (default {DEFAULT_STEPS})")
+    build.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                       help=f"ASE optimiser (default {DEFAULT_OPTIMIZER})")
     add_parallel_options(build)
     build.add_argument("--device", choices=("cpu", "cuda"), default=None)
     build.add_argument("--no-progress", action="store_true")
@@ -55,6 +58,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     summary = commands.add_parser("summary", help="counts per ion and source, ranges, provenance")
     summary.add_argument("--table", default=DEFAULT_TABLE)
+    summary.add_argument("--plan", action="store_true",
+                         help="count what the builder would compute instead (per ion and structure type)")
     summary.add_argument("--json", action="store_true")
     summary.set_defaults(func=_summary)
 
@@ -76,6 +81,8 @@ def _build(args) -> int:
         plan.fmax = args.fmax
     if args.steps is not None:
         plan.steps = args.steps
+    if args.optimizer is not None:
+        plan.optimizer = args.optimizer
     path = build_electrodes(args.out, plan, cache_dir=args.cache, workers=args.workers,
                             dask_scheduler=args.dask_scheduler, device=args.device,
                             progress=not args.no_progress)
@@ -87,7 +94,7 @@ def _build(args) -> int:
 
 def _validate(args) -> int:
     from battgen.data.table import load_table
-    from battgen.data.validate import per_ion_table, validation_table
+    from battgen.data.validate import median_voltage_error, per_ion_table, validation_table
 
     table = load_table(args.table)
     textbook = validation_table(table, cache_dir=args.cache, compute_missing=not args.no_compute)
@@ -97,12 +104,17 @@ def _validate(args) -> int:
                           "per_ion": json.loads(per_ion.to_json(orient="index"))}, indent=2))
         return 0
     print("Textbook electrodes: computed (CHGNet + pymatgen) vs reference (experiment)\n")
-    print(textbook.drop(columns=["note"]).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    print(textbook.drop(columns=["note", "source"]).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     notes = textbook[textbook["note"] != ""]
     for _, r in notes.iterrows():
         print(f"  {r['electrode']}: {r['note']}")
+    print("\nSources of the experimental voltages:")
+    for _, r in textbook.iterrows():
+        print(f"  {r['electrode']}: {r['source']}")
     ok = textbook["within_0.5V"].fillna(False).astype(bool)
-    print(f"\n{int(ok.sum())}/{len(textbook)} within ±0.5 V of the reference voltage")
+    median, n = median_voltage_error(textbook)
+    print(f"\n{int(ok.sum())}/{len(textbook)} within ±0.5 V of the reference voltage; median "
+          f"|error| {'n/a' if median is None else f'{median:.2f} V'} over the n = {n} that computed")
     print("\nPer working ion:\n")
     print(per_ion.to_string(float_format=lambda x: f"{x:.2f}"))
     return 0
@@ -117,6 +129,8 @@ def _fetch_mp(args) -> int:
 
 
 def _summary(args) -> int:
+    if args.plan:
+        return _plan_summary(args)
     from battgen.artifacts import read_metadata
     from battgen.data.summary import table_summary
     from battgen.data.table import load_table
@@ -133,6 +147,23 @@ def _summary(args) -> int:
               f"{stats['median_capacity_grav']} mAh/g")
     for name, r in summary["property_ranges"].items():
         print(f"  {name:>17}: {r['min']} … {r['max']} (median {r['median']})")
+    return 0
+
+
+def _plan_summary(args) -> int:
+    from battgen.data.build_plan import BuildPlan
+
+    summary = BuildPlan().summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['electrodes']} electrodes in {summary['host_frameworks']} host frameworks of "
+          f"{summary['structure_types']} structure types; {summary['intermediate_states']} "
+          f"half-filled states; {summary['relaxations']} relaxations in all")
+    for ion, n in summary["per_ion"].items():
+        print(f"  {ion:>2}: {n:5d}")
+    for name, counts in summary["per_structure_type"].items():
+        print(f"  {name:>20}: {counts['electrodes']:4d} electrodes, {counts['frameworks']:3d} frameworks")
     return 0
 
 

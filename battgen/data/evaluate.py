@@ -14,7 +14,7 @@ from typing import Callable
 from battgen.data.electrode import RejectedElectrode, computed_entry, evaluate_electrode, ion_entry
 from battgen.data.frameworks import elemental_reference_structure
 from battgen.data.properties import check_ion
-from battgen.data.relax import DEFAULT_FMAX, DEFAULT_STEPS, RelaxResult, relax
+from battgen.data.relax import DEFAULT_FMAX, DEFAULT_STEPS, RELAX_METHOD, RelaxResult, relax
 
 # CHGNet's cost grows with atoms; ~64 atoms relax in about a minute or two on a 2-core CPU.
 MAX_ATOMS = 64
@@ -140,6 +140,9 @@ def evaluate_structure(structure, ion: str, *, name: str = "upload", fmax: float
             raise RejectedElectrode(f"the {state} relaxation did not converge in {steps} steps "
                                     f"(max force {r.max_force:.2f} eV/Å); the structure may be "
                                     "far from a stable one")
+        if r.climbed:
+            raise RejectedElectrode(f"the {state} relaxation ended {r.energy_change:.3f} eV/atom "
+                                    "above its start; the structure may be far from a stable one")
     entries = [computed_entry(discharged.structure, discharged.energy, f"{name}:discharge"),
                computed_entry(charged.structure, charged.energy, f"{name}:charge")]
     result = evaluate_electrode(entries, ion_entry(ion, ref.energy_per_atom))
@@ -147,7 +150,7 @@ def evaluate_structure(structure, ion: str, *, name: str = "upload", fmax: float
         id=f"upload:{name}", source="computed", electrode=result.electrode,
         discharged=discharged.structure, charged=charged.structure, structure_type="uploaded",
         ion_energy_per_atom=ref.energy_per_atom, properties=result.properties,
-        provenance={"method": "CHGNet relaxation + pymatgen InsertionElectrode", "file": name,
+        provenance={"method": RELAX_METHOD + " + pymatgen InsertionElectrode", "file": name,
                     "fmax_eV_per_A": fmax,
                     "relax_steps": {"discharge": discharged.steps, "charge": charged.steps}},
     )

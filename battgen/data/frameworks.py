@@ -2,22 +2,26 @@
 
 A *template* is a known intercalation structure type with three roles: ``A`` (the sites the
 working ion fills), ``M`` (the redox-active metal) and ``X`` (the anion), plus spectators that
-stay as they are (P in phosphates). Templates come from pymatgen's bundled structures
-(LiFePO4, NaFePO4, Li3V2(PO4)3) or from textbook space groups and Wyckoff positions (layered O3,
-1T and 2H, spinel, ReO3/perovskite, delafossite, rutile channels); the relaxation fixes their
-lattice constants, so the starting values only need the right topology.
+stay as they are (P in phosphates, C in cyanides). Templates come from pymatgen's bundled
+structures (LiFePO4, NaFePO4, Li3V2(PO4)3, BaNiO3), from the AFLOW prototype library pymatgen
+ships (its ternary ionic prototypes, each with a role per element), or from textbook space
+groups and Wyckoff positions (layered O3, P2, 1T and 2H, spinel, ReO3/perovskite, delafossite,
+rutile channels, anatase, hollandite, Prussian blue); the relaxation fixes their lattice
+constants, so the starting values only need the right topology (``test_data_frameworks``
+checks every template's bond lengths).
 
 A candidate substitutes one working ion for ``A``, one metal for ``M`` and one anion for ``X``
 and keeps only charge-balanced pairs: the metal's mean oxidation state must lie inside the range
 observed in ICSD (pymatgen's ``icsd_oxidation_states``) both with the ions in (discharged) and
 with all ions out (charged). Multivalent ions fill only as many ``A`` sites as the metal can
-take electrons for; where one cell has too few sites for that, it is doubled.
+take electrons for; where one cell has too few sites for that, it is doubled. A host with two
+or more ions per cell also gets the half-filled state, so its voltage profile has two steps.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import lru_cache
 
@@ -26,8 +30,10 @@ import numpy as np
 from battgen.data.properties import ION_CHARGE, WORKING_IONS
 
 REDOX_METALS: tuple[str, ...] = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Nb", "Mo", "W")
-ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "F": -1}
-SPECTATOR_CHARGE = {"P": 5}
+ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "F": -1, "N": -3}
+# Cyanide counts as C(+2) N(-3), so a Prussian-blue host with N as its anion role balances
+# like CN- without a molecular-anion rule.
+SPECTATOR_CHARGE = {"P": 5, "C": 2}
 # Placeholders used in template definitions; real elements replace them.
 ROLE_SPECIES = {"A": "Li", "M": "Co", "X": "O"}
 
@@ -37,10 +43,12 @@ class Template:
     name: str
     description: str
     anions: tuple[str, ...]
-    # "spacegroup": (number, lattice kind, lattice params, roles, fractional coords)
+    # "spacegroup": (number, lattice kind, lattice params, roles or spectator elements, fractional coords)
     spacegroup: tuple | None = None
     # a structure file of pymatgen/util/structures and its role map {element: role}
     bundled: tuple[str, dict] | None = None
+    # an AFLOW prototype label of pymatgen's library and its role map {element: role}
+    prototype: tuple[str, dict] | None = None
     metals: tuple[str, ...] = REDOX_METALS
     # More ions than this per metal atom is not an insertion compound any more (rutile's 4c
     # channel sites outnumber its metals two to one).
@@ -57,15 +65,15 @@ TEMPLATES: tuple[Template, ...] = (
              spacegroup=(166, "hexagonal", (2.85, 14.2), ["A", "M", "X"],
                          [[0, 0, 0.5], [0, 0, 0], [0, 0, 0.24]])),
     Template("layered-1T", "CdI2/TiS2 (P-3m1), ions in the van der Waals gap",
-             ("S", "Se", "O"),
+             ("S", "Se", "Te", "O"),
              spacegroup=(164, "hexagonal", (3.4, 6.2), ["A", "M", "X"],
                          [[0, 0, 0.5], [0, 0, 0], [1 / 3, 2 / 3, 0.25]])),
     Template("layered-2H", "MoS2 2H (P6_3/mmc), ions between trigonal-prismatic layers",
-             ("S", "Se"),
+             ("S", "Se", "Te"),
              spacegroup=(194, "hexagonal", (3.2, 13.5), ["A", "M", "X"],
                          [[0, 0, 0], [1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]])),
     Template("spinel", "spinel AM2X4 (Fd-3m, origin 1), ions on tetrahedral 8a",
-             ("O", "S"),
+             ("O", "S", "Se"),
              spacegroup=(227, "cubic", (8.3,), ["A", "M", "X"],
                          [[0, 0, 0], [0.625, 0.625, 0.625], [0.388, 0.388, 0.388]])),
     Template("perovskite", "ReO3 host with ions in the cuboctahedral A site (Pm-3m)",
@@ -80,15 +88,64 @@ TEMPLATES: tuple[Template, ...] = (
              ("O",),
              spacegroup=(136, "tetragonal", (4.6, 3.0), ["A", "M", "X"],
                          [[0, 0.5, 0.5], [0, 0, 0], [0.305, 0.305, 0]])),
+    Template("layered-P2", "P2 NaxCoO2 (P6_3/mmc), ions in trigonal prisms between MO2 layers",
+             ("O", "S"),
+             spacegroup=(194, "hexagonal", (2.85, 11.0), ["A", "M", "X"],
+                         [[2 / 3, 1 / 3, 0.25], [0, 0, 0], [1 / 3, 2 / 3, 0.09]])),
+    Template("anatase", "anatase TiO2 (I4_1/amd), ions in the octahedral interstices (x ≤ 0.5)",
+             ("O",),
+             spacegroup=(141, "tetragonal", (3.78, 9.5), ["A", "M", "X"],
+                         [[0, 0, 0.5], [0, 0, 0], [0, 0, 0.2083]]),
+             max_ions_per_metal=0.5),
+    Template("hollandite", "α-MnO2 hollandite (I4/m), ions in the 2×2 tunnels", ("O",),
+             spacegroup=(87, "tetragonal", (9.8, 2.86), ["A", "M", "X", "X"],
+                         [[0, 0, 0.5], [0.348, 0.167, 0], [0.153, 0.198, 0], [0.542, 0.167, 0]])),
+    Template("V2O5", "orthorhombic V2O5 (Pmmn), ions between the vanadyl layers", ("O",),
+             spacegroup=(59, "orthorhombic", (11.51, 3.564, 4.368), ["A", "M", "X", "X", "X"],
+                         [[0, 0.5, 0.6], [0.35118, 0.5, 0.89163], [0.3543, 0.5, 0.5311],
+                          [0.5, 0.5, 0.0012], [0.1811, 0.5, 0.0027]]),
+             metals=("V", "Mo", "Nb", "Cr", "Mn", "W")),
+    Template("chevrel", "Chevrel Mo6S8 (R-3), ions in the cavity between Mo6 clusters",
+             ("S", "Se", "Te"),
+             spacegroup=(148, "hexagonal", (9.19, 10.88), ["A", "M", "X", "X"],
+                         [[0, 0, 0], [0.01708, 0.17035, 0.39705], [0.3192, 0.2924, 0.4152],
+                          [0, 0, 0.2097]]),
+             metals=("Mo",)),
+    Template("prussian-blue", "Prussian-blue analogue A2M[M(CN)6] (Fm-3m), ions in the cages",
+             ("N",),
+             spacegroup=(225, "cubic", (10.2,), ["A", "M", "M", "C", "X"],
+                         [[0.25, 0.25, 0.25], [0, 0, 0], [0.5, 0.5, 0.5], [0.19, 0, 0], [0.30, 0, 0]]),
+             metals=("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")),
+    Template("perovskite-GdFeO3", "orthorhombic perovskite CaTiO3 (Pnma, AFLOW prototype)",
+             ("O", "F"), prototype=("AB3C_oP20_62_c_cd_a", {"Ca": "A", "Ti": "M", "O": "X"})),
+    Template("K2NiF4", "(La,Ba)2CuO4 / K2NiF4 (I4/mmm, AFLOW prototype), ions in rock-salt layers",
+             ("O", "F"), prototype=("AB2C4_tI14_139_a_e_ce", {"La": "A", "Cu": "M", "O": "X"})),
+    Template("ilmenite", "ilmenite FeTiO3 (R-3, AFLOW prototype), ions on the A octahedra", ("O",),
+             prototype=("AB3C_hR10_148_c_f_c", {"Fe": "A", "Ti": "M", "O": "X"})),
+    Template("LiNbO3", "LiNbO3 (R3c, AFLOW prototype)", ("O",),
+             prototype=("ABC3_hR10_161_a_a_b", {"Li": "A", "Nb": "M", "O": "X"})),
+    Template("LiNbO3-paraelectric", "paraelectric LiNbO3 (R-3c, AFLOW prototype)", ("O",),
+             prototype=("ABC3_hR10_167_a_b_e", {"Li": "A", "Nb": "M", "O": "X"})),
+    Template("infinite-layer", "CaCuO2 infinite layer (P4/mmm, AFLOW prototype)", ("O",),
+             prototype=("ABC2_tP4_123_d_a_f", {"Ca": "A", "Cu": "M", "O": "X"})),
+    Template("chalcopyrite", "chalcopyrite CuFeS2 (I-42d, AFLOW prototype), ions on Cu", ("S", "Se"),
+             prototype=("ABC2_tI16_122_a_b_d", {"Cu": "A", "Fe": "M", "S": "X"})),
+    Template("SrCuO2", "SrCuO2 chains (Cmcm, AFLOW prototype), ions between CuO2 ribbons", ("O",),
+             prototype=("AB2C_oC16_63_c_2c_c", {"Sr": "A", "Cu": "M", "O": "X"})),
+    Template("thiogallate", "defect spinel CdAl2S4 (I-4, AFLOW prototype), ions on Cd", ("S", "Se"),
+             prototype=("A2BC4_tI14_82_bc_a_g", {"Cd": "A", "Al": "M", "S": "X"})),
+    Template("perovskite-2H", "hexagonal perovskite BaNiO3 (P6_3mc, pymatgen's bundled structure), "
+             "ions in the channels between face-sharing octahedra", ("O", "S"),
+             bundled=("BaNiO3.json", {"Ba": "A", "Ni": "M"})),
     Template("olivine", "olivine LiFePO4 (pymatgen's bundled structure)", ("O",),
              bundled=("LiFePO4.json", {"Li": "A", "Fe": "M"}),
-             metals=("Fe", "Mn")),
+             metals=("Fe", "Mn", "Co", "Ni")),
     Template("olivine-Na", "NaFePO4 (Pnma, pymatgen's bundled structure)", ("O",),
              bundled=("NaFePO4.json", {"Na": "A", "Fe": "M"}),
-             metals=("Fe",)),
+             metals=("Fe", "Mn", "Co", "Ni")),
     Template("nasicon", "Li3V2(PO4)3 (pymatgen's bundled structure)", ("O",),
              bundled=("Li3V2(PO4)3.json", {"Li": "A", "V": "M"}),
-             metals=("V",), max_ions_per_metal=1.5),
+             metals=("Ti", "V", "Cr", "Mn", "Fe", "Nb", "Mo"), max_ions_per_metal=1.5),
 )
 TEMPLATE_BY_NAME = {t.name: t for t in TEMPLATES}
 
@@ -101,17 +158,47 @@ def _template_structure(name: str):
     if template.spacegroup is not None:
         number, kind, params, roles, coords = template.spacegroup
         lattice = getattr(Lattice, kind)(*params)
-        species = [ROLE_SPECIES[r] for r in roles]
+        species = [ROLE_SPECIES.get(r, r) for r in roles]  # anything else is a spectator element
         return Structure.from_spacegroup(number, lattice, species, coords).get_primitive_structure()
-    import pymatgen.util
+    if template.prototype is not None:
+        label, role_map = template.prototype
+        structure = aflow_prototype(label, tuple(sorted(role_map)))
+    else:
+        import pymatgen.util
 
-    filename, role_map = template.bundled
-    folder = os.path.join(os.path.dirname(pymatgen.util.__file__), "structures")
-    structure = Structure.from_file(os.path.join(folder, filename))
+        filename, role_map = template.bundled
+        folder = os.path.join(os.path.dirname(pymatgen.util.__file__), "structures")
+        structure = Structure.from_file(os.path.join(folder, filename))
     structure.remove_oxidation_states()
-    mapping = {el: ROLE_SPECIES[role] for el, role in role_map.items()}
-    structure.replace_species(mapping)
-    return structure
+    _substitute_roles(structure, role_map)
+    return structure.get_primitive_structure() if template.prototype is not None else structure
+
+
+def _substitute_roles(structure, role_map: dict) -> None:
+    # Via dummies: a prototype's own elements can be placeholders of another role (O is X's).
+    from pymatgen.core import DummySpecies
+
+    dummies = {el: DummySpecies(f"X{role.lower()}") for el, role in role_map.items()}
+    structure.replace_species(dummies)
+    structure.replace_species({dummies[el]: ROLE_SPECIES[role] for el, role in role_map.items()})
+
+
+@lru_cache(maxsize=None)
+def _aflow_library() -> dict:
+    import pymatgen.analysis.prototypes
+    from monty.serialization import loadfn
+
+    folder = os.path.dirname(pymatgen.analysis.prototypes.__file__)
+    entries = loadfn(os.path.join(folder, "aflow_prototypes.json.gz"))
+    # One label can name two compounds (calcite and paraelectric LiNbO3 are both
+    # ABC3_hR10_167_a_b_e), so the elements are part of the key.
+    return {(e["tags"]["aflow"], tuple(sorted(el.symbol for el in e["snl"].structure.composition))):
+            e["snl"].structure for e in entries}
+
+
+def aflow_prototype(label: str, elements: tuple[str, ...]):
+    """A copy of the structure of pymatgen's AFLOW prototype library with this label and elements."""
+    return _aflow_library()[(label, tuple(sorted(elements)))].copy()
 
 
 @dataclass(frozen=True)
@@ -135,6 +222,19 @@ class Candidate:
     @property
     def key(self) -> str:
         return f"{self.framework_key}_{self.ion}{self.n_ions}"
+
+    @property
+    def intermediates(self) -> tuple["Candidate", ...]:
+        """Partially filled states between charged and discharged: the half-filled cell.
+
+        Charge-balanced by construction (its metal oxidation state lies between the two end
+        states); relaxed like a discharged state, so ``InsertionElectrode`` gets three points.
+        """
+        if self.n_ions < 2:
+            return ()
+        half = self.n_ions // 2
+        ox = self.metal_ox_charged + (self.metal_ox_discharged - self.metal_ox_charged) * half / self.n_ions
+        return (replace(self, n_ions=half, metal_ox_discharged=ox),)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

@@ -19,12 +19,19 @@ def cache_file(cache_dir: Path, kind: str, key: str) -> Path:
     return Path(cache_dir) / kind / f"{key}.json"
 
 
-def load_cached(cache_dir: Path, kind: str, key: str) -> RelaxResult | str | None:
-    """The cached relaxation, the error text of a failed one, or None if not run yet."""
+def load_cached(cache_dir: Path, kind: str, key: str,
+                settings: dict | None = None) -> RelaxResult | str | None:
+    """The cached relaxation, the error text of a failed one, or None if not run yet.
+
+    With ``settings`` (``BuildPlan.relax_settings``), a record run with other settings counts
+    as not run yet.
+    """
     path = cache_file(cache_dir, kind, key)
     if not path.exists():
         return None
     record = json.loads(path.read_text())
+    if settings is not None and record.get("settings") != settings:
+        return None
     if "error" in record:
         return record["error"]
     return RelaxResult.from_dict(record)

@@ -199,8 +199,8 @@ def test_nearly_converged_relaxations_are_continued_once_and_far_ones_are_not():
     assert not needs_continuation({"error": "RuntimeError: boom"})
 
     structure = framework_structure(_candidate("layered-1T_Ti_S_x1_Li1"))
-    structure.scale_lattice(structure.volume * 1.1)  # start off the minimum so it needs work
-    first = relax(structure, steps=3).as_dict()
+    structure.scale_lattice(structure.volume * 1.3)  # start off the minimum so it needs work
+    first = relax(structure, steps=1).as_dict()  # a line-search BFGS needs only a few steps
     assert not first["converged"]
     merged = continue_relaxation(first, fmax=0.1, steps=120)
     assert merged["continued"] and merged["converged"]
