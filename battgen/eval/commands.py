@@ -15,7 +15,7 @@ def _evaluation_parser(commands, name: str, help: str) -> argparse.ArgumentParse
     p.add_argument("--afm-data", default=None, help="AFM dataset (dataset.npz or its folder) for descriptor SSIM")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--samples", type=int, default=4, help="samples per material")
-    p.add_argument("--scheduler", choices=SAMPLERS, default=DEFAULT_SAMPLER)
+    p.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER, help="diffusion sampler")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-materials", type=int, default=None, help="only the first N materials (quick check)")
@@ -27,6 +27,8 @@ def register(commands) -> None:
     p = _evaluation_parser(commands, "screening", "test-split metrics and sensitivity of the screening model")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--sensitivity-seeds", type=int, default=5, help="seeds of the sensitivity analysis (0: skip)")
+    p.add_argument("--conditional-samples", type=int, default=2,
+                   help="samples per material of the train/test conditional evaluation and baselines (0: skip)")
     p.set_defaults(func=_run_screening)
 
     p = _evaluation_parser(commands, "guidance-sweep", "the screening evaluation at several guidance scales")
@@ -78,12 +80,19 @@ def _run_screening(args: argparse.Namespace) -> int:
 
         metrics = evaluate_screening(session.pipeline, session.table, session.scaler,
                                      latent_index=session.latent_index, afm_descriptors=afm, split=args.split,
-                                     samples_per_material=args.samples, scheduler=args.scheduler,
+                                     samples_per_material=args.samples, scheduler=args.sampler,
                                      num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                                      max_materials=args.max_materials, progress=progress)
+    if args.conditional_samples > 0:
+        from battgen.eval.screening_conditional import conditional_evaluation
+
+        metrics["conditional"] = conditional_evaluation(
+            session.pipeline, session.table, session.scaler, latent_index=session.latent_index,
+            max_materials=args.max_materials, seed=args.seed, samples=args.conditional_samples,
+            sampler=args.sampler, num_inference_steps=args.steps, guidance_scale=args.guidance)
     if args.sensitivity_seeds > 0:
         metrics["sensitivity"] = sensitivity_over_ions(
-            session, args.sensitivity_seeds, scheduler=args.scheduler if args.scheduler != "ddpm" else "ddim",
+            session, args.sensitivity_seeds, scheduler=args.sampler if args.sampler != "ddpm" else "ddim",
             num_inference_steps=args.steps, guidance_scale=args.guidance)
     _store_evaluation(args, "evaluation", metrics)
     return 0
@@ -125,7 +134,7 @@ def _run_guidance_sweep(args: argparse.Namespace) -> int:
     with tqdm(total=len(args.scales), desc="guidance scales", unit="scale") as bar:
         sweep = guidance_sweep(session.pipeline, session.table, session.scaler, args.scales,
                                latent_index=session.latent_index, afm_descriptors=afm, split=args.split,
-                               samples_per_material=args.samples, scheduler=args.scheduler,
+                               samples_per_material=args.samples, scheduler=args.sampler,
                                num_inference_steps=args.steps, seed=args.seed, max_materials=args.max_materials,
                                progress=lambda done, total: bar.update(done - bar.n))
     _store_evaluation(args, "guidance_sweep", sweep)

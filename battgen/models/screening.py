@@ -50,6 +50,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
+from battgen.models.screening_options import PREDICTION_TYPES
 from battgen.screening.defaults import DEFAULT_GUIDANCE, SAMPLERS
 
 # Length of the condition vector: properties, ion one-hot, "condition present" flag.
@@ -62,14 +63,28 @@ BETA_START, BETA_END = 1e-4, 0.02
 OUTPUT_TYPES = ("np", "pt")
 
 
-def make_training_scheduler() -> DDPMScheduler:
-    """The DDPM noise schedule the screening U-Net is trained with (and the pipeline stores)."""
+def make_training_scheduler(prediction_type: str = "epsilon", zero_terminal_snr: bool = False) -> DDPMScheduler:
+    """The DDPM noise schedule the screening U-Net is trained with (and the pipeline stores).
+
+    ``prediction_type`` is what the U-Net outputs: the noise ("epsilon", as published), the
+    velocity ("v_prediction") or the clean latent ("sample"). ``zero_terminal_snr`` rescales the
+    betas so that t = T is pure noise (Lin et al. 2024); the published schedule leaves
+    sqrt(alpha_bar_T) = 0.006 of signal, which the U-Net is trained to use and the sampler never
+    provides. With zero terminal SNR the noise says nothing about the clean latent at t = T, so
+    epsilon-prediction is undefined there and is refused.
+    """
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"unknown prediction type {prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
+    if zero_terminal_snr and prediction_type == "epsilon":
+        raise ValueError("zero terminal SNR needs v_prediction or sample prediction: "
+                         "the noise alone does not determine the clean latent at t = T")
     return DDPMScheduler(
         num_train_timesteps=NUM_TRAIN_TIMESTEPS,
         beta_start=BETA_START,
         beta_end=BETA_END,
         beta_schedule="linear",
-        prediction_type="epsilon",
+        prediction_type=prediction_type,
+        rescale_betas_zero_snr=bool(zero_terminal_snr),
         # Scaled VAE latents have unit-ish variance, so |x0| > 1 is normal: the image-space
         # default of clipping the predicted x0 to [-1, 1] would distort every sample.
         clip_sample=False,
@@ -80,22 +95,41 @@ def make_training_scheduler() -> DDPMScheduler:
     )
 
 
-# Bound on the predicted clean latent during sampling, in scaled-latent units (the 99th
-# percentile of |latent| over the dataset is 4.3). Under-trained at high noise, the U-Net's
-# noise estimate at t ~ T is off by a few percent, which the x0 estimate multiplies by
-# 1/sqrt(alpha_bar_T) ~ 150: unbounded, the samplers locked onto latents of std ~9 instead of 1
-# (composition R2 -15). Bounding x0 gave R2 +0.16 and 3x the top-1 retrieval (24 test materials).
+# Bound on the predicted clean latent during sampling, in scaled-latent units, for checkpoints
+# that store none (the first shipped model: 4, the 99th percentile of |latent|). Under-trained at
+# high noise, an epsilon U-Net's noise estimate at t ~ T is off by a few percent, which the x0
+# estimate multiplies by 1/sqrt(alpha_bar_T) ~ 150: unbounded, the samplers locked onto latents
+# of std ~9 instead of 1. New checkpoints store the 99.9th percentile of their training targets
+# (``x0_bound`` in model_index.json): 4 clipped real latents too (8.8 is their 99.9th percentile).
 # Done in the pipeline, not by a scheduler option, so every sampler bounds it the same way
 # (DPM-Solver++ only offers dynamic thresholding, which rescales in-range latents too).
 SAMPLE_X0_BOUND = 4.0
 
 
+def bound_prediction(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str,
+                     bound: float = SAMPLE_X0_BOUND) -> torch.Tensor:
+    """The U-Net ``output`` (of ``prediction_type``) whose implied clean latent is clipped to [-bound, bound]."""
+    a = alpha_bar.to(x_t)
+    if prediction_type == "epsilon":
+        x0 = (x_t - (1 - a).sqrt() * output) / a.sqrt()
+    elif prediction_type == "v_prediction":
+        x0 = a.sqrt() * x_t - (1 - a).sqrt() * output
+    elif prediction_type == "sample":
+        x0 = output
+    else:
+        raise ValueError(f"unknown prediction type {prediction_type!r}")
+    x0 = x0.clamp(-bound, bound)
+    if prediction_type == "sample":
+        return x0
+    # 1 - alpha_bar >= beta_start > 0 at every timestep, so the noise is always recoverable.
+    eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+    return eps if prediction_type == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
+
+
 def bound_noise_prediction(eps: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor,
                            bound: float = SAMPLE_X0_BOUND) -> torch.Tensor:
     """The noise estimate whose implied clean latent is clipped to [-bound, bound]."""
-    a = alpha_bar.to(x_t)
-    x0 = ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-bound, bound)
-    return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+    return bound_prediction(eps, x_t, alpha_bar, "epsilon", bound)
 
 
 def make_scheduler(name: str, config: Mapping[str, Any]) -> SchedulerMixin:
@@ -243,6 +277,9 @@ class BattGenScreeningPipeline(DiffusionPipeline):
         property_low: list[float] | tuple[float, ...] | None = None,
         property_high: list[float] | tuple[float, ...] | None = None,
         working_ions: list[str] | tuple[str, ...] = WORKING_IONS,
+        condition_shift: list[float] | tuple[float, ...] | None = None,
+        condition_scale: list[float] | tuple[float, ...] | None = None,
+        x0_bound: float | None = None,
     ):
         super().__init__()
         expected = len(property_names) + len(working_ions) + 1
@@ -250,11 +287,18 @@ class BattGenScreeningPipeline(DiffusionPipeline):
                 or unet.config.projection_class_embeddings_input_dim != expected):
             raise ValueError(f"the U-Net must take a {expected}-long projection class embedding "
                              "(build it with build_screening_unet)")
-        for name, values in (("property_low", property_low), ("property_high", property_high)):
+        for name, values in (("property_low", property_low), ("property_high", property_high),
+                             ("condition_shift", condition_shift), ("condition_scale", condition_scale)):
             if values is not None and len(values) != len(property_names):
                 raise ValueError(f"{name} needs one value per property ({len(property_names)})")
         if (property_low is None) != (property_high is None):
             raise ValueError("give both property_low and property_high, or neither")
+        if (condition_shift is None) != (condition_scale is None):
+            raise ValueError("give both condition_shift and condition_scale, or neither")
+        if condition_scale is not None and not all(float(v) > 0 for v in condition_scale):
+            raise ValueError("condition_scale must be positive")
+        if x0_bound is not None and not float(x0_bound) > 0:
+            raise ValueError(f"x0_bound must be positive, got {x0_bound}")
         if getattr(getattr(translator, "config", None), "scaling_factor", None) is None:
             raise ValueError("the translator needs a config.scaling_factor (its latent scaling)")
         # Inference only: eval mode also fixes the numerics (CPU attention kernels differ between
@@ -271,6 +315,11 @@ class BattGenScreeningPipeline(DiffusionPipeline):
             property_low=None if property_low is None else [float(v) for v in property_low],
             property_high=None if property_high is None else [float(v) for v in property_high],
             working_ions=list(working_ions),
+            # Checkpoints without these keys (the first shipped model) get the old behaviour:
+            # min-max scaled properties as the condition, and the clean latent bounded at 4.
+            condition_shift=None if condition_shift is None else [float(v) for v in condition_shift],
+            condition_scale=None if condition_scale is None else [float(v) for v in condition_scale],
+            x0_bound=None if x0_bound is None else float(x0_bound),
         )
 
     # ------------------------------------------------------------------ loading
@@ -357,7 +406,22 @@ class BattGenScreeningPipeline(DiffusionPipeline):
             raise ValueError(f"unknown working ion {working_ion!r}; choose one of "
                              f"{', '.join(self.config.working_ions)}")
         props = self.scale_properties(properties, scaled=scaled, property_scaler=property_scaler)
-        return screening_condition(props, working_ion, tuple(self.config.working_ions), len(props))
+        return screening_condition(self.standardise(props), working_ion, tuple(self.config.working_ions), len(props))
+
+    def standardise(self, scaled_properties) -> np.ndarray:
+        """Min-max scaled properties -> the property part of the U-Net's condition.
+
+        With ``condition_shift``/``condition_scale`` stored (training-set mean and standard
+        deviation of each scaled property), every property enters the U-Net with unit spread;
+        min-max scaling alone squeezes a property whose range is set by outliers (within-ion
+        standard deviations down to 0.03), so two materials' conditions barely differ.
+        """
+        props = np.asarray(scaled_properties, np.float32)
+        if self.config.condition_shift is None:
+            return props
+        shift = np.asarray(self.config.condition_shift, np.float32)
+        scale = np.asarray(self.config.condition_scale, np.float32)
+        return ((props - shift) / scale).astype(np.float32)
 
     def get_scheduler(self, scheduler: str | SchedulerMixin | None = None) -> SchedulerMixin:
         """A sampler for one call: a name, an instance (used as given), or None (a fresh copy of
@@ -419,6 +483,8 @@ class BattGenScreeningPipeline(DiffusionPipeline):
         model_conditions = torch.cat([conditions, null_condition(len(conditions), dim, device, dtype)]) \
             if guided else conditions
         timesteps = sampler.timesteps
+        prediction_type = sampler.config.prediction_type
+        x0_bound = self.config.x0_bound or SAMPLE_X0_BOUND
         with self.progress_bar(total=len(timesteps)) as bar:
             for i, t in enumerate(timesteps):
                 model_input = torch.cat([latents, latents]) if guided else latents
@@ -430,7 +496,7 @@ class BattGenScreeningPipeline(DiffusionPipeline):
                 if guided:
                     eps_cond, eps_null = eps.chunk(2)
                     eps = eps_null + guidance_scale * (eps_cond - eps_null)
-                eps = bound_noise_prediction(eps, latents, sampler.alphas_cumprod[int(t)])
+                eps = bound_prediction(eps, latents, sampler.alphas_cumprod[int(t)], prediction_type, x0_bound)
                 latents = sampler.step(eps, t, latents, generator=generator).prev_sample
                 bar.update()
                 if progress_callback is not None:

@@ -10,6 +10,8 @@ import argparse
 import math
 import shlex
 
+from battgen.models.screening_options import CONDITION_NORMS, PREDICTION_TYPES, SELECT_BY, TARGETS
+
 # sub-command -> (model kind for train_sei_model, default checkpoint directory, help)
 SEI_COMMANDS = {
     "sei-vae": ("vae", "checkpoints/sei_vae", "SEI lattice VAE (no property regressor)"),
@@ -275,6 +277,12 @@ def _run_screening(args: argparse.Namespace) -> int:
         parts += ["--device", args.device]
     if args.threads is not None:
         parts += ["--threads", str(args.threads)]
+    parts += ["--prediction-type", args.prediction_type, "--condition-norm", args.condition_norm,
+              "--targets", args.targets, "--select-by", args.select_by]
+    if args.zero_terminal_snr:
+        parts += ["--zero-terminal-snr"]
+    if args.min_snr_gamma:
+        parts += ["--min-snr-gamma", str(args.min_snr_gamma)]
 
     unet_config = None
     if args.channels is not None:
@@ -291,6 +299,9 @@ def _run_screening(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes, seed=args.seed, ema_decay=args.ema_decay or None,
         patience=args.patience or None, unet_config=unet_config, device=args.device,
         num_threads=args.threads, progress=not args.no_progress, command=shlex.join(parts),
+        prediction_type=args.prediction_type, zero_terminal_snr=args.zero_terminal_snr,
+        min_snr_gamma=args.min_snr_gamma or None, condition_norm=args.condition_norm, targets=args.targets,
+        select_by=args.select_by,
     )
     print(f"saved {args.out}: best epoch {metrics['best_epoch']}/{metrics['epochs_run']} "
           f"({metrics['stopped']}), val loss {metrics['best_val_loss']:.4f}, "
@@ -330,6 +341,17 @@ def _register_screening(subparsers) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    p.add_argument("--prediction-type", choices=PREDICTION_TYPES, default="epsilon",
+                   help="U-Net output: noise, velocity or clean latent (default %(default)s)")
+    p.add_argument("--zero-terminal-snr", action="store_true",
+                   help="rescale the betas so t = T is pure noise (needs v_prediction or sample)")
+    p.add_argument("--min-snr-gamma", type=float, default=0.0, help="min-SNR loss weighting cap; 0 = off")
+    p.add_argument("--condition-norm", choices=CONDITION_NORMS, default="minmax",
+                   help="properties as min-max scaled, or z-scored over the training materials")
+    p.add_argument("--targets", choices=TARGETS, default="all",
+                   help="train on all views, one canonical view per material, or the mean latent")
+    p.add_argument("--select-by", choices=SELECT_BY, default="val_loss",
+                   help="checkpoint selection: validation loss or validation composition R2 of samples")
     p.set_defaults(func=_run_screening)
 
 

@@ -36,15 +36,19 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
+from sklearn.metrics import r2_score
 from tqdm.auto import tqdm
 
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 from battgen.data.splits import inverse_frequency_weights
-from battgen.data.table import load_scaler, load_table, table_path
+from battgen.data.table import composition_matrix, load_scaler, load_table, table_path
 from battgen.device import get_device
+from battgen.models.screening_options import CONDITION_NORMS, SELECT_BY, TARGETS
+from battgen.screening.defaults import DEFAULT_GUIDANCE
 from battgen.models.screening import (
     BattGenScreeningPipeline,
+    _module_dtype,
     build_screening_unet,
     make_training_scheduler,
     null_condition,
@@ -59,6 +63,10 @@ LATENT_KEYS = ("mu", "scaling_factor", "material", "working_ion", "split")
 SCALING_RTOL = 1e-4
 
 
+# Validation materials generated for checkpoint selection by composition R² (fixed noise, DDIM).
+SELECT_MATERIALS, SELECT_STEPS = 64, 10
+
+
 @dataclass
 class ScreeningData:
     """Scaled latents and their condition vectors, as the U-Net sees them."""
@@ -69,9 +77,58 @@ class ScreeningData:
     split: np.ndarray  # (N,) str
     scaling_factor: float
     scaler: PropertyScaler
+    material: np.ndarray  # (N,) int, row of the electrode table
+    compositions: np.ndarray  # (N, 112) float32 true atom counts of the row's material
 
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
+
+    def subset(self, rows: np.ndarray, latents: np.ndarray | None = None) -> "ScreeningData":
+        rows = np.asarray(rows)
+        return ScreeningData(latents=self.latents[rows] if latents is None else latents,
+                             conditions=self.conditions[rows], ions=self.ions[rows], split=self.split[rows],
+                             scaling_factor=self.scaling_factor, scaler=self.scaler,
+                             material=self.material[rows], compositions=self.compositions[rows])
+
+
+def select_targets(data: ScreeningData, targets: str) -> ScreeningData:
+    """One training target per view ("all"), or per material: "canonical" or "mean".
+
+    72 % of the latent variance is the view's rotation, which no condition can predict: with all
+    views the U-Net sees four different targets for one condition. "canonical" keeps the view
+    closest to the material's mean latent (a real view, which the atom regressor reads as well
+    as any: R² 0.81 train); "mean" takes the mean latent itself, which is smoother but off the
+    regressor's distribution (its R² on mean latents is 0.31 train, 0.36 test).
+    """
+    if targets not in TARGETS:
+        raise ValueError(f"unknown targets {targets!r}; choose one of {', '.join(TARGETS)}")
+    if targets == "all":
+        return data
+    rows, latents = [], []
+    for m in np.unique(data.material):
+        views = np.flatnonzero(data.material == m)
+        mean = data.latents[views].mean(axis=0)
+        if targets == "mean":
+            rows.append(views[0])
+            latents.append(mean)
+        else:
+            best = views[np.argmin(((data.latents[views] - mean) ** 2).reshape(len(views), -1).sum(axis=1))]
+            rows.append(best)
+            latents.append(data.latents[best])
+    return data.subset(np.asarray(rows), np.stack(latents).astype(np.float32))
+
+
+def condition_normalisation(data: ScreeningData, norm: str) -> tuple[list[float], list[float]] | None:
+    """(shift, scale) of the training materials' scaled properties for "zscore"; None for "minmax"."""
+    if norm not in CONDITION_NORMS:
+        raise ValueError(f"unknown condition normalisation {norm!r}; choose one of {', '.join(CONDITION_NORMS)}")
+    if norm == "minmax":
+        return None
+    train = data.indices("train")
+    _, first = np.unique(data.material[train], return_index=True)
+    props = data.conditions[train[first], :len(data.scaler.names)].astype(np.float64)
+    std = props.std(axis=0)
+    return props.mean(axis=0).tolist(), np.where(std > 1e-6, std, 1.0).tolist()
 
 
 def load_screening_data(latents_path: str | Path, table_dir: str | Path | None = None) -> ScreeningData:
@@ -119,21 +176,56 @@ def load_screening_data(latents_path: str | Path, table_dir: str | Path | None =
         raise ValueError("the table has non-finite properties for some of the latents' materials")
     conditions = screening_condition(scaler.transform(props), list(ions))
     return ScreeningData(latents=mu * scaling_factor, conditions=conditions, ions=ions, split=split,
-                         scaling_factor=scaling_factor, scaler=scaler)
+                         scaling_factor=scaling_factor, scaler=scaler, material=material,
+                         compositions=composition_matrix(rows).astype(np.float32))
+
+
+def min_snr_weights(noise_scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023) for the scheduler's prediction type.
+
+    Every timestep's loss is reweighted to that of x0-prediction capped at SNR = gamma, so the
+    nearly clean timesteps (huge SNR, easy) stop dominating and the noisy ones, where a
+    sample's identity is decided, get their share.
+    """
+    a = noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
+    snr = a / (1 - a)
+    capped = snr.clamp(max=gamma)
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        return capped / snr
+    if kind == "v_prediction":
+        return capped / (snr + 1)
+    return capped
+
+
+def prediction_target(noise_scheduler, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """What the U-Net is trained to output under the scheduler's ``prediction_type``."""
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return noise_scheduler.get_velocity(x0, noise, timesteps)
+    if kind == "sample":
+        return x0
+    raise ValueError(f"unknown prediction type {kind!r}")
 
 
 def screening_loss(unet, noise_scheduler, x0: torch.Tensor, conditions: torch.Tensor,
                    weights: torch.Tensor | None, noise: torch.Tensor, timesteps: torch.Tensor,
-                   reduce: bool = True) -> torch.Tensor:
-    """Weighted noise-prediction MSE; per-sample losses (B,) with ``reduce=False``.
+                   reduce: bool = True, min_snr_gamma: float | None = None) -> torch.Tensor:
+    """Weighted MSE on the scheduler's prediction target; per-sample losses (B,) with ``reduce=False``.
 
     The weighted sum is divided by the weight sum, so a batch's loss is an ion-balanced mean
     whatever mix of ions the batch happens to hold (``weights=None``: plain mean).
+    ``min_snr_gamma`` multiplies each sample's loss by its min-SNR weight.
     """
     noisy = noise_scheduler.add_noise(x0, noise, timesteps)
     # No block has cross-attention, so encoder_hidden_states (a required argument) is unused.
     pred = unet(noisy, timesteps, encoder_hidden_states=None, class_labels=conditions).sample
-    per_sample = (pred.float() - noise.float()).pow(2).flatten(1).mean(dim=1)
+    target = prediction_target(noise_scheduler, x0, noise, timesteps)
+    per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(dim=1)
+    if min_snr_gamma:
+        per_sample = per_sample * min_snr_weights(noise_scheduler, timesteps, min_snr_gamma)
     if not reduce:
         return per_sample
     if weights is None:
@@ -209,6 +301,13 @@ def train_screening(
     num_threads: int | None = None,
     progress: bool = True,
     command: str | None = None,
+    prediction_type: str = "epsilon",
+    zero_terminal_snr: bool = False,
+    min_snr_gamma: float | None = None,
+    condition_norm: str = "minmax",
+    targets: str = "all",
+    select_by: str = "val_loss",
+    x0_quantile: float = 99.9,
 ) -> dict:
     """Train the screening U-Net, save the pipeline with its artifacts in ``out_dir``; return metrics.
 
@@ -224,6 +323,17 @@ def train_screening(
     unet_config: overrides of :func:`build_screening_unet` arguments (``sample_size`` and
         ``in_channels`` come from the latents).
     device: "cpu", "cuda", "cuda:N" (default: BATTGEN_DEVICE, else CUDA when present).
+    prediction_type, zero_terminal_snr: the U-Net's output and the schedule
+        (:func:`~battgen.models.screening.make_training_scheduler`).
+    min_snr_gamma: min-SNR loss weighting with this cap (None: unweighted).
+    condition_norm: "minmax" (scaled properties as they are) or "zscore" (standardised with the
+        training materials' mean and spread, stored in the pipeline).
+    targets: "all" views, one "canonical" view per material or the per-material "mean" latent
+        (:func:`select_targets`).
+    select_by: "val_loss" or "val_composition_r2" (composition R² of samples generated for a
+        fixed set of validation materials: a conditional metric, where the noise loss hardly
+        moves with the condition).
+    x0_quantile: the sampler's clean-latent bound is this percentile of |training target|.
     """
     t_start = time.perf_counter()
     if epochs < 1 or batch_size < 1 or not lr > 0:
@@ -236,6 +346,12 @@ def train_screening(
         raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
     if patience is not None and patience < 1:
         raise ValueError("patience must be >= 1 (or None)")
+    if select_by not in SELECT_BY:
+        raise ValueError(f"unknown selection metric {select_by!r}; choose one of {', '.join(SELECT_BY)}")
+    if min_snr_gamma is not None and not min_snr_gamma > 0:
+        raise ValueError(f"min_snr_gamma must be positive, got {min_snr_gamma}")
+    if not 50 <= x0_quantile <= 100:
+        raise ValueError(f"x0_quantile must lie in [50, 100], got {x0_quantile}")
     out_dir = Path(out_dir)
     if num_threads:
         torch.set_num_threads(int(num_threads))
@@ -246,6 +362,12 @@ def train_screening(
     gen = seed_everything(seed)
 
     data = load_screening_data(latents_path, table_dir)
+    normalisation = condition_normalisation(data, condition_norm)
+    if normalisation is not None:
+        shift, scale = (np.asarray(v, np.float32) for v in normalisation)
+        n_props = len(data.scaler.names)
+        data.conditions[:, :n_props] = (data.conditions[:, :n_props] - shift) / scale
+    data = select_targets(data, targets)
     train_idx, val_idx, test_idx = (data.indices(s) for s in ("train", "val", "test"))
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError(f"need train and val latents, found {len(train_idx)} train and {len(val_idx)} val")
@@ -263,7 +385,25 @@ def train_screening(
     config = {"sample_size": h if h == w else (h, w), "in_channels": latent_shape[0], **(unet_config or {})}
     unet = build_screening_unet(**config)
     n_params = sum(p.numel() for p in unet.parameters())
-    noise_scheduler = make_training_scheduler()
+    noise_scheduler = make_training_scheduler(prediction_type, zero_terminal_snr)
+    x0_bound = float(np.percentile(np.abs(data.latents[train_idx]), x0_quantile))
+
+    def make_pipeline(model) -> BattGenScreeningPipeline:
+        return BattGenScreeningPipeline(
+            unet=model, scheduler=make_training_scheduler(prediction_type, zero_terminal_snr),
+            translator=translator_model.eval(), atom_regressor=regressor_model.eval(),
+            property_names=list(data.scaler.names), property_low=list(data.scaler.low),
+            property_high=list(data.scaler.high), working_ions=list(WORKING_IONS),
+            condition_shift=None if normalisation is None else normalisation[0],
+            condition_scale=None if normalisation is None else normalisation[1],
+            x0_bound=x0_bound,
+        )
+
+    # A fixed set of validation materials and initial noise for selection by composition R².
+    _, first_view = np.unique(data.material[val_idx], return_index=True)
+    select_rows = val_idx[first_view]
+    select_rows = np.random.default_rng(seed).permutation(select_rows)[:SELECT_MATERIALS]
+    select_noise = torch.randn((len(select_rows), *latent_shape), generator=torch.Generator().manual_seed(seed + 3))
     num_timesteps = noise_scheduler.config.num_train_timesteps
 
     train_weights = inverse_frequency_weights(data.ions[train_idx])
@@ -301,8 +441,26 @@ def train_screening(
             ema.restore(raw_unet.parameters())
         return _weighted_mean(losses, weights), losses
 
-    history: dict[str, list] = {k: [] for k in ("train_loss", "val_loss", "lr", "epoch_seconds")}
-    best = {"val_loss": math.inf, "epoch": -1, "state": None}
+    @torch.no_grad()
+    def selection_r2() -> float:
+        """Composition R² of one sample per selection material (what is shipped: EMA weights)."""
+        if ema is not None:
+            ema.store(raw_unet.parameters())
+            ema.copy_to(raw_unet.parameters())
+        pipeline = make_pipeline(raw_unet)
+        pipeline.set_progress_bar_config(disable=True)
+        z = pipeline.denoise(torch.as_tensor(data.conditions[select_rows]), num_inference_steps=SELECT_STEPS,
+                             guidance_scale=DEFAULT_GUIDANCE, scheduler="ddim",
+                             latents=select_noise.to(accelerator.device))
+        counts = regressor_model.predict_from_mu(z.to(_module_dtype(regressor_model))).float().cpu().numpy()
+        if ema is not None:
+            ema.restore(raw_unet.parameters())
+        raw_unet.train()
+        return float(r2_score(data.compositions[select_rows].ravel(), counts.ravel()))
+
+    history: dict[str, list] = {k: [] for k in ("train_loss", "val_loss", "val_composition_r2", "lr",
+                                                 "epoch_seconds")}
+    best = {"score": -math.inf, "val_loss": math.inf, "epoch": -1, "state": None}
     stopped, bad_epochs, step = "max_epochs", 0, 0
     budget_s = None if max_minutes is None else 60.0 * max_minutes
     t_loop = time.perf_counter()
@@ -323,7 +481,7 @@ def train_screening(
             cond = torch.where(drop[:, None], null_condition(len(cond), cond.shape[1], cond.device, cond.dtype), cond)
             noise = torch.randn_like(x0)
             t = torch.randint(0, num_timesteps, (len(x0),), device=x0.device)
-            loss = screening_loss(unet, noise_scheduler, x0, cond, weights, noise, t)
+            loss = screening_loss(unet, noise_scheduler, x0, cond, weights, noise, t, min_snr_gamma=min_snr_gamma)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if grad_clip:
@@ -341,22 +499,27 @@ def train_screening(
                 break
         batch_bar.close()
         val_loss, _ = evaluate(val_loader, val_weights)
+        val_r2 = selection_r2() if select_by == "val_composition_r2" else None
+        score = -val_loss if val_r2 is None else val_r2
         history["train_loss"].append(loss_sum / max(weight_sum, 1e-12))
         history["val_loss"].append(val_loss)
+        history["val_composition_r2"].append(val_r2)
         history["lr"].append(float(lr_sched.get_last_lr()[0]))
         history["epoch_seconds"].append(time.perf_counter() - t_epoch)
-        epoch_bar.set_postfix(train=f"{history['train_loss'][-1]:.4f}", val=f"{val_loss:.4f}")
-        if not math.isfinite(val_loss):
+        epoch_bar.set_postfix(train=f"{history['train_loss'][-1]:.4f}", val=f"{val_loss:.4f}",
+                              **({} if val_r2 is None else {"r2": f"{val_r2:.3f}"}))
+        if not math.isfinite(val_loss) or not math.isfinite(score):
             stopped = "non_finite_loss"
             break
-        if val_loss < best["val_loss"]:
+        if score > best["score"]:
             if ema is not None:
                 ema.store(raw_unet.parameters())
                 ema.copy_to(raw_unet.parameters())
             state = copy.deepcopy({k: v.detach().cpu() for k, v in raw_unet.state_dict().items()})
             if ema is not None:
                 ema.restore(raw_unet.parameters())
-            best = {"val_loss": val_loss, "epoch": epoch, "state": state}
+            best = {"score": score, "val_loss": val_loss, "val_composition_r2": val_r2, "epoch": epoch,
+                    "state": state}
             bad_epochs = 0
         else:
             bad_epochs += 1
@@ -393,6 +556,8 @@ def train_screening(
     metrics = {
         "best_epoch": best["epoch"] + 1,
         "best_val_loss": best["val_loss"],
+        "selected_by": select_by,
+        "best_val_composition_r2": best.get("val_composition_r2"),
         "final_train_loss": history["train_loss"][-1] if history["train_loss"] else None,
         "epochs_run": len(history["val_loss"]),
         "steps": step,
@@ -409,12 +574,7 @@ def train_screening(
     if accelerator.is_main_process:
         unet_cpu = build_screening_unet(**config)
         unet_cpu.load_state_dict(best["state"])
-        pipeline = BattGenScreeningPipeline(
-            unet=unet_cpu.eval(), scheduler=make_training_scheduler(),
-            translator=translator_model.eval(), atom_regressor=regressor_model.eval(),
-            property_names=list(data.scaler.names), property_low=list(data.scaler.low),
-            property_high=list(data.scaler.high), working_ions=list(WORKING_IONS),
-        )
+        pipeline = make_pipeline(unet_cpu.eval())
         out_dir.mkdir(parents=True, exist_ok=True)
         pipeline.save_pretrained(out_dir)
         write_metrics(out_dir, metrics)
@@ -426,7 +586,11 @@ def train_screening(
             "num_processes": accelerator.num_processes, "torch_threads": torch.get_num_threads(),
             "noise_scheduler": {k: v for k, v in noise_scheduler.config.items() if not k.startswith("_")},
             "unet": {k: v for k, v in unet_cpu.config.items() if not k.startswith("_")},
-            "loss": "noise MSE, inverse-frequency per-ion sample weights",
+            "loss": f"{prediction_type} MSE, inverse-frequency per-ion sample weights"
+                    + (f", min-SNR weights (gamma {min_snr_gamma})" if min_snr_gamma else ""),
+            "prediction_type": prediction_type, "zero_terminal_snr": bool(zero_terminal_snr),
+            "min_snr_gamma": min_snr_gamma, "condition_norm": condition_norm, "targets": targets,
+            "select_by": select_by, "x0_quantile": x0_quantile, "x0_bound": x0_bound,
         }
         write_metadata(
             out_dir,
