@@ -7,7 +7,8 @@ the working ion. Here the condition vector is
 
     [6 scaled properties, 10-ion one-hot (order of WORKING_IONS), 1 "condition present" flag]
 
-(17 numbers). The flag makes the all-zero vector a distinct *null* condition, which the model
+(17 numbers); with ``condition_shift``/``condition_scale`` stored in the pipeline the six
+properties are further standardised with the training materials' mean and spread. The flag makes the all-zero vector a distinct *null* condition, which the model
 learns through condition dropout and which classifier-free guidance contrasts against; without it
 "no condition" would be indistinguishable from a request for all properties at their minimum.
 
@@ -23,8 +24,10 @@ because it offers no projection class embedding for continuous conditions.
 :class:`BattGenScreeningPipeline` bundles the U-Net, its noise scheduler, the translator (latent ->
 descriptor images) and the atom regressor (latent -> composition vector) so one
 ``save_pretrained`` directory turns a property request into candidate materials. The property
-ranges and the ion list are stored in the pipeline's ``model_index.json``, so a saved pipeline
-scales physical requests itself.
+ranges, the ion list, the condition standardisation and the sampler's clean-latent bound are
+stored in the pipeline's ``model_index.json``, and the prediction type (epsilon, v, x0) and the
+noise schedule in ``scheduler/``, so a saved pipeline scales physical requests and samples
+itself; a checkpoint written before these options existed loads with the published behaviour.
 """
 
 from __future__ import annotations
@@ -451,8 +454,9 @@ class BattGenScreeningPipeline(DiffusionPipeline):
         """Run the reverse diffusion for (B, 17) ``conditions``; return unscaled (B, 4, h, w) latents.
 
         ``latents`` is the initial noise (B, 4, h, w); by default drawn from ``generator``.
-        Guidance mixes conditional and null-condition noise predictions of one batched U-Net
-        call: eps = eps_null + g (eps_cond - eps_null); with g = 1 only the conditional half runs.
+        Guidance mixes conditional and null-condition outputs (noise, velocity or clean latent, as
+        the scheduler's ``prediction_type`` says) of one batched U-Net call:
+        out = out_null + g (out_cond - out_null); with g = 1 only the conditional half runs.
         """
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) \
                 or num_inference_steps < 1:
