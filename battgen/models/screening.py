@@ -53,7 +53,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
-from battgen.models.screening_options import PREDICTION_TYPES
+from battgen.models.screening_options import EMBEDDINGS, PREDICTION_TYPES
 from battgen.screening.defaults import DEFAULT_GUIDANCE, SAMPLERS
 
 # Length of the condition vector: properties, ion one-hot, "condition present" flag.
@@ -156,6 +156,7 @@ def build_screening_unet(
     attention_head_dim: int = 32,
     norm_num_groups: int = 32,
     condition_dim: int = CONDITION_DIM,
+    embedding: str = "projection",
 ) -> UNet2DConditionModel:
     """A small property-conditioned U-Net on ``in_channels`` x ``sample_size`` latents.
 
@@ -163,7 +164,14 @@ def build_screening_unet(
     16x16 level goes without, where attention costs most and helps least. The mid block is a
     single resnet (``UNetMidBlock2D`` as UNet2DConditionModel builds it, without attention).
     Defaults: 4.6 M parameters, sized to train on two CPU cores.
+
+    ``embedding``: "projection" adds an MLP of the condition vector to the time embedding (every
+    resnet's scale and shift); "tokens" turns the condition into one token per property plus one
+    for the ion (:func:`condition_tokens`) that the attention levels and the mid block read
+    through cross-attention, so each block can weigh each property separately.
     """
+    if embedding not in EMBEDDINGS:
+        raise ValueError(f"unknown embedding {embedding!r}; choose one of {', '.join(EMBEDDINGS)}")
     if len(attention_levels) != len(block_out_channels):
         raise ValueError("attention_levels needs one flag per entry of block_out_channels")
     if any(c % norm_num_groups for c in block_out_channels):
@@ -172,8 +180,22 @@ def build_screening_unet(
     factor = 2 ** (len(block_out_channels) - 1)
     if any(s % factor for s in sizes):
         raise ValueError(f"latent size {sizes} must be divisible by {factor} for {len(block_out_channels)} levels")
-    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels)
-    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels))
+    tokens = embedding == "tokens"
+    attn = "CrossAttn" if tokens else "Attn"
+    down = tuple(f"{attn}DownBlock2D" if a else "DownBlock2D" for a in attention_levels)
+    up = tuple(f"{attn}UpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels))
+    if tokens:
+        n_ions = condition_dim - len(PROPERTY_NAMES) - 1
+        return UNet2DConditionModel(
+            sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
+            down_block_types=down, mid_block_type="UNetMidBlock2DCrossAttn", up_block_types=up,
+            block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+            attention_head_dim=attention_head_dim, norm_num_groups=norm_num_groups,
+            cross_attention_dim=block_out_channels[-1],
+            # A linear map of each token's features to the cross-attention width (diffusers' text_proj).
+            encoder_hid_dim=token_dim(len(PROPERTY_NAMES), n_ions), encoder_hid_dim_type="text_proj",
+            resnet_time_scale_shift="scale_shift",
+        )
     return UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=in_channels,
@@ -217,6 +239,52 @@ def screening_condition(properties_scaled, ions: str | Sequence[str],
         out[row, n_properties + ion_list.index(ion)] = 1.0
     out[:, -1] = 1.0
     return out[0] if single else out
+
+
+def token_dim(n_properties: int, n_ions: int) -> int:
+    """Features of one condition token: property one-hot, value at that slot, ion one-hot, flag."""
+    return 2 * n_properties + n_ions + 1
+
+
+def condition_tokens(conditions: torch.Tensor, n_properties: int = len(PROPERTY_NAMES)) -> torch.Tensor:
+    """(B, 17) condition vectors -> (B, P + 1, 2P + I + 1) tokens for cross-attention.
+
+    Token j < P carries "property j" (one-hot) and its value (at slot j, so a linear projection
+    gives each property its own embedding plus its own value direction); the last token carries
+    the ion one-hot. Every token carries the "condition present" flag, and the property one-hots
+    are gated by it, so the null condition is all-zero tokens.
+    """
+    b, dim = conditions.shape
+    n_ions = dim - n_properties - 1
+    tokens = conditions.new_zeros((b, n_properties + 1, token_dim(n_properties, n_ions)))
+    eye = torch.eye(n_properties, dtype=conditions.dtype, device=conditions.device)
+    present = conditions[:, -1:, None]
+    tokens[:, :n_properties, :n_properties] = eye * present
+    tokens[:, :n_properties, n_properties:2 * n_properties] = eye * conditions[:, :n_properties, None]
+    tokens[:, n_properties, 2 * n_properties:2 * n_properties + n_ions] = conditions[:, n_properties:-1]
+    tokens[:, :, -1] = conditions[:, -1:]
+    return tokens
+
+
+def unet_condition_kwargs(unet, conditions: torch.Tensor) -> dict:
+    """The U-Net's condition arguments for (B, 17) ``conditions``, for either embedding."""
+    # A U-Net wrapped for distributed training keeps its config on the wrapped module.
+    if getattr(unet, "module", unet).config.class_embed_type == "projection":
+        # encoder_hidden_states is a required argument of UNet2DConditionModel.forward, but no
+        # block of the projection U-Net has cross-attention, so nothing reads it.
+        return {"encoder_hidden_states": None, "class_labels": conditions}
+    return {"encoder_hidden_states": condition_tokens(conditions)}
+
+
+def unet_condition_dim(unet) -> int | None:
+    """Length of the condition vector a screening U-Net takes (None: not a screening U-Net)."""
+    config = unet.config
+    if config.class_embed_type == "projection":
+        return config.projection_class_embeddings_input_dim
+    if config.encoder_hid_dim_type == "text_proj" and config.encoder_hid_dim:
+        n_ions = config.encoder_hid_dim - 2 * len(PROPERTY_NAMES) - 1
+        return len(PROPERTY_NAMES) + n_ions + 1
+    return None
 
 
 def null_condition(batch: int, dim: int = CONDITION_DIM, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -286,10 +354,9 @@ class BattGenScreeningPipeline(DiffusionPipeline):
     ):
         super().__init__()
         expected = len(property_names) + len(working_ions) + 1
-        if (unet.config.class_embed_type != "projection"
-                or unet.config.projection_class_embeddings_input_dim != expected):
-            raise ValueError(f"the U-Net must take a {expected}-long projection class embedding "
-                             "(build it with build_screening_unet)")
+        if unet_condition_dim(unet) != expected:
+            raise ValueError(f"the U-Net must take a {expected}-long condition, as a projection class "
+                             "embedding or as tokens (build it with build_screening_unet)")
         for name, values in (("property_low", property_low), ("property_high", property_high),
                              ("condition_shift", condition_shift), ("condition_scale", condition_scale)):
             if values is not None and len(values) != len(property_names):
@@ -470,7 +537,7 @@ class BattGenScreeningPipeline(DiffusionPipeline):
             raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale}")
         device, dtype = self._execution_device, self.unet.dtype
         conditions = torch.as_tensor(conditions, dtype=dtype, device=device)
-        dim = self.unet.config.projection_class_embeddings_input_dim
+        dim = unet_condition_dim(self.unet)
         if conditions.ndim != 2 or conditions.shape[1] != dim or len(conditions) < 1:
             raise ValueError(f"conditions must have shape (B >= 1, {dim}), got {tuple(conditions.shape)}")
         shape = (len(conditions), *self.latent_shape)
@@ -493,10 +560,7 @@ class BattGenScreeningPipeline(DiffusionPipeline):
             for i, t in enumerate(timesteps):
                 model_input = torch.cat([latents, latents]) if guided else latents
                 model_input = sampler.scale_model_input(model_input, t)
-                # encoder_hidden_states is a required argument of UNet2DConditionModel.forward, but
-                # no block of this U-Net has cross-attention, so nothing reads it.
-                eps = self.unet(model_input, t, encoder_hidden_states=None,
-                                class_labels=model_conditions).sample
+                eps = self.unet(model_input, t, **unet_condition_kwargs(self.unet, model_conditions)).sample
                 if guided:
                     eps_cond, eps_null = eps.chunk(2)
                     eps = eps_null + guidance_scale * (eps_cond - eps_null)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 # What the U-Net outputs (diffusers' ``prediction_type``).
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+# How the condition enters the U-Net: added to the time embedding, or as tokens via cross-attention.
+EMBEDDINGS = ("projection", "tokens")
 # Training targets: every view, one canonical view per material, or the per-material mean latent.
 TARGETS = ("all", "canonical", "mean")
 # How the six min-max scaled properties enter the condition vector.

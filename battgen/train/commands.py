@@ -10,7 +10,7 @@ import argparse
 import math
 import shlex
 
-from battgen.models.screening_options import CONDITION_NORMS, PREDICTION_TYPES, SELECT_BY, TARGETS
+from battgen.models.screening_options import CONDITION_NORMS, EMBEDDINGS, PREDICTION_TYPES, SELECT_BY, TARGETS
 
 # sub-command -> (model kind for train_sei_model, default checkpoint directory, help)
 SEI_COMMANDS = {
@@ -292,6 +292,9 @@ def _run_screening(args: argparse.Namespace) -> int:
                        "attention_levels": (False,) + (True,) * (len(args.channels) - 1),
                        "norm_num_groups": math.gcd(32, *args.channels),
                        "attention_head_dim": min(32, min(args.channels))}
+    if args.embedding != "projection":
+        unet_config = {**(unet_config or {}), "embedding": args.embedding}
+        parts += ["--embedding", args.embedding]
     metrics = train_screening(
         args.latents, args.table, args.out,
         translator=args.translator, atom_regressor=args.atom_regressor,
@@ -348,6 +351,9 @@ def _register_screening(subparsers) -> None:
     p.add_argument("--min-snr-gamma", type=float, default=0.0, help="min-SNR loss weighting cap; 0 = off")
     p.add_argument("--condition-norm", choices=CONDITION_NORMS, default="minmax",
                    help="properties as min-max scaled, or z-scored over the training materials")
+    p.add_argument("--embedding", choices=EMBEDDINGS, default="projection",
+                   help="condition as a projection added to the time embedding, or as per-property "
+                        "tokens through cross-attention")
     p.add_argument("--targets", choices=TARGETS, default="all",
                    help="train on all views, one canonical view per material, or the mean latent")
     p.add_argument("--select-by", choices=SELECT_BY, default="val_loss",

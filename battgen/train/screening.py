@@ -53,6 +53,7 @@ from battgen.models.screening import (
     make_training_scheduler,
     null_condition,
     screening_condition,
+    unet_condition_kwargs,
 )
 from battgen.train.sei_prvae import seed_everything
 
@@ -220,8 +221,7 @@ def screening_loss(unet, noise_scheduler, x0: torch.Tensor, conditions: torch.Te
     ``min_snr_gamma`` multiplies each sample's loss by its min-SNR weight.
     """
     noisy = noise_scheduler.add_noise(x0, noise, timesteps)
-    # No block has cross-attention, so encoder_hidden_states (a required argument) is unused.
-    pred = unet(noisy, timesteps, encoder_hidden_states=None, class_labels=conditions).sample
+    pred = unet(noisy, timesteps, **unet_condition_kwargs(unet, conditions)).sample
     target = prediction_target(noise_scheduler, x0, noise, timesteps)
     per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(dim=1)
     if min_snr_gamma:

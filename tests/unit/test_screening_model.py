@@ -29,6 +29,7 @@ from battgen.models.screening import (
     BattGenScreeningPipeline,
     bound_noise_prediction,
     bound_prediction,
+    condition_tokens,
     build_screening_unet,
     make_training_scheduler,
     null_condition,
@@ -451,3 +452,38 @@ def test_select_targets_keeps_a_real_view_or_the_mean_per_material():
     assert select_targets(data, "all") is data
     with pytest.raises(ValueError, match="unknown targets"):
         select_targets(data, "median")
+
+
+def test_condition_tokens_give_each_property_its_slot_and_the_ion_its_own_token():
+    c = torch.as_tensor(screening_condition(np.tile(SCALED, (2, 1)), ["Li", "Cs"]))
+    tokens = condition_tokens(c)
+    assert tokens.shape == (2, 7, 2 * 6 + len(WORKING_IONS) + 1)
+    torch.testing.assert_close(tokens[0, 2, :6], torch.eye(6)[2])
+    assert float(tokens[0, 2, 6 + 2]) == pytest.approx(SCALED[2]) and float(tokens[0, 2, 6:12].abs().sum()) \
+        == pytest.approx(SCALED[2])
+    assert tokens[1, 6, 12 + WORKING_IONS.index("Cs")] == 1 and tokens[1, 6, :12].abs().sum() == 0
+    assert (tokens[:, :, -1] == 1).all()
+    assert condition_tokens(null_condition(3)).abs().sum() == 0
+
+
+def test_token_unet_steers_by_the_ion_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    unet = build_screening_unet(sample_size=SIZE, embedding="tokens", **TINY)
+    assert unet.config.class_embed_type is None and unet.config.encoder_hid_dim == 23
+    # Untrained cross-attention output layers start near zero; perturb them so the ion can act.
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    pipe = _pipeline(unet=unet)
+    kw = dict(scaled=True, num_candidates=1, num_inference_steps=3, guidance_scale=1.0)
+    li = pipe(SCALED, "Li", generator=_gen(1), **kw).latents
+    cs = pipe(SCALED, "Cs", generator=_gen(1), **kw).latents
+    assert np.abs(li - cs).max() > 1e-4
+    pipe.save_pretrained(tmp_path)
+    loaded = BattGenScreeningPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    # Measured: the cross-attention U-Net reloads equal to float32 rounding (1.8e-5), not bit for bit.
+    np.testing.assert_allclose(loaded(SCALED, "Li", generator=_gen(1), **kw).latents, li, rtol=0, atol=1e-4)
+    assert np.abs(loaded(SCALED, "Cs", generator=_gen(1), **kw).latents - li).max() > 1e-3
+    with pytest.raises(ValueError, match="unknown embedding"):
+        build_screening_unet(sample_size=SIZE, embedding="film", **TINY)
