@@ -278,7 +278,7 @@ def _run_screening(args: argparse.Namespace) -> int:
     if args.threads is not None:
         parts += ["--threads", str(args.threads)]
     parts += ["--prediction-type", args.prediction_type, "--condition-norm", args.condition_norm,
-              "--targets", args.targets, "--select-by", args.select_by]
+              "--targets", args.targets, "--select-by", args.select_by, "--select-every", str(args.select_every)]
     if args.zero_terminal_snr:
         parts += ["--zero-terminal-snr"]
     if args.min_snr_gamma:
@@ -304,7 +304,7 @@ def _run_screening(args: argparse.Namespace) -> int:
         num_threads=args.threads, progress=not args.no_progress, command=shlex.join(parts),
         prediction_type=args.prediction_type, zero_terminal_snr=args.zero_terminal_snr,
         min_snr_gamma=args.min_snr_gamma or None, condition_norm=args.condition_norm, targets=args.targets,
-        select_by=args.select_by,
+        select_by=args.select_by, select_every=args.select_every,
     )
     print(f"saved {args.out}: best epoch {metrics['best_epoch']}/{metrics['epochs_run']} "
           f"({metrics['stopped']}), val loss {metrics['best_val_loss']:.4f}, "
@@ -358,6 +358,8 @@ def _register_screening(subparsers) -> None:
                    help="train on all views, one canonical view per material, or the mean latent")
     p.add_argument("--select-by", choices=SELECT_BY, default="val_loss",
                    help="checkpoint selection: validation loss or validation composition R2 of samples")
+    p.add_argument("--select-every", type=_positive_int, default=1,
+                   help="with --select-by val_composition_r2: sample the validation set every N epochs")
     p.set_defaults(func=_run_screening)
 
 
