@@ -77,3 +77,17 @@ def condition_effect_table(metrics: dict | str | Path) -> pd.DataFrame:
         rows.append({"split": split, **result["condition_vs_noise"],
                      **{k: rank.get(k) for k in EFFECT_COLUMNS[7:]}})
     return pd.DataFrame(rows, columns=list(EFFECT_COLUMNS))
+
+
+ABLATION_COLUMNS = ("variant", "change", "steps", "train_minutes", "train_r2", "test_r2", "train_shuffled_r2",
+                    "test_shuffled_r2", "train_ratio_latent", "test_ratio_latent", "test_median_rank_by_latent")
+
+
+def ablation_table(metrics: dict | str | Path) -> pd.DataFrame:
+    """One row per ablation variant (``python -m battgen eval screening-ablation``), headline columns."""
+    if isinstance(metrics, (str, Path)):
+        metrics = read_metrics(metrics) or {}
+    rows = (metrics.get("ablation") or {}).get("rows")
+    if not rows:
+        raise ValueError("the metrics hold no ablation; run `python -m battgen eval screening-ablation`")
+    return pd.DataFrame([{c: row.get(c) for c in ABLATION_COLUMNS} for row in rows], columns=list(ABLATION_COLUMNS))

@@ -95,3 +95,18 @@ def test_report_tables_lay_the_model_beside_its_control_and_baselines(conditiona
     pd.testing.assert_frame_equal(quality_table(tmp_path), table)
     with pytest.raises(ValueError, match="no conditional evaluation"):
         quality_table({"evaluation": {}})
+
+
+def test_ablation_rows_carry_the_conditional_metrics_and_tabulate(conditional):
+    from battgen.eval.screening_ablation import VARIANTS, ablation_row
+    from battgen.eval.screening_report import ABLATION_COLUMNS, ablation_table
+
+    train_metrics = {"steps": 132, "epochs_run": 12, "best_epoch": 8, "best_val_composition_r2": 0.1}
+    description, options = VARIANTS["E_v_zsnr_zscore_minsnr_canon"]
+    row = ablation_row("E_v_zsnr_zscore_minsnr_canon", description, options, train_metrics, conditional, 3.0)
+    assert row["test_r2"] == conditional["test"]["generator"]["r2"]
+    assert row["train_shuffled_r2"] == conditional["train"]["shuffled_condition"]["r2"]
+    table = ablation_table({"ablation": {"rows": [row, {**row, "variant": "other"}]}})
+    assert list(table.columns) == list(ABLATION_COLUMNS) and list(table["variant"]) == [row["variant"], "other"]
+    with pytest.raises(ValueError, match="no ablation"):
+        ablation_table({})
