@@ -110,3 +110,18 @@ def test_ablation_rows_carry_the_conditional_metrics_and_tabulate(conditional):
     assert list(table.columns) == list(ABLATION_COLUMNS) and list(table["variant"]) == [row["variant"], "other"]
     with pytest.raises(ValueError, match="no ablation"):
         ablation_table({})
+
+
+def test_eval_screening_cli_takes_sampler_and_writes_the_conditional_block(tmp_path, capsys):
+    from battgen.cli import main
+    from battgen.eval.screening_report import quality_table
+
+    root = build_screening_root(tmp_path)
+    code = main(["eval", "screening", "--root", str(root), "--sampler", "ddim", "--steps", "2", "--samples", "1",
+                 "--max-materials", "4", "--sensitivity-seeds", "0", "--conditional-samples", "2"])
+    assert code == 0
+    table = quality_table(root / "checkpoints" / "screening")
+    assert table.set_index("predictor").loc["generator", ["train_r2", "test_r2"]].notna().all()
+    with pytest.raises(SystemExit):
+        main(["eval", "screening", "--root", str(root), "--scheduler", "ddim"])
+    assert "unrecognized arguments: --scheduler" in capsys.readouterr().err
