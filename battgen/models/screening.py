@@ -7,7 +7,8 @@ the working ion. Here the condition vector is
 
     [6 scaled properties, 10-ion one-hot (order of WORKING_IONS), 1 "condition present" flag]
 
-(17 numbers). The flag makes the all-zero vector a distinct *null* condition, which the model
+(17 numbers); with ``condition_shift``/``condition_scale`` stored in the pipeline the six
+properties are further standardised with the training materials' mean and spread. The flag makes the all-zero vector a distinct *null* condition, which the model
 learns through condition dropout and which classifier-free guidance contrasts against; without it
 "no condition" would be indistinguishable from a request for all properties at their minimum.
 
@@ -23,8 +24,10 @@ because it offers no projection class embedding for continuous conditions.
 :class:`BattGenScreeningPipeline` bundles the U-Net, its noise scheduler, the translator (latent ->
 descriptor images) and the atom regressor (latent -> composition vector) so one
 ``save_pretrained`` directory turns a property request into candidate materials. The property
-ranges and the ion list are stored in the pipeline's ``model_index.json``, so a saved pipeline
-scales physical requests itself.
+ranges, the ion list, the condition standardisation and the sampler's clean-latent bound are
+stored in the pipeline's ``model_index.json``, and the prediction type (epsilon, v, x0) and the
+noise schedule in ``scheduler/``, so a saved pipeline scales physical requests and samples
+itself; a checkpoint written before these options existed loads with the published behaviour.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
+from battgen.models.screening_options import EMBEDDINGS, PREDICTION_TYPES
 from battgen.screening.defaults import DEFAULT_GUIDANCE, SAMPLERS
 
 # Length of the condition vector: properties, ion one-hot, "condition present" flag.
@@ -62,14 +66,28 @@ BETA_START, BETA_END = 1e-4, 0.02
 OUTPUT_TYPES = ("np", "pt")
 
 
-def make_training_scheduler() -> DDPMScheduler:
-    """The DDPM noise schedule the screening U-Net is trained with (and the pipeline stores)."""
+def make_training_scheduler(prediction_type: str = "epsilon", zero_terminal_snr: bool = False) -> DDPMScheduler:
+    """The DDPM noise schedule the screening U-Net is trained with (and the pipeline stores).
+
+    ``prediction_type`` is what the U-Net outputs: the noise ("epsilon", as published), the
+    velocity ("v_prediction") or the clean latent ("sample"). ``zero_terminal_snr`` rescales the
+    betas so that t = T is pure noise (Lin et al. 2024); the published schedule leaves
+    sqrt(alpha_bar_T) = 0.006 of signal, which the U-Net is trained to use and the sampler never
+    provides. With zero terminal SNR the noise says nothing about the clean latent at t = T, so
+    epsilon-prediction is undefined there and is refused.
+    """
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"unknown prediction type {prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
+    if zero_terminal_snr and prediction_type == "epsilon":
+        raise ValueError("zero terminal SNR needs v_prediction or sample prediction: "
+                         "the noise alone does not determine the clean latent at t = T")
     return DDPMScheduler(
         num_train_timesteps=NUM_TRAIN_TIMESTEPS,
         beta_start=BETA_START,
         beta_end=BETA_END,
         beta_schedule="linear",
-        prediction_type="epsilon",
+        prediction_type=prediction_type,
+        rescale_betas_zero_snr=bool(zero_terminal_snr),
         # Scaled VAE latents have unit-ish variance, so |x0| > 1 is normal: the image-space
         # default of clipping the predicted x0 to [-1, 1] would distort every sample.
         clip_sample=False,
@@ -80,22 +98,41 @@ def make_training_scheduler() -> DDPMScheduler:
     )
 
 
-# Bound on the predicted clean latent during sampling, in scaled-latent units (the 99th
-# percentile of |latent| over the dataset is 4.3). Under-trained at high noise, the U-Net's
-# noise estimate at t ~ T is off by a few percent, which the x0 estimate multiplies by
-# 1/sqrt(alpha_bar_T) ~ 150: unbounded, the samplers locked onto latents of std ~9 instead of 1
-# (composition R2 -15). Bounding x0 gave R2 +0.16 and 3x the top-1 retrieval (24 test materials).
+# Bound on the predicted clean latent during sampling, in scaled-latent units, for checkpoints
+# that store none (the first shipped model: 4, the 99th percentile of |latent|). Under-trained at
+# high noise, an epsilon U-Net's noise estimate at t ~ T is off by a few percent, which the x0
+# estimate multiplies by 1/sqrt(alpha_bar_T) ~ 150: unbounded, the samplers locked onto latents
+# of std ~9 instead of 1. New checkpoints store the 99.9th percentile of their training targets
+# (``x0_bound`` in model_index.json): 4 clipped real latents too (8.8 is their 99.9th percentile).
 # Done in the pipeline, not by a scheduler option, so every sampler bounds it the same way
 # (DPM-Solver++ only offers dynamic thresholding, which rescales in-range latents too).
 SAMPLE_X0_BOUND = 4.0
 
 
+def bound_prediction(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str,
+                     bound: float = SAMPLE_X0_BOUND) -> torch.Tensor:
+    """The U-Net ``output`` (of ``prediction_type``) whose implied clean latent is clipped to [-bound, bound]."""
+    a = alpha_bar.to(x_t)
+    if prediction_type == "epsilon":
+        x0 = (x_t - (1 - a).sqrt() * output) / a.sqrt()
+    elif prediction_type == "v_prediction":
+        x0 = a.sqrt() * x_t - (1 - a).sqrt() * output
+    elif prediction_type == "sample":
+        x0 = output
+    else:
+        raise ValueError(f"unknown prediction type {prediction_type!r}")
+    x0 = x0.clamp(-bound, bound)
+    if prediction_type == "sample":
+        return x0
+    # 1 - alpha_bar >= beta_start > 0 at every timestep, so the noise is always recoverable.
+    eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+    return eps if prediction_type == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
+
+
 def bound_noise_prediction(eps: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor,
                            bound: float = SAMPLE_X0_BOUND) -> torch.Tensor:
     """The noise estimate whose implied clean latent is clipped to [-bound, bound]."""
-    a = alpha_bar.to(x_t)
-    x0 = ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-bound, bound)
-    return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+    return bound_prediction(eps, x_t, alpha_bar, "epsilon", bound)
 
 
 def make_scheduler(name: str, config: Mapping[str, Any]) -> SchedulerMixin:
@@ -119,6 +156,7 @@ def build_screening_unet(
     attention_head_dim: int = 32,
     norm_num_groups: int = 32,
     condition_dim: int = CONDITION_DIM,
+    embedding: str = "projection",
 ) -> UNet2DConditionModel:
     """A small property-conditioned U-Net on ``in_channels`` x ``sample_size`` latents.
 
@@ -126,7 +164,14 @@ def build_screening_unet(
     16x16 level goes without, where attention costs most and helps least. The mid block is a
     single resnet (``UNetMidBlock2D`` as UNet2DConditionModel builds it, without attention).
     Defaults: 4.6 M parameters, sized to train on two CPU cores.
+
+    ``embedding``: "projection" adds an MLP of the condition vector to the time embedding (every
+    resnet's scale and shift); "tokens" turns the condition into one token per property plus one
+    for the ion (:func:`condition_tokens`) that the attention levels and the mid block read
+    through cross-attention, so each block can weigh each property separately.
     """
+    if embedding not in EMBEDDINGS:
+        raise ValueError(f"unknown embedding {embedding!r}; choose one of {', '.join(EMBEDDINGS)}")
     if len(attention_levels) != len(block_out_channels):
         raise ValueError("attention_levels needs one flag per entry of block_out_channels")
     if any(c % norm_num_groups for c in block_out_channels):
@@ -135,8 +180,22 @@ def build_screening_unet(
     factor = 2 ** (len(block_out_channels) - 1)
     if any(s % factor for s in sizes):
         raise ValueError(f"latent size {sizes} must be divisible by {factor} for {len(block_out_channels)} levels")
-    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels)
-    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels))
+    tokens = embedding == "tokens"
+    attn = "CrossAttn" if tokens else "Attn"
+    down = tuple(f"{attn}DownBlock2D" if a else "DownBlock2D" for a in attention_levels)
+    up = tuple(f"{attn}UpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels))
+    if tokens:
+        n_ions = condition_dim - len(PROPERTY_NAMES) - 1
+        return UNet2DConditionModel(
+            sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
+            down_block_types=down, mid_block_type="UNetMidBlock2DCrossAttn", up_block_types=up,
+            block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+            attention_head_dim=attention_head_dim, norm_num_groups=norm_num_groups,
+            cross_attention_dim=block_out_channels[-1],
+            # A linear map of each token's features to the cross-attention width (diffusers' text_proj).
+            encoder_hid_dim=token_dim(len(PROPERTY_NAMES), n_ions), encoder_hid_dim_type="text_proj",
+            resnet_time_scale_shift="scale_shift",
+        )
     return UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=in_channels,
@@ -180,6 +239,52 @@ def screening_condition(properties_scaled, ions: str | Sequence[str],
         out[row, n_properties + ion_list.index(ion)] = 1.0
     out[:, -1] = 1.0
     return out[0] if single else out
+
+
+def token_dim(n_properties: int, n_ions: int) -> int:
+    """Features of one condition token: property one-hot, value at that slot, ion one-hot, flag."""
+    return 2 * n_properties + n_ions + 1
+
+
+def condition_tokens(conditions: torch.Tensor, n_properties: int = len(PROPERTY_NAMES)) -> torch.Tensor:
+    """(B, 17) condition vectors -> (B, P + 1, 2P + I + 1) tokens for cross-attention.
+
+    Token j < P carries "property j" (one-hot) and its value (at slot j, so a linear projection
+    gives each property its own embedding plus its own value direction); the last token carries
+    the ion one-hot. Every token carries the "condition present" flag, and the property one-hots
+    are gated by it, so the null condition is all-zero tokens.
+    """
+    b, dim = conditions.shape
+    n_ions = dim - n_properties - 1
+    tokens = conditions.new_zeros((b, n_properties + 1, token_dim(n_properties, n_ions)))
+    eye = torch.eye(n_properties, dtype=conditions.dtype, device=conditions.device)
+    present = conditions[:, -1:, None]
+    tokens[:, :n_properties, :n_properties] = eye * present
+    tokens[:, :n_properties, n_properties:2 * n_properties] = eye * conditions[:, :n_properties, None]
+    tokens[:, n_properties, 2 * n_properties:2 * n_properties + n_ions] = conditions[:, n_properties:-1]
+    tokens[:, :, -1] = conditions[:, -1:]
+    return tokens
+
+
+def unet_condition_kwargs(unet, conditions: torch.Tensor) -> dict:
+    """The U-Net's condition arguments for (B, 17) ``conditions``, for either embedding."""
+    # A U-Net wrapped for distributed training keeps its config on the wrapped module.
+    if getattr(unet, "module", unet).config.class_embed_type == "projection":
+        # encoder_hidden_states is a required argument of UNet2DConditionModel.forward, but no
+        # block of the projection U-Net has cross-attention, so nothing reads it.
+        return {"encoder_hidden_states": None, "class_labels": conditions}
+    return {"encoder_hidden_states": condition_tokens(conditions)}
+
+
+def unet_condition_dim(unet) -> int | None:
+    """Length of the condition vector a screening U-Net takes (None: not a screening U-Net)."""
+    config = unet.config
+    if config.class_embed_type == "projection":
+        return config.projection_class_embeddings_input_dim
+    if config.encoder_hid_dim_type == "text_proj" and config.encoder_hid_dim:
+        n_ions = config.encoder_hid_dim - 2 * len(PROPERTY_NAMES) - 1
+        return len(PROPERTY_NAMES) + n_ions + 1
+    return None
 
 
 def null_condition(batch: int, dim: int = CONDITION_DIM, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -243,18 +348,27 @@ class BattGenScreeningPipeline(DiffusionPipeline):
         property_low: list[float] | tuple[float, ...] | None = None,
         property_high: list[float] | tuple[float, ...] | None = None,
         working_ions: list[str] | tuple[str, ...] = WORKING_IONS,
+        condition_shift: list[float] | tuple[float, ...] | None = None,
+        condition_scale: list[float] | tuple[float, ...] | None = None,
+        x0_bound: float | None = None,
     ):
         super().__init__()
         expected = len(property_names) + len(working_ions) + 1
-        if (unet.config.class_embed_type != "projection"
-                or unet.config.projection_class_embeddings_input_dim != expected):
-            raise ValueError(f"the U-Net must take a {expected}-long projection class embedding "
-                             "(build it with build_screening_unet)")
-        for name, values in (("property_low", property_low), ("property_high", property_high)):
+        if unet_condition_dim(unet) != expected:
+            raise ValueError(f"the U-Net must take a {expected}-long condition, as a projection class "
+                             "embedding or as tokens (build it with build_screening_unet)")
+        for name, values in (("property_low", property_low), ("property_high", property_high),
+                             ("condition_shift", condition_shift), ("condition_scale", condition_scale)):
             if values is not None and len(values) != len(property_names):
                 raise ValueError(f"{name} needs one value per property ({len(property_names)})")
         if (property_low is None) != (property_high is None):
             raise ValueError("give both property_low and property_high, or neither")
+        if (condition_shift is None) != (condition_scale is None):
+            raise ValueError("give both condition_shift and condition_scale, or neither")
+        if condition_scale is not None and not all(float(v) > 0 for v in condition_scale):
+            raise ValueError("condition_scale must be positive")
+        if x0_bound is not None and not float(x0_bound) > 0:
+            raise ValueError(f"x0_bound must be positive, got {x0_bound}")
         if getattr(getattr(translator, "config", None), "scaling_factor", None) is None:
             raise ValueError("the translator needs a config.scaling_factor (its latent scaling)")
         # Inference only: eval mode also fixes the numerics (CPU attention kernels differ between
@@ -271,6 +385,11 @@ class BattGenScreeningPipeline(DiffusionPipeline):
             property_low=None if property_low is None else [float(v) for v in property_low],
             property_high=None if property_high is None else [float(v) for v in property_high],
             working_ions=list(working_ions),
+            # Checkpoints without these keys (the first shipped model) get the old behaviour:
+            # min-max scaled properties as the condition, and the clean latent bounded at 4.
+            condition_shift=None if condition_shift is None else [float(v) for v in condition_shift],
+            condition_scale=None if condition_scale is None else [float(v) for v in condition_scale],
+            x0_bound=None if x0_bound is None else float(x0_bound),
         )
 
     # ------------------------------------------------------------------ loading
@@ -357,7 +476,22 @@ class BattGenScreeningPipeline(DiffusionPipeline):
             raise ValueError(f"unknown working ion {working_ion!r}; choose one of "
                              f"{', '.join(self.config.working_ions)}")
         props = self.scale_properties(properties, scaled=scaled, property_scaler=property_scaler)
-        return screening_condition(props, working_ion, tuple(self.config.working_ions), len(props))
+        return screening_condition(self.standardise(props), working_ion, tuple(self.config.working_ions), len(props))
+
+    def standardise(self, scaled_properties) -> np.ndarray:
+        """Min-max scaled properties -> the property part of the U-Net's condition.
+
+        With ``condition_shift``/``condition_scale`` stored (training-set mean and standard
+        deviation of each scaled property), every property enters the U-Net with unit spread;
+        min-max scaling alone squeezes a property whose range is set by outliers (within-ion
+        standard deviations down to 0.03), so two materials' conditions barely differ.
+        """
+        props = np.asarray(scaled_properties, np.float32)
+        if self.config.condition_shift is None:
+            return props
+        shift = np.asarray(self.config.condition_shift, np.float32)
+        scale = np.asarray(self.config.condition_scale, np.float32)
+        return ((props - shift) / scale).astype(np.float32)
 
     def get_scheduler(self, scheduler: str | SchedulerMixin | None = None) -> SchedulerMixin:
         """A sampler for one call: a name, an instance (used as given), or None (a fresh copy of
@@ -387,8 +521,9 @@ class BattGenScreeningPipeline(DiffusionPipeline):
         """Run the reverse diffusion for (B, 17) ``conditions``; return unscaled (B, 4, h, w) latents.
 
         ``latents`` is the initial noise (B, 4, h, w); by default drawn from ``generator``.
-        Guidance mixes conditional and null-condition noise predictions of one batched U-Net
-        call: eps = eps_null + g (eps_cond - eps_null); with g = 1 only the conditional half runs.
+        Guidance mixes conditional and null-condition outputs (noise, velocity or clean latent, as
+        the scheduler's ``prediction_type`` says) of one batched U-Net call:
+        out = out_null + g (out_cond - out_null); with g = 1 only the conditional half runs.
         """
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) \
                 or num_inference_steps < 1:
@@ -402,7 +537,7 @@ class BattGenScreeningPipeline(DiffusionPipeline):
             raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale}")
         device, dtype = self._execution_device, self.unet.dtype
         conditions = torch.as_tensor(conditions, dtype=dtype, device=device)
-        dim = self.unet.config.projection_class_embeddings_input_dim
+        dim = unet_condition_dim(self.unet)
         if conditions.ndim != 2 or conditions.shape[1] != dim or len(conditions) < 1:
             raise ValueError(f"conditions must have shape (B >= 1, {dim}), got {tuple(conditions.shape)}")
         shape = (len(conditions), *self.latent_shape)
@@ -419,18 +554,17 @@ class BattGenScreeningPipeline(DiffusionPipeline):
         model_conditions = torch.cat([conditions, null_condition(len(conditions), dim, device, dtype)]) \
             if guided else conditions
         timesteps = sampler.timesteps
+        prediction_type = sampler.config.prediction_type
+        x0_bound = self.config.x0_bound or SAMPLE_X0_BOUND
         with self.progress_bar(total=len(timesteps)) as bar:
             for i, t in enumerate(timesteps):
                 model_input = torch.cat([latents, latents]) if guided else latents
                 model_input = sampler.scale_model_input(model_input, t)
-                # encoder_hidden_states is a required argument of UNet2DConditionModel.forward, but
-                # no block of this U-Net has cross-attention, so nothing reads it.
-                eps = self.unet(model_input, t, encoder_hidden_states=None,
-                                class_labels=model_conditions).sample
+                eps = self.unet(model_input, t, **unet_condition_kwargs(self.unet, model_conditions)).sample
                 if guided:
                     eps_cond, eps_null = eps.chunk(2)
                     eps = eps_null + guidance_scale * (eps_cond - eps_null)
-                eps = bound_noise_prediction(eps, latents, sampler.alphas_cumprod[int(t)])
+                eps = bound_prediction(eps, latents, sampler.alphas_cumprod[int(t)], prediction_type, x0_bound)
                 latents = sampler.step(eps, t, latents, generator=generator).prev_sample
                 bar.update()
                 if progress_callback is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from battgen import paths
+from battgen.models.screening_options import CONDITION_NORMS, EMBEDDINGS, PREDICTION_TYPES, SELECT_BY, TARGETS
 from battgen.train.options import normalise, option, override
 
 # SEI model kind -> its checkpoint folder (battgen.models.prvae.MODEL_KINDS; that module imports torch).
@@ -160,4 +161,18 @@ class ScreeningTrainingConfig(TrainingConfig):
     weight_decay: float = option(1e-2, "AdamW weight decay", minimum=0)
     lr_warmup_steps: int = option(200, "steps of linear learning-rate warm-up", minimum=0)
     grad_clip: float = option(1.0, "gradient-norm clip; 0 disables it", minimum=0)
+    prediction_type: str = option("epsilon", "what the U-Net predicts: the noise, v or the clean latent (sample)",
+                                  choices=PREDICTION_TYPES)
+    zero_terminal_snr: bool = option(False, "rescale the betas to zero terminal SNR (not with epsilon)")
+    min_snr_gamma: float = option(0.0, "min-SNR loss weighting with this cap; 0 trains unweighted", minimum=0)
+    condition_norm: str = option("minmax", "properties as min-max scaled, or z-scored on the training materials",
+                                 choices=CONDITION_NORMS)
+    targets: str = option("all", "train on every view, one canonical view per material, or its mean latent",
+                          choices=TARGETS)
+    embedding: str = option("projection", "condition added to the time embedding, or per-property tokens "
+                                          "through cross-attention", choices=EMBEDDINGS)
+    select_by: str = option("val_loss", "metric that picks the shipped epoch", choices=SELECT_BY)
+    select_every: int = option(1, "with val_composition_r2: generate every this many epochs", minimum=1)
+    x0_quantile: float = option(99.9, "sampler's clean-latent bound: this percentile of |training target|",
+                                minimum=50, below=100.0001)
 

@@ -34,19 +34,24 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers.training_utils import EMAModel
+from sklearn.metrics import r2_score
 from tqdm.auto import tqdm
 
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 from battgen.data.splits import inverse_frequency_weights
-from battgen.data.table import load_scaler, load_table, table_path
+from battgen.data.table import composition_matrix, load_scaler, load_table, table_path
 from battgen.device import get_device
+from battgen.models.screening_options import CONDITION_NORMS, SELECT_BY, TARGETS
+from battgen.screening.defaults import DEFAULT_GUIDANCE
 from battgen.models.screening import (
     BattGenScreeningPipeline,
+    _module_dtype,
     build_screening_unet,
     make_training_scheduler,
     null_condition,
     screening_condition,
+    unet_condition_kwargs,
 )
 from battgen.paths import for_display
 from battgen.train.common import (
@@ -67,6 +72,10 @@ LATENT_KEYS = ("mu", "scaling_factor", "material", "working_ion", "split")
 SCALING_RTOL = 1e-4
 
 
+# Validation materials generated for checkpoint selection by composition R² (fixed noise, DDIM).
+SELECT_MATERIALS, SELECT_STEPS = 64, 10
+
+
 @dataclass
 class ScreeningData:
     """Scaled latents and their condition vectors, as the U-Net sees them."""
@@ -77,9 +86,58 @@ class ScreeningData:
     split: np.ndarray  # (N,) str
     scaling_factor: float
     scaler: PropertyScaler
+    material: np.ndarray  # (N,) int, row of the electrode table
+    compositions: np.ndarray  # (N, 112) float32 true atom counts of the row's material
 
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
+
+    def subset(self, rows: np.ndarray, latents: np.ndarray | None = None) -> "ScreeningData":
+        rows = np.asarray(rows)
+        return ScreeningData(latents=self.latents[rows] if latents is None else latents,
+                             conditions=self.conditions[rows], ions=self.ions[rows], split=self.split[rows],
+                             scaling_factor=self.scaling_factor, scaler=self.scaler,
+                             material=self.material[rows], compositions=self.compositions[rows])
+
+
+def select_targets(data: ScreeningData, targets: str) -> ScreeningData:
+    """One training target per view ("all"), or per material: "canonical" or "mean".
+
+    72 % of the latent variance is the view's rotation, which no condition can predict: with all
+    views the U-Net sees four different targets for one condition. "canonical" keeps the view
+    closest to the material's mean latent (a real view, which the atom regressor reads as well
+    as any: R² 0.81 train); "mean" takes the mean latent itself, which is smoother but off the
+    regressor's distribution (its R² on mean latents is 0.31 train, 0.36 test).
+    """
+    if targets not in TARGETS:
+        raise ValueError(f"unknown targets {targets!r}; choose one of {', '.join(TARGETS)}")
+    if targets == "all":
+        return data
+    rows, latents = [], []
+    for m in np.unique(data.material):
+        views = np.flatnonzero(data.material == m)
+        mean = data.latents[views].mean(axis=0)
+        if targets == "mean":
+            rows.append(views[0])
+            latents.append(mean)
+        else:
+            best = views[np.argmin(((data.latents[views] - mean) ** 2).reshape(len(views), -1).sum(axis=1))]
+            rows.append(best)
+            latents.append(data.latents[best])
+    return data.subset(np.asarray(rows), np.stack(latents).astype(np.float32))
+
+
+def condition_normalisation(data: ScreeningData, norm: str) -> tuple[list[float], list[float]] | None:
+    """(shift, scale) of the training materials' scaled properties for "zscore"; None for "minmax"."""
+    if norm not in CONDITION_NORMS:
+        raise ValueError(f"unknown condition normalisation {norm!r}; choose one of {', '.join(CONDITION_NORMS)}")
+    if norm == "minmax":
+        return None
+    train = data.indices("train")
+    _, first = np.unique(data.material[train], return_index=True)
+    props = data.conditions[train[first], :len(data.scaler.names)].astype(np.float64)
+    std = props.std(axis=0)
+    return props.mean(axis=0).tolist(), np.where(std > 1e-6, std, 1.0).tolist()
 
 
 def load_screening_data(latents_path: str | Path, table_dir: str | Path | None = None) -> ScreeningData:
@@ -127,21 +185,55 @@ def load_screening_data(latents_path: str | Path, table_dir: str | Path | None =
         raise ValueError("the table has non-finite properties for some of the latents' materials")
     conditions = screening_condition(scaler.transform(props), list(ions))
     return ScreeningData(latents=mu * scaling_factor, conditions=conditions, ions=ions, split=split,
-                         scaling_factor=scaling_factor, scaler=scaler)
+                         scaling_factor=scaling_factor, scaler=scaler, material=material,
+                         compositions=composition_matrix(rows).astype(np.float32))
+
+
+def min_snr_weights(noise_scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023) for the scheduler's prediction type.
+
+    Every timestep's loss is reweighted to that of x0-prediction capped at SNR = gamma, so the
+    nearly clean timesteps (huge SNR, easy) stop dominating and the noisy ones, where a
+    sample's identity is decided, get their share.
+    """
+    a = noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
+    snr = a / (1 - a)
+    capped = snr.clamp(max=gamma)
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        return capped / snr
+    if kind == "v_prediction":
+        return capped / (snr + 1)
+    return capped
+
+
+def prediction_target(noise_scheduler, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """What the U-Net is trained to output under the scheduler's ``prediction_type``."""
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return noise_scheduler.get_velocity(x0, noise, timesteps)
+    if kind == "sample":
+        return x0
+    raise ValueError(f"unknown prediction type {kind!r}")
 
 
 def screening_loss(unet, noise_scheduler, x0: torch.Tensor, conditions: torch.Tensor,
                    weights: torch.Tensor | None, noise: torch.Tensor, timesteps: torch.Tensor,
-                   reduce: bool = True) -> torch.Tensor:
-    """Weighted noise-prediction MSE; per-sample losses (B,) with ``reduce=False``.
+                   reduce: bool = True, min_snr_gamma: float | None = None) -> torch.Tensor:
+    """Weighted MSE on the scheduler's prediction target; per-sample losses (B,) with ``reduce=False``.
 
     The weighted sum is divided by the weight sum, so a batch's loss is an ion-balanced mean
     whatever mix of ions the batch happens to hold (``weights=None``: plain mean).
+    ``min_snr_gamma`` multiplies each sample's loss by its min-SNR weight.
     """
     noisy = noise_scheduler.add_noise(x0, noise, timesteps)
-    # No block has cross-attention, so encoder_hidden_states (a required argument) is unused.
-    pred = unet(noisy, timesteps, encoder_hidden_states=None, class_labels=conditions).sample
-    per_sample = (pred.float() - noise.float()).pow(2).flatten(1).mean(dim=1)
+    pred = unet(noisy, timesteps, **unet_condition_kwargs(unet, conditions)).sample
+    target = prediction_target(noise_scheduler, x0, noise, timesteps)
+    per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(dim=1)
+    if min_snr_gamma:
+        per_sample = per_sample * min_snr_weights(noise_scheduler, timesteps, min_snr_gamma)
     if not reduce:
         return per_sample
     if weights is None:
@@ -209,6 +301,18 @@ def train_screening(config: ScreeningTrainingConfig) -> dict:
     ema_decay: decay of the weight EMA (with warm-up); 0 trains without EMA. With EMA the EMA
         weights are validated, checkpointed and shipped.
     max_minutes: an epoch that would overrun is not started, and one that overruns stops early.
+    prediction_type, zero_terminal_snr: the U-Net's output and the schedule
+        (:func:`~battgen.models.screening.make_training_scheduler`).
+    min_snr_gamma: min-SNR loss weighting with this cap (0: unweighted).
+    condition_norm: "minmax" (scaled properties as they are) or "zscore" (standardised with the
+        training materials' mean and spread, stored in the pipeline).
+    targets: "all" views, one "canonical" view per material or the per-material "mean" latent
+        (:func:`select_targets`).
+    select_by: "val_loss" or "val_composition_r2" (composition R² of samples generated for a
+        fixed set of validation materials: a conditional metric, where the noise loss hardly
+        moves with the condition); with the latter, samples are generated every
+        ``select_every`` epochs (and at the last), and only those epochs are candidates.
+    x0_quantile: the sampler's clean-latent bound is this percentile of |training target|.
     """
     t_start = time.perf_counter()
     latents_path, table_dir, out_dir, translator, atom_regressor = (
@@ -216,11 +320,21 @@ def train_screening(config: ScreeningTrainingConfig) -> dict:
     epochs, batch_size, lr, cond_dropout, seed, ema_decay = (
         config.epochs, config.batch_size, config.lr, config.cond_dropout, config.seed, config.ema_decay)
     weight_decay, lr_warmup_steps, grad_clip = config.weight_decay, config.lr_warmup_steps, config.grad_clip
+    prediction_type, zero_terminal_snr = config.prediction_type, config.zero_terminal_snr
+    min_snr_gamma = config.min_snr_gamma or None
+    condition_norm, targets, x0_quantile = config.condition_norm, config.targets, config.x0_quantile
+    select_by, select_every = config.select_by, config.select_every
     set_threads(config.threads)
     accelerator = make_accelerator(get_device(config.device))
     gen = seed_everything(seed)
 
     data = load_screening_data(latents_path, table_dir)
+    normalisation = condition_normalisation(data, condition_norm)
+    if normalisation is not None:
+        shift, scale = (np.asarray(v, np.float32) for v in normalisation)
+        n_props = len(data.scaler.names)
+        data.conditions[:, :n_props] = (data.conditions[:, :n_props] - shift) / scale
+    data = select_targets(data, targets)
     train_idx, val_idx, test_idx = (data.indices(s) for s in ("train", "val", "test"))
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError(f"need train and val latents, found {len(train_idx)} train and {len(val_idx)} val")
@@ -236,10 +350,29 @@ def train_screening(config: ScreeningTrainingConfig) -> dict:
     latent_shape = tuple(data.latents.shape[1:])
     h, w = latent_shape[1:]
     unet_config = {"sample_size": h if h == w else (h, w), "in_channels": latent_shape[0],
-                   **unet_overrides(config.channels)}
+                   **unet_overrides(config.channels),
+                   **({"embedding": config.embedding} if config.embedding != "projection" else {})}
     unet = build_screening_unet(**unet_config)
     n_params = sum(p.numel() for p in unet.parameters())
-    noise_scheduler = make_training_scheduler()
+    noise_scheduler = make_training_scheduler(prediction_type, zero_terminal_snr)
+    x0_bound = float(np.percentile(np.abs(data.latents[train_idx]), x0_quantile))
+
+    def make_pipeline(model) -> BattGenScreeningPipeline:
+        return BattGenScreeningPipeline(
+            unet=model, scheduler=make_training_scheduler(prediction_type, zero_terminal_snr),
+            translator=translator_model.eval(), atom_regressor=regressor_model.eval(),
+            property_names=list(data.scaler.names), property_low=list(data.scaler.low),
+            property_high=list(data.scaler.high), working_ions=list(WORKING_IONS),
+            condition_shift=None if normalisation is None else normalisation[0],
+            condition_scale=None if normalisation is None else normalisation[1],
+            x0_bound=x0_bound,
+        )
+
+    # A fixed set of validation materials and initial noise for selection by composition R².
+    _, first_view = np.unique(data.material[val_idx], return_index=True)
+    select_rows = val_idx[first_view]
+    select_rows = np.random.default_rng(seed).permutation(select_rows)[:SELECT_MATERIALS]
+    select_noise = torch.randn((len(select_rows), *latent_shape), generator=torch.Generator().manual_seed(seed + 3))
     num_timesteps = noise_scheduler.config.num_train_timesteps
 
     train_weights = inverse_frequency_weights(data.ions[train_idx])
@@ -277,7 +410,25 @@ def train_screening(config: ScreeningTrainingConfig) -> dict:
             ema.restore(raw_unet.parameters())
         return _weighted_mean(losses, weights), losses
 
-    history: dict[str, list] = {k: [] for k in ("train_loss", "val_loss", "lr", "epoch_seconds")}
+    @torch.no_grad()
+    def selection_r2() -> float:
+        """Composition R² of one sample per selection material (what is shipped: EMA weights)."""
+        if ema is not None:
+            ema.store(raw_unet.parameters())
+            ema.copy_to(raw_unet.parameters())
+        pipeline = make_pipeline(raw_unet)
+        pipeline.set_progress_bar_config(disable=True)
+        z = pipeline.denoise(torch.as_tensor(data.conditions[select_rows]), num_inference_steps=SELECT_STEPS,
+                             guidance_scale=DEFAULT_GUIDANCE, scheduler="ddim",
+                             latents=select_noise.to(accelerator.device))
+        counts = regressor_model.predict_from_mu(z.to(_module_dtype(regressor_model))).float().cpu().numpy()
+        if ema is not None:
+            ema.restore(raw_unet.parameters())
+        raw_unet.train()
+        return float(r2_score(data.compositions[select_rows].ravel(), counts.ravel()))
+
+    history: dict[str, list] = {k: [] for k in ("train_loss", "val_loss", "val_composition_r2", "lr",
+                                                 "epoch_seconds")}
     def shipped_state() -> dict[str, torch.Tensor]:
         if ema is None:
             return cpu_state(raw_unet)
@@ -288,6 +439,7 @@ def train_screening(config: ScreeningTrainingConfig) -> dict:
         return state
 
     stopper = EarlyStopping(config.patience)
+    best_val: dict[str, float | None] = {"val_loss": math.inf, "val_composition_r2": None}
     stopped, step = "max_epochs", 0
     budget = TimeBudget(config.max_minutes)
     quiet = not config.progress or not accelerator.is_local_main_process
@@ -306,7 +458,7 @@ def train_screening(config: ScreeningTrainingConfig) -> dict:
             cond = torch.where(drop[:, None], null_condition(len(cond), cond.shape[1], cond.device, cond.dtype), cond)
             noise = torch.randn_like(x0)
             t = torch.randint(0, num_timesteps, (len(x0),), device=x0.device)
-            loss = screening_loss(unet, noise_scheduler, x0, cond, weights, noise, t)
+            loss = screening_loss(unet, noise_scheduler, x0, cond, weights, noise, t, min_snr_gamma=min_snr_gamma)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if grad_clip:
@@ -324,12 +476,24 @@ def train_screening(config: ScreeningTrainingConfig) -> dict:
                 break
         batch_bar.close()
         val_loss, _ = evaluate(val_loader, val_weights)
+        by_r2 = select_by == "val_composition_r2"
+        # The same test that decides, at the next epoch's start, not to run it.
+        last = epoch + 1 == epochs or not budget.allows_epoch(history["epoch_seconds"]
+                                                             + [time.perf_counter() - t_epoch])
+        val_r2 = selection_r2() if by_r2 and ((epoch + 1) % select_every == 0 or last or stopped == "max_minutes") \
+            else None
         history["train_loss"].append(loss_sum / max(weight_sum, 1e-12))
         history["val_loss"].append(val_loss)
+        history["val_composition_r2"].append(val_r2)
         history["lr"].append(float(lr_sched.get_last_lr()[0]))
         history["epoch_seconds"].append(time.perf_counter() - t_epoch)
-        epoch_bar.set_postfix(train=f"{history['train_loss'][-1]:.4f}", val=f"{val_loss:.4f}")
-        reason = stopper.update(epoch, val_loss, shipped_state)
+        epoch_bar.set_postfix(train=f"{history['train_loss'][-1]:.4f}", val=f"{val_loss:.4f}",
+                              **({} if val_r2 is None else {"r2": f"{val_r2:.3f}"}))
+        if by_r2 and val_r2 is None:
+            continue  # not a selection epoch: neither a candidate nor a patience step
+        reason = stopper.update(epoch, -val_r2 if by_r2 else val_loss, shipped_state)
+        if stopper.best_epoch == epoch:
+            best_val = {"val_loss": val_loss, "val_composition_r2": val_r2}
         if reason:
             stopped = reason
             break
@@ -337,7 +501,7 @@ def train_screening(config: ScreeningTrainingConfig) -> dict:
             break
     epoch_bar.close()
     train_seconds = budget.elapsed()
-    best = {"val_loss": stopper.best_score, "epoch": stopper.best_epoch, "state": stopper.best()}
+    best = {**best_val, "epoch": stopper.best_epoch, "state": stopper.best()}
 
     # ------------------------------------------------------------ best weights: test + save
     ema = None  # the checkpointed state already holds the EMA weights when EMA was on
@@ -362,6 +526,8 @@ def train_screening(config: ScreeningTrainingConfig) -> dict:
     metrics = {
         "best_epoch": best["epoch"] + 1,
         "best_val_loss": best["val_loss"],
+        "selected_by": select_by,
+        "best_val_composition_r2": best.get("val_composition_r2"),
         "final_train_loss": history["train_loss"][-1] if history["train_loss"] else None,
         "epochs_run": len(history["val_loss"]),
         "steps": step,
@@ -378,12 +544,7 @@ def train_screening(config: ScreeningTrainingConfig) -> dict:
     if accelerator.is_main_process:
         unet_cpu = build_screening_unet(**unet_config)
         unet_cpu.load_state_dict(best["state"])
-        pipeline = BattGenScreeningPipeline(
-            unet=unet_cpu.eval(), scheduler=make_training_scheduler(),
-            translator=translator_model.eval(), atom_regressor=regressor_model.eval(),
-            property_names=list(data.scaler.names), property_low=list(data.scaler.low),
-            property_high=list(data.scaler.high), working_ions=list(WORKING_IONS),
-        )
+        pipeline = make_pipeline(unet_cpu.eval())
         out_dir.mkdir(parents=True, exist_ok=True)
         pipeline.save_pretrained(out_dir)
         write_metrics(out_dir, metrics)
@@ -395,7 +556,11 @@ def train_screening(config: ScreeningTrainingConfig) -> dict:
             "num_processes": accelerator.num_processes, "torch_threads": torch.get_num_threads(),
             "noise_scheduler": {k: v for k, v in noise_scheduler.config.items() if not k.startswith("_")},
             "unet": {k: v for k, v in unet_cpu.config.items() if not k.startswith("_")},
-            "loss": "noise MSE, inverse-frequency per-ion sample weights",
+            "loss": f"{prediction_type} MSE, inverse-frequency per-ion sample weights"
+                    + (f", min-SNR weights (gamma {min_snr_gamma})" if min_snr_gamma else ""),
+            "prediction_type": prediction_type, "zero_terminal_snr": bool(zero_terminal_snr),
+            "min_snr_gamma": min_snr_gamma, "condition_norm": condition_norm, "targets": targets,
+            "select_by": select_by, "x0_quantile": x0_quantile, "x0_bound": x0_bound,
         }
         write_metadata(
             out_dir,

@@ -28,13 +28,15 @@ from battgen.models.screening import (
     SAMPLERS,
     BattGenScreeningPipeline,
     bound_noise_prediction,
+    bound_prediction,
+    condition_tokens,
     build_screening_unet,
     make_training_scheduler,
     null_condition,
     screening_condition,
 )
 from battgen.train.configs import ScreeningTrainingConfig
-from battgen.train.screening import screening_loss, train_screening
+from battgen.train.screening import min_snr_weights, prediction_target, screening_loss, train_screening
 
 SIZE = 8  # latent side; descriptors are 4x larger
 TINY = dict(block_out_channels=(16, 32), attention_levels=(False, True), attention_head_dim=8,
@@ -340,3 +342,153 @@ def test_the_noise_estimate_is_bounded_only_where_its_clean_latent_leaves_the_ra
     eps = bound_noise_prediction(noise, x_t, a, bound=4.0)
     implied = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
     torch.testing.assert_close(implied, torch.tensor([[-4.0, -1.0, 0.5, 3.9, 4.0]]), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
+def test_every_prediction_type_is_bounded_through_its_implied_clean_latent(kind):
+    scheduler = make_training_scheduler(kind, zero_terminal_snr=kind != "epsilon")
+    a = scheduler.alphas_cumprod[600]
+    x0 = torch.tensor([[-9.0, -1.0, 0.5, 3.9, 12.0]])
+    noise = torch.randn_like(x0)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    t = torch.tensor([600])
+    output = prediction_target(scheduler, x0, noise, t)
+    bounded = bound_prediction(output, x_t, a, kind, bound=4.0)
+    # Whatever the U-Net outputs, a sampler reading the bounded output sees the clipped x0.
+    implied = {"epsilon": lambda o: (x_t - (1 - a).sqrt() * o) / a.sqrt(),
+               "v_prediction": lambda o: a.sqrt() * x_t - (1 - a).sqrt() * o,
+               "sample": lambda o: o}[kind](bounded)
+    torch.testing.assert_close(implied, torch.tensor([[-4.0, -1.0, 0.5, 3.9, 4.0]]), atol=1e-4, rtol=1e-4)
+
+
+def test_zero_terminal_snr_refuses_epsilon_and_reaches_pure_noise():
+    with pytest.raises(ValueError, match="zero terminal SNR"):
+        make_training_scheduler("epsilon", zero_terminal_snr=True)
+    with pytest.raises(ValueError, match="unknown prediction type"):
+        make_training_scheduler("noise")
+    assert float(make_training_scheduler("v_prediction", zero_terminal_snr=True).alphas_cumprod[-1]) == 0.0
+    assert float(make_training_scheduler().alphas_cumprod[-1]) > 1e-5
+
+
+def test_min_snr_weights_cap_the_easy_timesteps_for_each_prediction_type():
+    t = torch.tensor([10, 500, 990])
+    for kind in ("epsilon", "v_prediction", "sample"):
+        scheduler = make_training_scheduler(kind)
+        a = scheduler.alphas_cumprod[t]
+        snr = a / (1 - a)
+        w = min_snr_weights(scheduler, t, gamma=5.0)
+        # Weighted, every loss equals an x0-MSE weighted min(SNR, 5): the same objective.
+        per_unit_x0 = {"epsilon": snr, "v_prediction": snr + 1, "sample": torch.ones_like(snr)}[kind]
+        torch.testing.assert_close(w * per_unit_x0, snr.clamp(max=5.0))
+
+
+def test_standardised_conditions_are_stored_and_applied_after_scaling(tmp_path):
+    torch.manual_seed(0)
+    shift, scale = [0.5] * 6, [0.25] * 6
+    pipe = BattGenScreeningPipeline(unet=build_screening_unet(sample_size=SIZE, **TINY),
+                                    scheduler=make_training_scheduler("v_prediction", zero_terminal_snr=True),
+                                    translator=TinyTranslator(), atom_regressor=TinyRegressor(),
+                                    property_low=LOW, property_high=HIGH, condition_shift=shift,
+                                    condition_scale=scale, x0_bound=6.5)
+    c = pipe.condition_vector(SCALED, "Mg", scaled=True)
+    np.testing.assert_allclose(c[:6], (np.asarray(SCALED) - 0.5) / 0.25, rtol=1e-6)
+    pipe.save_pretrained(tmp_path)
+    loaded = BattGenScreeningPipeline.from_pretrained(tmp_path)
+    assert loaded.config.x0_bound == 6.5 and loaded.scheduler.config.prediction_type == "v_prediction"
+    np.testing.assert_array_equal(loaded.condition_vector(SCALED, "Mg", scaled=True), c)
+    with pytest.raises(ValueError, match="condition_scale must be positive"):
+        BattGenScreeningPipeline(unet=build_screening_unet(sample_size=SIZE, **TINY),
+                                 scheduler=make_training_scheduler(), translator=TinyTranslator(),
+                                 atom_regressor=TinyRegressor(), condition_shift=shift, condition_scale=[0.0] * 6)
+
+
+def test_a_checkpoint_without_the_new_config_keys_loads_with_the_old_behaviour(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    for key in ("condition_shift", "condition_scale", "x0_bound"):
+        index.pop(key)
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    old = BattGenScreeningPipeline.from_pretrained(tmp_path)
+    old.set_progress_bar_config(disable=True)
+    assert old.config.x0_bound is None and old.config.condition_shift is None
+    np.testing.assert_array_equal(old.condition_vector(SCALED, "Li", scaled=True)[:6], np.float32(SCALED))
+    a = old(SCALED, "Li", scaled=True, num_candidates=1, num_inference_steps=3, generator=_gen(2)).latents
+    b = pipe(SCALED, "Li", scaled=True, num_candidates=1, num_inference_steps=3, generator=_gen(2)).latents
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("targets", ["canonical", "mean"])
+def test_train_screening_with_per_material_targets_and_r2_selection(tmp_path, targets):
+    ions = ["Li", "Li", "Na", "Mg", "Li", "Na"]
+    _write_table(tmp_path / "table", len(ions), ions)
+    n = 24
+    rng = np.random.default_rng(1)
+    material = np.arange(n) % len(ions)
+    split_of = np.array(["train", "train", "train", "train", "val", "test"])
+    np.savez(tmp_path / "latents.npz", mu=rng.normal(size=(n, 4, SIZE, SIZE)).astype(np.float16),
+             scaling_factor=np.float32(0.7), material=material, working_ion=np.array([ions[m] for m in material]),
+             split=split_of[material])
+    out = tmp_path / "ckpt"
+    metrics = train_screening(_screening_config(
+        tmp_path, out=out, epochs=2, batch_size=4, prediction_type="v_prediction", zero_terminal_snr=True,
+        min_snr_gamma=5.0, condition_norm="zscore", targets=targets, select_by="val_composition_r2"))
+    assert metrics["n_train"] == 4 and metrics["n_val"] == 1  # one target per material
+    assert metrics["selected_by"] == "val_composition_r2"
+    assert all(np.isfinite(v) for v in metrics["history"]["val_composition_r2"])
+    meta = json.loads((out / "metadata.json").read_text())["config"]
+    assert (meta["targets"], meta["condition_norm"], meta["prediction_type"]) == (targets, "zscore", "v_prediction")
+    pipe = BattGenScreeningPipeline.from_pretrained(out)
+    assert pipe.config.condition_scale is not None and pipe.config.x0_bound > 0
+    assert pipe.scheduler.config.rescale_betas_zero_snr
+    pipe.set_progress_bar_config(disable=True)
+    assert np.isfinite(pipe(SCALED, "Na", scaled=True, num_candidates=1, num_inference_steps=2).latents).all()
+
+
+def test_select_targets_keeps_a_real_view_or_the_mean_per_material():
+    from battgen.train.screening import ScreeningData, select_targets
+
+    latents = np.array([0.0, 1.0, 5.0, 10.0, 12.0], np.float32).reshape(5, 1, 1, 1)
+    data = ScreeningData(latents=latents, conditions=np.zeros((5, 17), np.float32), ions=np.array(["Li"] * 5),
+                         split=np.array(["train"] * 5), scaling_factor=1.0, scaler=None,
+                         material=np.array([0, 0, 0, 1, 1]), compositions=np.zeros((5, 112), np.float32))
+    canonical = select_targets(data, "canonical")
+    np.testing.assert_array_equal(canonical.latents.ravel(), [1.0, 10.0])  # closest to the means 2 and 11
+    np.testing.assert_allclose(select_targets(data, "mean").latents.ravel(), [2.0, 11.0])
+    assert select_targets(data, "all") is data
+    with pytest.raises(ValueError, match="unknown targets"):
+        select_targets(data, "median")
+
+
+def test_condition_tokens_give_each_property_its_slot_and_the_ion_its_own_token():
+    c = torch.as_tensor(screening_condition(np.tile(SCALED, (2, 1)), ["Li", "Cs"]))
+    tokens = condition_tokens(c)
+    assert tokens.shape == (2, 7, 2 * 6 + len(WORKING_IONS) + 1)
+    torch.testing.assert_close(tokens[0, 2, :6], torch.eye(6)[2])
+    assert float(tokens[0, 2, 6 + 2]) == pytest.approx(SCALED[2]) and float(tokens[0, 2, 6:12].abs().sum()) \
+        == pytest.approx(SCALED[2])
+    assert tokens[1, 6, 12 + WORKING_IONS.index("Cs")] == 1 and tokens[1, 6, :12].abs().sum() == 0
+    assert (tokens[:, :, -1] == 1).all()
+    assert condition_tokens(null_condition(3)).abs().sum() == 0
+
+
+def test_token_unet_steers_by_the_ion_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    unet = build_screening_unet(sample_size=SIZE, embedding="tokens", **TINY)
+    assert unet.config.class_embed_type is None and unet.config.encoder_hid_dim == 23
+    # Untrained cross-attention output layers start near zero; perturb them so the ion can act.
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    pipe = _pipeline(unet=unet)
+    kw = dict(scaled=True, num_candidates=1, num_inference_steps=3, guidance_scale=1.0)
+    li = pipe(SCALED, "Li", generator=_gen(1), **kw).latents
+    cs = pipe(SCALED, "Cs", generator=_gen(1), **kw).latents
+    assert np.abs(li - cs).max() > 1e-4
+    pipe.save_pretrained(tmp_path)
+    loaded = BattGenScreeningPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    # Measured: the cross-attention U-Net reloads equal to float32 rounding (1.8e-5), not bit for bit.
+    np.testing.assert_allclose(loaded(SCALED, "Li", generator=_gen(1), **kw).latents, li, rtol=0, atol=1e-4)
+    assert np.abs(loaded(SCALED, "Cs", generator=_gen(1), **kw).latents - li).max() > 1e-3
+    with pytest.raises(ValueError, match="unknown embedding"):
+        build_screening_unet(sample_size=SIZE, embedding="film", **TINY)
