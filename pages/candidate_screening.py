@@ -351,6 +351,35 @@ def show_sensitivity(session: ScreeningSession) -> None:
                      "latent_std": st.column_config.NumberColumn("± (latents)", format="%.3f")})
 
 
+def show_conditional_quality(metrics: dict) -> None:
+    """Does the generator follow its knobs? Its composition beside the trivial baselines, both splits."""
+    from battgen.eval.screening_report import ablation_table, condition_effect_table, quality_table
+
+    try:
+        quality = quality_table(metrics)
+    except ValueError as exc:
+        st.caption(str(exc))
+        return
+    st.markdown("**Generated composition vs the simplest predictors** (R² of atom counts on the same materials; "
+                "the train split shows whether the model can reproduce what it was trained on)")
+    st.dataframe(quality, hide_index=True, key="screen_quality_baselines", column_order=(
+        "label", "kind", "train_r2", "test_r2", "train_mae", "test_mae"), column_config={
+        "label": "predictor", "kind": "kind",
+        **{c: st.column_config.NumberColumn(c.replace("_", " ").replace("r2", "R²"), format="%.3f")
+           for c in ("train_r2", "test_r2", "train_mae", "test_mae")}})
+    effect = condition_effect_table(metrics)
+    if not effect.empty:
+        st.markdown("**Condition effect vs noise effect** (same noise with another same-ion material's properties, "
+                    "vs the same properties with other noise; a model that listens has a ratio well above 0)")
+        st.dataframe(effect, hide_index=True, key="screen_quality_effect")
+    try:
+        ablation = ablation_table(metrics)
+    except ValueError:
+        return
+    st.markdown("**What each change did** (short runs of equal optimiser steps; the last row is the shipped model)")
+    st.dataframe(ablation, hide_index=True, key="screen_quality_ablation")
+
+
 def show_model_quality(root: Path) -> None:
     try:
         metrics = read_metrics(root / SCREENING_DIR)
@@ -370,6 +399,7 @@ def show_model_quality(root: Path) -> None:
     if "evaluation" not in metrics:
         st.caption("No test-split evaluation yet: run `python -m battgen eval screening` to add retrieval, "
                    "composition and sensitivity metrics.")
+    show_conditional_quality(metrics)
     sensitivity = (metrics.get("evaluation") or {}).get("sensitivity")
     if sensitivity and sensitivity.get("labels") and sensitivity.get("mean"):
         st.markdown("**Sensitivity to each condition** (mean over the ten ions' median requests)")

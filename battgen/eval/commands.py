@@ -48,31 +48,40 @@ def register(commands) -> None:
 
 
 def sensitivity_over_ions(session, seeds: int, **sample_kw) -> dict:
-    """Sensitivity at every ion's median request, averaged over ions (one ranking for the note/app)."""
+    """Equal-step sensitivity at every ion's median request, averaged over ions (one ranking for the app).
+
+    Each property moves by one within-ion standard deviation (:func:`battgen.eval.sensitivity.within_ion_steps`);
+    the six property values sum to 1, the ion swap is on the same scale outside that sum.
+    """
     import numpy as np
 
     from battgen.data.properties import WORKING_IONS
-    from battgen.eval.sensitivity import condition_sensitivity
+    from battgen.eval.sensitivity import PUBLISHED_RANK, condition_sensitivity, within_ion_steps
 
     per_ion = {}
     for ion in WORKING_IONS:
         request = session.request(ion)
-        df = condition_sensitivity(session.pipeline, request.properties, ion, scaled=False,
-                                   seeds=range(seeds), **sample_kw)
-        per_ion[ion] = df
+        per_ion[ion] = condition_sensitivity(session.pipeline, request.properties, ion, scaled=False,
+                                             steps=within_ion_steps(session.table, ion), seeds=range(seeds),
+                                             **sample_kw)
     names = list(per_ion[WORKING_IONS[0]]["condition"])
     labels = list(per_ion[WORKING_IONS[0]]["label"])
     stacked = np.stack([np.stack(df["per_seed"].to_numpy()) for df in per_ion.values()])  # (ions, conds, seeds)
     flat = stacked.transpose(1, 0, 2).reshape(len(names), -1)
     mean = flat.mean(axis=1)
-    order = np.argsort(-mean)
+    relative = np.stack([df["relative_to_noise"].to_numpy(np.float64) for df in per_ion.values()])
+    order = np.argsort(-mean[:-1])  # the ranking of the six properties; the ion swap stands apart
     return {
         "conditions": names, "labels": labels,
         "mean": mean.tolist(), "std": flat.std(axis=1, ddof=1).tolist(),
+        "relative_to_noise": np.nanmean(relative, axis=0).tolist(),
         "ranking": [names[i] for i in order],
+        "published_ranking": sorted((n for n in names if n in PUBLISHED_RANK), key=PUBLISHED_RANK.get),
         "per_ion_mean": {ion: df["mean"].tolist() for ion, df in per_ion.items()},
-        "definition": "descriptor L2 change for +-0.05 per continuous condition and for substituting the ion, "
-                      "normalised to sum 1; mean and std over the ten ions' median requests x seeds",
+        "definition": "descriptor L2 change for +- one within-ion standard deviation of each property (equal-sized "
+                      "steps) and for substituting the ion; the six properties normalised to sum 1, the ion swap on "
+                      "the same scale outside the sum; relative_to_noise: change over the seed-to-seed change of the "
+                      "same request; mean and std over the ten ions' median requests x seeds",
         "settings": {"seeds": seeds, **sample_kw},
     }
 

@@ -279,3 +279,21 @@ def test_candidates_rank_by_property_match_unless_asked_otherwise(page):
     candidates = result(app).candidates
     assert result(app).settings["rank_by"] == "composition_similarity"
     assert list(candidates["composition_similarity"]) == sorted(candidates["composition_similarity"], reverse=True)
+
+
+def test_model_quality_shows_the_shipped_models_baselines_and_condition_effect(page, artifact_root):
+    # The shipped checkpoint's own metrics.json: the page must show the generator beside its baselines.
+    shipped = json.loads((REPO / "checkpoints" / "screening" / "metrics.json").read_text())
+    metrics_path = artifact_root / "checkpoints" / "screening" / "metrics.json"
+    metrics_path.write_text(json.dumps(shipped))
+    try:
+        ok(page.run())
+        tables = [d.value for d in page.dataframe]
+        quality = next(t for t in tables if "predictor" in t.columns and "test_r2" in t.columns)
+        assert {"generator", "per_ion_mean", "random_forest", "shuffled_condition"} <= set(quality["predictor"])
+        test_r2 = dict(zip(quality["predictor"], quality["test_r2"]))
+        assert test_r2["generator"] == pytest.approx(shipped["evaluation"]["conditional"]["test"]["generator"]["r2"])
+        effect = next(t for t in tables if "split" in t.columns)
+        assert set(effect["split"]) == {"train", "test"}
+    finally:
+        metrics_path.unlink()

@@ -171,7 +171,7 @@ def test_a_bad_input_reaches_the_user_as_one_error_line(tmp_path, capsys):
 
 def test_the_makefile_training_lines_parse(monkeypatch):
     monkeypatch.chdir(paths.REPO_ROOT)
-    text = (paths.REPO_ROOT / "Makefile").read_text()
+    text = (paths.REPO_ROOT / "Makefile").read_text().replace("\\\n", " ")  # join continued lines
     variables = dict(re.findall(r"^([A-Z_]+) \??:?= (.*)$", text, flags=re.MULTILINE))
     lines = re.findall(r"-m battgen train ([^&\n]*)", text)
 
@@ -187,4 +187,7 @@ def test_the_makefile_training_lines_parse(monkeypatch):
     assert ablation.out == paths.checkpoint_dir(paths.TRANSLATOR_NOADV) and ablation.data == paths.data_dir(paths.AFM)
     assert ablation.channels == (16, 32, 64) and ablation.epochs == 14 and ablation.max_minutes == 55
     assert regressor.translator == paths.checkpoint_dir(paths.TRANSLATOR) and regressor.threads == 2
-    assert screening.channels == (32, 64, 64) and screening.lr == 5e-4 and screening.patience == 40
+    assert screening.channels == (32, 64, 64) and screening.lr == 5e-4 and screening.patience == 0
+    assert (screening.prediction_type, screening.zero_terminal_snr, screening.min_snr_gamma) == ("v_prediction", True, 5)
+    assert (screening.condition_norm, screening.targets, screening.select_by) == ("zscore", "canonical",
+                                                                                  "val_composition_r2")
