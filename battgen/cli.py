@@ -21,6 +21,7 @@ COMMAND_GROUPS: list[tuple[str, str, str]] = [
 # (command name, module with a ``configure(parser)`` function, help text): commands with no group
 SINGLE_COMMANDS: list[tuple[str, str, str]] = [
     ("screen", "battgen.screening.commands", "property request -> generated samples and ranked candidate materials"),
+    ("design", "battgen.design.commands", "property request -> new electrode structures, filtered and verified with CHGNet"),
 ]
 
 
