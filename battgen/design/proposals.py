@@ -85,6 +85,12 @@ def _exchange_ion(structure, old: str, new: str):
     return out
 
 
+def hostable_rows(table: pd.DataFrame, ion: str) -> int:
+    """Table electrodes whose ion can be exchanged for ``ion`` (same or lower charge)."""
+    z = ION_CHARGE[check_ion(ion)]
+    return int(sum(ION_CHARGE.get(i, 99) <= z for i in table["working_ion"]))
+
+
 def _table_sources(table: pd.DataFrame, ion: str) -> list[Source]:
     from battgen.data.table import row_structure
     from battgen.design.descriptors import roles

@@ -62,11 +62,13 @@ def build_request(table: pd.DataFrame, scaler: PropertyScaler, ion: str, given: 
     if relax_steps < 1:
         raise ValueError("relaxations need at least one step")
     unknown_arms = sorted(set(arms) - set(ARMS))
-    if unknown_arms or not arms:
+    if unknown_arms:
         raise ValueError(f"unknown design arms {unknown_arms}; choose from {', '.join(ARMS)}")
-    from battgen.design.proposals import framework_sources
+    if not arms:
+        raise ValueError(f"choose at least one design arm ({', '.join(ARMS)})")
+    from battgen.design.proposals import hostable_rows
 
-    if not framework_sources(table, ion):
+    if not hostable_rows(table, ion):
         raise ValueError(f"no framework in the electrode table can host {ion} "
                          "(no electrode of an ion with the same or a lower charge)")
     screening = ScreeningRequest.build(table, scaler, ion, given)

@@ -8,6 +8,8 @@ relaxed proposal: verified with its properties, or failed with its reason).
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 import uuid
@@ -25,7 +27,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS designs (
     id TEXT PRIMARY KEY, created_utc TEXT NOT NULL, request TEXT NOT NULL,
     status TEXT NOT NULL, stage TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '',
-    cancel_requested INTEGER NOT NULL DEFAULT 0, finished_utc TEXT, seconds REAL);
+    cancel_requested INTEGER NOT NULL DEFAULT 0, finished_utc TEXT, seconds REAL,
+    owner TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS funnels (
     design_id TEXT NOT NULL, arm TEXT NOT NULL, counts TEXT NOT NULL, rejections TEXT NOT NULL,
     seconds REAL, PRIMARY KEY (design_id, arm));
@@ -40,6 +43,23 @@ def default_path() -> Path:
     return paths.data_dir(paths.DESIGN) / DB_FILENAME
 
 
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return host != socket.gethostname() and bool(host)  # another machine's job: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -50,6 +70,9 @@ class DesignStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.executescript(SCHEMA)
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(designs)")}
+            if "owner" not in columns:  # a file written before designs had an owner
+                conn.execute("ALTER TABLE designs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
     def _connect(self):
@@ -67,8 +90,8 @@ class DesignStore:
     def create(self, request: dict) -> str:
         design_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         with self._connect() as conn:
-            conn.execute("INSERT INTO designs (id, created_utc, request, status) VALUES (?, ?, ?, 'queued')",
-                         (design_id, _now(), json.dumps(request)))
+            conn.execute("INSERT INTO designs (id, created_utc, request, status, owner) VALUES (?, ?, ?, 'queued', ?)",
+                         (design_id, _now(), json.dumps(request), _owner()))
         return design_id
 
     def set_status(self, design_id: str, status: str, *, stage: str | None = None, message: str | None = None,
@@ -94,11 +117,13 @@ class DesignStore:
             row = conn.execute("SELECT cancel_requested FROM designs WHERE id = ?", (design_id,)).fetchone()
         return bool(row and row[0])
 
-    def mark_interrupted(self, live: set[str] = frozenset()) -> int:
-        """Designs left queued/running by a process that is gone (an app restart) → interrupted."""
+    def mark_interrupted(self) -> int:
+        """Designs left queued/running by a process of this machine that is gone (an app restart)
+        → interrupted. Designs of live processes (a CLI run beside the app) and of other machines
+        are left alone."""
         with self._connect() as conn:
-            rows = [r[0] for r in conn.execute("SELECT id FROM designs WHERE status IN ('queued', 'running')")]
-            stale = [r for r in rows if r not in live]
+            rows = conn.execute("SELECT id, owner FROM designs WHERE status IN ('queued', 'running')").fetchall()
+            stale = [r[0] for r in rows if not _owner_alive(r[1])]
             conn.executemany("UPDATE designs SET status = 'interrupted', finished_utc = ?, "
                              "message = 'the process running it stopped' WHERE id = ?",
                              [(_now(), r) for r in stale])
