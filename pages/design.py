@@ -8,6 +8,7 @@ import streamlit as st
 from battgen import paths
 from battgen.data.properties import PROPERTIES, PROPERTY_BY_NAME, PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 from battgen.data.table import load_scaler, load_table
+from battgen.design.evaluate import load_metrics, metrics_table
 from battgen.design.export import candidate_id, csv_bytes, design_records, records_frame, structures_zip
 from battgen.design.funnel import STAGE_LABELS
 from battgen.design.jobs import DesignJobs
@@ -178,6 +179,19 @@ def show_candidate(store: DesignStore, design_id: str, verified: list[dict]) -> 
                    key=f"view_{design_id}")
 
 
+def show_evaluation() -> None:
+    metrics = load_metrics()
+    if metrics is None:
+        return
+    complete = "" if metrics.get("complete") else " (partial)"
+    with st.expander(f"How well does it aim? Evaluation over {metrics['n_requests']} of "
+                     f"{metrics['n_requests_planned']} fixed requests{complete}"):
+        st.dataframe(metrics_table(metrics), hide_index=True)
+        st.caption("Requests: voltage and gravimetric capacity of held-out test electrodes and midpoints between "
+                   "them; `python -m battgen eval design` writes assets/design/metrics.json. The ion-exchange arm "
+                   "is the baseline: substitution probability alone, no knowledge of the request.")
+
+
 def main() -> None:
     st.title("Design")
     st.markdown("Ask for an electrode and get **new** structures: our frameworks and pymatgen's AFLOW prototypes "
@@ -205,6 +219,7 @@ def main() -> None:
     if live:
         live_progress(jobs, live)
 
+    show_evaluation()
     designs = store.list_designs()
     if not designs:
         st.info("No designs yet: set a request above and press Design.")

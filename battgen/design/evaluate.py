@@ -130,6 +130,39 @@ def _diagnostics(table: pd.DataFrame, table_dir) -> dict:
             "composition_prior_test_r2": CompositionPrior.fit(table, load_scaler(table_dir)).score(test)}
 
 
+SUMMARY_ROWS = {
+    "proposals": "proposals",
+    "validity_pct": "valid (%)",
+    "uniqueness_pct": "unique of valid (%)",
+    "novelty_pct": "novel of unique (%)",
+    "verified": "verified candidates",
+    "verified_pct_of_relaxed": "verified of relaxed (%)",
+    "novel_verified_pct_of_proposals": "novel verified of proposals (%)",
+    "median_abs_delta_voltage": "median |ΔV| (V)",
+    "pct_within_0.3V": "within 0.3 V (%)",
+    "median_abs_delta_capacity_grav": "median |ΔQ| (mAh/g)",
+    "pct_capacity_within_10pct": "Q within 10 % (%)",
+    "median_e_hull": "median E_hull (eV/atom)",
+    "median_competing_phases": "median competing phases",
+    "seconds_per_verified_candidate": "seconds per verified (1 thread)",
+}
+
+
+def load_metrics(path=None) -> dict | None:
+    """The stored evaluation (``assets/design/metrics.json``), or None before the first run."""
+    path = Path(path or paths.asset_dir(paths.DESIGN) / METRICS_FILENAME)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """One row per summary metric, one column per arm, for the page."""
+    arms = metrics["arms"]
+    return pd.DataFrame({"metric": list(SUMMARY_ROWS.values()),
+                         **{arm: [arms[arm].get(k) for k in SUMMARY_ROWS] for arm in arms}})
+
+
 def _write_atomic(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

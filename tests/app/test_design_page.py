@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from pymatgen.core import Structure
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from battgen import paths
@@ -25,6 +24,7 @@ from battgen.design.proposals import Proposal
 from battgen.design.request import build_request
 from battgen.design.store import DesignStore
 from battgen.design.verify import verify
+from tests.app.test_structures_page import downloads  # noqa: F401  (the download-recording fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "pages" / "design.py"
@@ -66,29 +66,6 @@ def seeded_root(tmp_path_factory) -> tuple[Path, str]:
     return root, design_id
 
 
-@pytest.fixture()
-def downloads(monkeypatch) -> list[MemoryMediaFileStorage]:
-    stores: list[MemoryMediaFileStorage] = []
-    original_init = MemoryMediaFileStorage.__init__
-
-    def recording_init(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        stores.append(self)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "__init__", recording_init)
-    return stores
-
-
-def payload(stores, button) -> bytes:
-    url = button.proto.url
-    for store in reversed(stores):
-        try:
-            return bytes(store.get_file(url.rsplit("/", 1)[-1]).content)
-        except Exception:  # not in this run's store
-            continue
-    raise AssertionError(f"no payload for {url}")
-
-
 def test_an_empty_store_invites_a_first_design(tmp_path, monkeypatch):
     monkeypatch.setenv("BATTGEN_ARTIFACT_ROOT", str(_root(tmp_path)))
     app = ok(AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S).run())
@@ -121,11 +98,11 @@ def test_a_stored_design_is_shown_after_a_restart(seeded_root, monkeypatch, down
     assert "did not converge in 1 steps" in failures["reason"].iloc[0]
 
     csv_button = next(b for b in app.get("download_button") if b.label == "Candidates (CSV)")
-    csv = pd.read_csv(io.BytesIO(payload(downloads, csv_button)))
+    csv = pd.read_csv(io.BytesIO(downloads.of(csv_button)))
     assert sorted(csv["status"]) == ["failed", "verified"]
     cif_button = next(b for b in app.get("download_button") if b.label == "CIF")
-    assert Structure.from_str(payload(downloads, cif_button).decode(), fmt="cif").composition.reduced_formula == "LiCoO2"
+    assert Structure.from_str(downloads.of(cif_button).decode(), fmt="cif").composition.reduced_formula == "LiCoO2"
     app.radio(key=f"state_{design_id}").set_value("charge")
     ok(app.run())
     cif_button = next(b for b in app.get("download_button") if b.label == "CIF")
-    assert Structure.from_str(payload(downloads, cif_button).decode(), fmt="cif").composition.reduced_formula == "CoO2"
+    assert Structure.from_str(downloads.of(cif_button).decode(), fmt="cif").composition.reduced_formula == "CoO2"
