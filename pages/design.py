@@ -55,7 +55,7 @@ def load_electrodes(directory: str) -> tuple[pd.DataFrame, PropertyScaler]:
 @st.cache_resource(show_spinner=False, max_entries=2)
 def design_jobs(db_path: str) -> DesignJobs:
     # One per app process: its Dask cluster and job threads outlive reruns and sessions.
-    return DesignJobs(DesignStore(db_path))
+    return DesignJobs.from_environment(DesignStore(db_path))
 
 
 def set_targets_to_medians(table: pd.DataFrame) -> None:
@@ -204,7 +204,11 @@ def main() -> None:
         st.error(str(exc))
         return
     db_path = str(default_path())
-    jobs = design_jobs(db_path)
+    try:
+        jobs = design_jobs(db_path)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
     store = jobs.store
     try:
         request = request_controls(table, scaler)

@@ -23,6 +23,10 @@ from battgen.design.store import DesignStore
 from battgen.design.verify import verify
 
 POLL_S = 1.0
+# App settings: the page's jobs go to this Dask scheduler (a real cluster) when it is set, else
+# to a local cluster of this many worker processes.
+SCHEDULER_ENV_VAR = "BATTGEN_DASK_SCHEDULER"
+WORKERS_ENV_VAR = "BATTGEN_DESIGN_WORKERS"
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
@@ -185,6 +189,15 @@ class DesignJobs:
         self._lock = threading.Lock()
         # Designs a previous process left running cannot finish any more: say so.
         store.mark_interrupted()
+
+    @classmethod
+    def from_environment(cls, store: DesignStore) -> "DesignJobs":
+        import os
+
+        workers = os.environ.get(WORKERS_ENV_VAR, "1")
+        if not workers.isdigit() or int(workers) < 1:
+            raise ValueError(f"{WORKERS_ENV_VAR} must be a positive whole number, got {workers!r}")
+        return cls(store, scheduler=os.environ.get(SCHEDULER_ENV_VAR) or None, workers=int(workers))
 
     def client(self):
         with self._lock:

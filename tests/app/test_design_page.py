@@ -106,3 +106,35 @@ def test_a_stored_design_is_shown_after_a_restart(seeded_root, monkeypatch, down
     ok(app.run())
     cif_button = next(b for b in app.get("download_button") if b.label == "CIF")
     assert Structure.from_str(downloads.of(cif_button).decode(), fmt="cif").composition.reduced_formula == "CoO2"
+
+
+@pytest.mark.slow
+def test_a_design_requested_on_the_page_runs_and_is_stored(tmp_path, monkeypatch):
+    from dask.distributed import LocalCluster
+
+    # The page's app setting for a real cluster, pointed at a scheduler in this process.
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    monkeypatch.setenv("BATTGEN_DASK_SCHEDULER", cluster.scheduler_address)
+    monkeypatch.setenv("BATTGEN_ARTIFACT_ROOT", str(_root(tmp_path)))
+    try:
+        app = ok(AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S).run())
+        app.number_input(key="design_k").set_value(1)
+        app.number_input(key="design_proposals").set_value(20)
+        app.number_input(key="design_steps").set_value(10)
+        next(b for b in app.button if b.label == "Design").click()
+        ok(app.run())
+        design_id = app.session_state["design_live"]
+        store = DesignStore(tmp_path / "data" / "design" / "designs.sqlite")
+        import time
+
+        deadline = time.monotonic() + 600
+        while store.design(design_id)["status"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(2)
+        design = store.design(design_id)
+        assert design["status"] == "done", design
+        relaxed = store.candidates(design_id)
+        assert relaxed and all(c["status"] == "verified" or c["reason"] for c in relaxed)
+        ok(app.run())
+        assert any(design_id in s.value for s in app.subheader)
+    finally:
+        cluster.close()
