@@ -9,7 +9,6 @@ a flag in the store; the loop notices within ``POLL_S`` and cancels the futures.
 from __future__ import annotations
 
 import contextlib
-import io
 import threading
 import time
 import traceback
@@ -59,9 +58,10 @@ def make_client(scheduler: str | None = None, workers: int = 1, processes: bool 
 
 @contextlib.contextmanager
 def _quiet():
-    # Worker processes share the terminal: CHGNet's banner on stdout would corrupt ``--json``
-    # output, and pymatgen's magmom warnings drown the progress lines.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    # Worker processes share the terminal: pymatgen's magmom warnings drown the progress lines.
+    # (stdout is not redirected here: with in-process workers that would swap sys.stdout under
+    # the caller's feet; CHGNet's banner is silenced where the model loads, in verify.py.)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
 

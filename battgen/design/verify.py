@@ -7,10 +7,29 @@ computed exactly like the table's. A failure is returned with its reason, never 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import threading
 import time
 
 from battgen.data.relax import DEFAULT_FMAX
 from battgen.design.proposals import Proposal
+
+_MODEL_LOCK = threading.Lock()
+
+
+def load_model_quietly() -> None:
+    """Load CHGNet once per process with its banner kept off stdout (it would corrupt ``--json``).
+
+    Once cached, the model prints nothing again, so the stdout swap happens once, under a lock.
+    """
+    from battgen.data.relax import load_chgnet
+    from battgen.device import get_device
+
+    with _MODEL_LOCK:
+        if load_chgnet.cache_info().currsize == 0:
+            with contextlib.redirect_stdout(io.StringIO()):
+                load_chgnet(get_device().type)
 
 
 def one_thread() -> None:
@@ -28,6 +47,7 @@ def verify(proposal: Proposal, ion: str, table_dir, *, steps: int, fmax: float =
     from battgen.design.novelty import NoveltyChecker
 
     one_thread()
+    load_model_quietly()
     start = time.perf_counter()
     base = {"key": proposal.key, "arm": proposal.arm}
     try:
