@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from battgen import paths
-from battgen.data.properties import PROPERTY_NAMES
 from battgen.design.funnel import STAGES
 from battgen.design.request import ARMS, build_request
 

@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from battgen.data.frameworks import ANION_CHARGE, SPECTATOR_CHARGE, _spread_sites
+from battgen.data.frameworks import _spread_sites
 from battgen.data.properties import ION_CHARGE, check_ion
 from battgen.design.substitution import ANION_POOL, METAL_POOL, element_probability
 
@@ -296,5 +296,3 @@ def charged_structure(structure, ion: str):
     out.remove_species([ion])
     return out
 
-
-ROLE_CHARGES = {**ANION_CHARGE, **SPECTATOR_CHARGE}
