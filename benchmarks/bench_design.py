@@ -5,7 +5,9 @@ local Dask cluster and prints one table. The target is <= 60 s per verified cand
 2-core CPU; the 1-minute load average is printed beside it, because on a shared machine the
 relaxations get only a fraction of a core.
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_design.py [--requests 2] [--workers 2]
+    PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_design.py [--requests 2] [--workers 2]
+
+(`make bench` sets PYTHONPATH; with the defaults this runs several CHGNet pair relaxations: minutes.)
 """
 
 from __future__ import annotations
