@@ -65,6 +65,12 @@ CAPABILITIES = [
         ":material/deployed_code:",
         "browse the electrode-materials database: filters, 3D structures, voltage profiles, CIF/POSCAR exports",
     ),
+    Capability(
+        "pages/design.py",
+        "Design",
+        ":material/science:",
+        "ask for an electrode and get new structures: substituted frameworks, filtered, pre-ranked and verified by CHGNet relaxation, with E_hull and downloads",
+    ),
 ]
 
 ARTIFACT_SCAN_TTL_S = 30  # short: a training run finishing should show up without a restart

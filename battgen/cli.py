@@ -25,6 +25,7 @@ COMMANDS: list[tuple[str | None, str, str]] = [
     ("train", "battgen.train.commands", "train the shipped models"),
     ("eval", "battgen.eval.commands", "score trained models on held-out data"),
     (None, "battgen.screening.commands", "screen: property request -> generated samples and ranked candidates"),
+    (None, "battgen.design.commands", "design: property request -> new electrode structures verified with CHGNet"),
 ]
 
 

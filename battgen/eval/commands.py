@@ -46,6 +46,10 @@ def register(commands) -> None:
     p.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0])
     p.set_defaults(func=_run_guidance_sweep)
 
+    from battgen.design.commands import register_eval
+
+    register_eval(commands)
+
 
 def sensitivity_over_ions(session, seeds: int, **sample_kw) -> dict:
     """Equal-step sensitivity at every ion's median request, averaged over ions (one ranking for the app).
