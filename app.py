@@ -66,7 +66,7 @@ CAPABILITIES = [
         "browse the electrode-materials database: filters, 3D structures, voltage profiles, CIF/POSCAR exports",
     ),
     Capability(
-        "pages/design.py",
+        "pages/electrode_design.py",
         "Design",
         ":material/science:",
         "ask for an electrode and get new structures: substituted frameworks, filtered, pre-ranked and verified by CHGNet relaxation, with E_hull and downloads",

@@ -27,7 +27,7 @@ from battgen.design.verify import verify
 from tests.app.test_structures_page import downloads  # noqa: F401  (the download-recording fixture)
 
 REPO = Path(__file__).resolve().parents[2]
-PAGE = REPO / "pages" / "design.py"
+PAGE = REPO / "pages" / "electrode_design.py"
 TIMEOUT_S = 240
 TABLE_DIR = paths.asset_dir(paths.ELECTRODES)
 
