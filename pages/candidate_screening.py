@@ -29,6 +29,7 @@ MAX_CANDIDATES = 16
 MAX_GUIDANCE = 20.0
 SEED_LIMIT = 2**31 - 1
 SAMPLE_COLUMNS = 2  # generated samples side by side
+DESIGN_PAGE = "pages/electrode_design.py"
 COMPARED_CANDIDATES = 5  # candidates drawn against the request
 # A poorly trained model predicts a little of every element; its formula guess then fills a column.
 FORMULA_CHARACTERS = 40
@@ -280,6 +281,14 @@ def show_selected_structure(result: ScreeningResult) -> None:
                    file_stem=f"{row['formula_discharge']}_{chosen}", key="screen_structure")
 
 
+def send_to_design(request: ScreeningRequest) -> None:
+    """Hand this request to the Design page's controls (their keys), then go there."""
+    st.session_state["design_ion"] = request.working_ion
+    for name, value in request.properties.items():
+        st.session_state[f"design_{name}"] = float(round(value, 3))
+    st.session_state["screen_go_design"] = True
+
+
 def show_result(session: ScreeningSession, result: ScreeningResult) -> None:
     settings = result.settings
     st.subheader("Result")
@@ -290,6 +299,13 @@ def show_result(session: ScreeningSession, result: ScreeningResult) -> None:
     if outside:
         st.warning(outside)
     show_match_summary(result)
+    design_column, note_column = st.columns([1, 3], vertical_alignment="center")
+    design_column.button("Design new structures for this request", icon=":material/science:",
+                         key="screen_to_design", on_click=send_to_design, args=(result.request,))
+    note_column.caption("The table ranks materials that exist; the Design page proposes new ones for the same "
+                        "request and computes their voltage and capacities with CHGNet.")
+    if st.session_state.pop("screen_go_design", False):
+        st.switch_page(DESIGN_PAGE)
     show_candidates(session, result)
     show_downloads(result)
     show_samples(session, result)

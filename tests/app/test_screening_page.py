@@ -297,3 +297,14 @@ def test_model_quality_shows_the_shipped_models_baselines_and_condition_effect(p
         assert set(effect["split"]) == {"train", "test"}
     finally:
         metrics_path.unlink()
+
+
+def test_a_screening_request_can_be_handed_to_the_design_page(page):
+    app = generate(page, average_voltage=3.1)
+    request = result(app).request
+    app.button(key="screen_to_design").click()
+    app.run()
+    # The Design page's own controls now hold the request (AppTest does not follow the page switch).
+    assert app.session_state["design_ion"] == request.working_ion
+    assert app.session_state["design_average_voltage"] == pytest.approx(request.properties["average_voltage"], abs=1e-3)
+    assert app.session_state["design_capacity_grav"] == pytest.approx(request.properties["capacity_grav"], abs=1e-3)
