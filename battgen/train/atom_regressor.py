@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from battgen import atomic
 from battgen.afm.loader import load_afm_dataset
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.device import get_device
@@ -154,42 +155,43 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
     true_np = counts_np[test_idx].astype(np.float32)
     test_metrics = atom_regressor_metrics(true_np, pred_np, data.working_ion[test_idx])
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    np.savez_compressed(
-        out_dir / PREDICTIONS_FILENAME,
-        true=true_np, pred=pred_np, working_ion=data.working_ion[test_idx],
-        material=data.material[test_idx], rotation=data.rotation[test_idx], index=test_idx.astype(np.int64),
-    )
-    epochs_run = len(history["val_loss"])
-    metrics = {
-        "test": test_metrics,
-        "best_epoch": stopper.best_epoch + 1,
-        "best_val_loss": stopper.best_score,
-        "val_loss": "ion-weighted MSE of counts / count_scale",
-        "epochs_run": epochs_run,
-        "stopped": stopped,
-        "seconds_per_epoch": float(np.mean(history["epoch_seconds"])),
-        "train_seconds": train_seconds,
-        "encode_seconds": encode_seconds,
-        "parameters": model.num_parameters(),
-        "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
-        "history": history,
-    }
-    write_metrics(out_dir, metrics)
-    write_metadata(
-        out_dir,
-        command=command_line(config),
-        config={
-            "epochs": config.epochs, "batch_size": batch_size, "lr": config.lr, "weight_decay": config.weight_decay,
-            "patience": config.patience, "optimizer": "AdamW", "max_minutes": config.max_minutes, "device": str(dev),
-            "torch_threads": torch.get_num_threads(), "translator": for_display(translator_dir),
-            "sample_weights": "inverse working-ion frequency", "loss": "MSE on counts / count_scale",
-            "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
-        },
-        seed=config.seed,
-        inputs=[data.path, *_translator_files(translator_dir)],
-        wall_time_s=time.perf_counter() - t_start,
-        extra={"artifact": "afm_atom_regressor"},
-    )
+    # Staged beside the checkpoint and swapped in whole: a killed run never leaves half of one.
+    with atomic.atomic_directory(out_dir) as staging:
+        model.save_pretrained(staging)
+        np.savez_compressed(
+            staging / PREDICTIONS_FILENAME,
+            true=true_np, pred=pred_np, working_ion=data.working_ion[test_idx],
+            material=data.material[test_idx], rotation=data.rotation[test_idx], index=test_idx.astype(np.int64),
+        )
+        epochs_run = len(history["val_loss"])
+        metrics = {
+            "test": test_metrics,
+            "best_epoch": stopper.best_epoch + 1,
+            "best_val_loss": stopper.best_score,
+            "val_loss": "ion-weighted MSE of counts / count_scale",
+            "epochs_run": epochs_run,
+            "stopped": stopped,
+            "seconds_per_epoch": float(np.mean(history["epoch_seconds"])),
+            "train_seconds": train_seconds,
+            "encode_seconds": encode_seconds,
+            "parameters": model.num_parameters(),
+            "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
+            "history": history,
+        }
+        write_metrics(staging, metrics)
+        write_metadata(
+            staging,
+            command=command_line(config),
+            config={
+                "epochs": config.epochs, "batch_size": batch_size, "lr": config.lr, "weight_decay": config.weight_decay,
+                "patience": config.patience, "optimizer": "AdamW", "max_minutes": config.max_minutes, "device": str(dev),
+                "torch_threads": torch.get_num_threads(), "translator": for_display(translator_dir),
+                "sample_weights": "inverse working-ion frequency", "loss": "MSE on counts / count_scale",
+                "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
+            },
+            seed=config.seed,
+            inputs=[data.path, *_translator_files(translator_dir)],
+            wall_time_s=time.perf_counter() - t_start,
+            extra={"artifact": "afm_atom_regressor"},
+        )
     return metrics

@@ -37,6 +37,7 @@ from diffusers.training_utils import EMAModel
 from sklearn.metrics import r2_score
 from tqdm.auto import tqdm
 
+from battgen import atomic
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 from battgen.data.splits import inverse_frequency_weights
@@ -545,38 +546,39 @@ def train_screening(config: ScreeningTrainingConfig) -> dict:
         unet_cpu = build_screening_unet(**unet_config)
         unet_cpu.load_state_dict(best["state"])
         pipeline = make_pipeline(unet_cpu.eval())
-        out_dir.mkdir(parents=True, exist_ok=True)
-        pipeline.save_pretrained(out_dir)
-        write_metrics(out_dir, metrics)
-        hyper = {
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "cond_dropout": cond_dropout,
-            "ema_decay": ema_decay, "patience": config.patience, "weight_decay": weight_decay,
-            "lr_warmup_steps": lr_warmup_steps, "grad_clip": grad_clip, "optimizer": "AdamW",
-            "max_minutes": config.max_minutes, "device": str(accelerator.device),
-            "num_processes": accelerator.num_processes, "torch_threads": torch.get_num_threads(),
-            "noise_scheduler": {k: v for k, v in noise_scheduler.config.items() if not k.startswith("_")},
-            "unet": {k: v for k, v in unet_cpu.config.items() if not k.startswith("_")},
-            "loss": f"{prediction_type} MSE, inverse-frequency per-ion sample weights"
-                    + (f", min-SNR weights (gamma {min_snr_gamma})" if min_snr_gamma else ""),
-            "prediction_type": prediction_type, "zero_terminal_snr": bool(zero_terminal_snr),
-            "min_snr_gamma": min_snr_gamma, "condition_norm": condition_norm, "targets": targets,
-            "select_by": select_by, "x0_quantile": x0_quantile, "x0_bound": x0_bound,
-        }
-        write_metadata(
-            out_dir,
-            command=command_line(config),
-            config=hyper,
-            seed=seed,
-            inputs=[latents_path, table_path(table_dir)],
-            wall_time_s=time.perf_counter() - t_start,
-            extra={
-                "artifact": "screening",
-                "translator": for_display(translator),
-                "atom_regressor": for_display(atom_regressor),
-                "scaling_factor": data.scaling_factor,
-                "property_ranges": data.scaler.as_dict(),
-                "train_ion_counts": {ion: int((data.ions[train_idx] == ion).sum()) for ion in WORKING_IONS},
-            },
-        )
+        # Staged beside the checkpoint and swapped in whole: a killed run never leaves half of one.
+        with atomic.atomic_directory(out_dir) as staging:
+            pipeline.save_pretrained(staging)
+            write_metrics(staging, metrics)
+            hyper = {
+                "epochs": epochs, "batch_size": batch_size, "lr": lr, "cond_dropout": cond_dropout,
+                "ema_decay": ema_decay, "patience": config.patience, "weight_decay": weight_decay,
+                "lr_warmup_steps": lr_warmup_steps, "grad_clip": grad_clip, "optimizer": "AdamW",
+                "max_minutes": config.max_minutes, "device": str(accelerator.device),
+                "num_processes": accelerator.num_processes, "torch_threads": torch.get_num_threads(),
+                "noise_scheduler": {k: v for k, v in noise_scheduler.config.items() if not k.startswith("_")},
+                "unet": {k: v for k, v in unet_cpu.config.items() if not k.startswith("_")},
+                "loss": f"{prediction_type} MSE, inverse-frequency per-ion sample weights"
+                        + (f", min-SNR weights (gamma {min_snr_gamma})" if min_snr_gamma else ""),
+                "prediction_type": prediction_type, "zero_terminal_snr": bool(zero_terminal_snr),
+                "min_snr_gamma": min_snr_gamma, "condition_norm": condition_norm, "targets": targets,
+                "select_by": select_by, "x0_quantile": x0_quantile, "x0_bound": x0_bound,
+            }
+            write_metadata(
+                staging,
+                command=command_line(config),
+                config=hyper,
+                seed=seed,
+                inputs=[latents_path, table_path(table_dir)],
+                wall_time_s=time.perf_counter() - t_start,
+                extra={
+                    "artifact": "screening",
+                    "translator": for_display(translator),
+                    "atom_regressor": for_display(atom_regressor),
+                    "scaling_factor": data.scaling_factor,
+                    "property_ranges": data.scaler.as_dict(),
+                    "train_ion_counts": {ion: int((data.ions[train_idx] == ion).sum()) for ion in WORKING_IONS},
+                },
+            )
     accelerator.wait_for_everyone()
     return metrics

@@ -22,6 +22,7 @@ import torch
 from sklearn.decomposition import PCA
 from tqdm.auto import tqdm
 
+from battgen import atomic
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.device import get_device
 from battgen.eval.sei_latent import LATENTS_FILENAME
@@ -239,60 +240,61 @@ def train_sei_model(config: SEITrainingConfig) -> dict:
         properties_pred=test.get("properties_pred"),
     )
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    latents = {
-        "indices": test_idx.astype(np.int64),
-        "mu": test["mu"].astype(np.float32),
-        "logvar": test["logvar"].astype(np.float32),
-        "pca_components": pca.components_.astype(np.float32),
-        "pca_mean": pca.mean_.astype(np.float32),
-        "pca_explained_variance_ratio": pca.explained_variance_ratio_.astype(np.float32),
-        "pcs": test_pcs.astype(np.float32),
-        "properties_true": props_true.astype(np.float32),
-        "property_names": np.array(PROPERTY_NAMES),
-        "barriers": data.barriers[test_idx].astype(np.float32),
-        "barrier_names": np.array(data.barrier_names),
-    }
-    if "properties_pred" in test:
-        latents["properties_pred"] = test["properties_pred"].astype(np.float32)
-    np.savez_compressed(out_dir / LATENTS_FILENAME, **latents)
+    # Staged beside the checkpoint and swapped in whole: a killed run never leaves half of one.
+    with atomic.atomic_directory(out_dir) as staging:
+        model.save_pretrained(staging)
+        latents = {
+            "indices": test_idx.astype(np.int64),
+            "mu": test["mu"].astype(np.float32),
+            "logvar": test["logvar"].astype(np.float32),
+            "pca_components": pca.components_.astype(np.float32),
+            "pca_mean": pca.mean_.astype(np.float32),
+            "pca_explained_variance_ratio": pca.explained_variance_ratio_.astype(np.float32),
+            "pcs": test_pcs.astype(np.float32),
+            "properties_true": props_true.astype(np.float32),
+            "property_names": np.array(PROPERTY_NAMES),
+            "barriers": data.barriers[test_idx].astype(np.float32),
+            "barrier_names": np.array(data.barrier_names),
+        }
+        if "properties_pred" in test:
+            latents["properties_pred"] = test["properties_pred"].astype(np.float32)
+        np.savez_compressed(staging / LATENTS_FILENAME, **latents)
 
-    metrics = {
-        "kind": kind,
-        "test": test_metrics,
-        "best_epoch": stopper.best_epoch + 1,
-        "best_val_loss": stopper.best_score,
-        "epochs_run": len(history["val_loss"]),
-        "stopped": stopped,
-        "seconds_per_epoch": float(np.mean(history["epoch_seconds"])),
-        "train_seconds": train_seconds,
-        "pca_explained_variance_ratio": pca.explained_variance_ratio_.tolist(),
-        "n_train": int(len(train_idx)),
-        "n_val": int(len(val_idx)),
-        "n_test": int(len(test_idx)),
-        "history": history,
-    }
-    write_metrics(out_dir, metrics)
-    hyper = {
-        "kind": kind, "epochs": epochs, "batch_size": batch_size, "lr": config.lr, "beta": beta,
-        "lam": lam_eff, "kl_warmup_epochs": warmup, "patience": config.patience,
-        "weight_decay": config.weight_decay, "class_weighting": config.class_weights,
-        "optimizer": "AdamW", "max_minutes": config.max_minutes, "device": str(dev),
-        "torch_threads": torch.get_num_threads(),
-        "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
-    }
-    write_metadata(
-        out_dir,
-        command=command_line(config),
-        config=hyper,
-        seed=seed,
-        inputs=[data.path],
-        wall_time_s=time.perf_counter() - t_start,
-        extra={
-            "artifact": f"sei_{kind}",
-            "class_weights": dict(zip(SPECIES_NAMES, weights_np.tolist())) if config.class_weights else None,
-            "train_site_fraction": dict(zip(SPECIES_NAMES, site_freq.tolist())),
-        },
-    )
+        metrics = {
+            "kind": kind,
+            "test": test_metrics,
+            "best_epoch": stopper.best_epoch + 1,
+            "best_val_loss": stopper.best_score,
+            "epochs_run": len(history["val_loss"]),
+            "stopped": stopped,
+            "seconds_per_epoch": float(np.mean(history["epoch_seconds"])),
+            "train_seconds": train_seconds,
+            "pca_explained_variance_ratio": pca.explained_variance_ratio_.tolist(),
+            "n_train": int(len(train_idx)),
+            "n_val": int(len(val_idx)),
+            "n_test": int(len(test_idx)),
+            "history": history,
+        }
+        write_metrics(staging, metrics)
+        hyper = {
+            "kind": kind, "epochs": epochs, "batch_size": batch_size, "lr": config.lr, "beta": beta,
+            "lam": lam_eff, "kl_warmup_epochs": warmup, "patience": config.patience,
+            "weight_decay": config.weight_decay, "class_weighting": config.class_weights,
+            "optimizer": "AdamW", "max_minutes": config.max_minutes, "device": str(dev),
+            "torch_threads": torch.get_num_threads(),
+            "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
+        }
+        write_metadata(
+            staging,
+            command=command_line(config),
+            config=hyper,
+            seed=seed,
+            inputs=[data.path],
+            wall_time_s=time.perf_counter() - t_start,
+            extra={
+                "artifact": f"sei_{kind}",
+                "class_weights": dict(zip(SPECIES_NAMES, weights_np.tolist())) if config.class_weights else None,
+                "train_site_fraction": dict(zip(SPECIES_NAMES, site_freq.tolist())),
+            },
+        )
     return metrics

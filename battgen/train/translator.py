@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from battgen import atomic
 from battgen.afm.loader import AFMDataset, load_afm_dataset
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.device import get_device
@@ -289,55 +290,56 @@ def _finish(model: AFMTranslator, disc: PatchDiscriminator | None, best: dict, d
     true = data.descriptors[test_idx].astype(np.float32)
     test_metrics = translator_metrics(true, pred, data.descriptor_names, ions=data.working_ion[test_idx])
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    if disc is not None and best["disc_state"] is not None:
-        disc.load_state_dict(best["disc_state"])
-        disc.save_pretrained(out_dir / DISCRIMINATOR_SUBFOLDER)
-    np.savez_compressed(
-        out_dir / LATENTS_FILENAME,
-        mu=mu.astype(np.float16),
-        material=data.material,
-        rotation=data.rotation,
-        split=data.split,
-        working_ion=data.working_ion,
-        scaling_factor=np.float32(model.config.scaling_factor),
-        **({} if data.material_id is None else {"material_id": data.material_id}),
-    )
-    epochs_run = len(history["epoch_seconds"])
-    metrics = {
-        "adversarial": adversarial,
-        "adversarial_active_at_best": bool(best["adversarial"]),
-        "test": test_metrics,
-        "best_epoch": best["epoch"] + 1,
-        "best_val_score": best["score"],
-        "val_score": "ion-weighted L1 + beta * KL, posterior mean",
-        "epochs_run": epochs_run,
-        "stopped": stopped,
-        "seconds_per_epoch": float(np.mean(history["epoch_seconds"])),
-        # per epoch and training view, validation included: times N_train gives an epoch's cost
-        "seconds_per_train_view": float(np.sum(history["epoch_seconds"]) / max(1, epochs_run * len(train_idx))),
-        "train_seconds": train_seconds,
-        "scaling_factor": model.config.scaling_factor,
-        "latent_shape": list(mu.shape[1:]),
-        "parameters": {"translator": model.num_parameters(),
-                       **({"discriminator": disc.num_parameters()} if disc is not None else {})},
-        "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
-        "history": history,
-    }
-    if adversarial and not best["adversarial"]:
-        metrics["warning"] = "training ended before the adversarial term switched on; this is an L1 + KL model"
-    write_metrics(out_dir, metrics)
-    write_metadata(
-        out_dir,
-        command=command,
-        config={**hyper,
-                "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
-                "discriminator": ({k: v for k, v in disc.config.items() if not k.startswith("_")}
-                                  if disc is not None else None)},
-        seed=seed,
-        inputs=[data.path],
-        wall_time_s=time.perf_counter() - t_start,
-        extra={"artifact": "afm_translator" if adversarial else "afm_translator_noadv"},
-    )
+    # Staged beside the checkpoint and swapped in whole: a killed run never leaves half of one.
+    with atomic.atomic_directory(out_dir) as staging:
+        model.save_pretrained(staging)
+        if disc is not None and best["disc_state"] is not None:
+            disc.load_state_dict(best["disc_state"])
+            disc.save_pretrained(staging / DISCRIMINATOR_SUBFOLDER)
+        np.savez_compressed(
+            staging / LATENTS_FILENAME,
+            mu=mu.astype(np.float16),
+            material=data.material,
+            rotation=data.rotation,
+            split=data.split,
+            working_ion=data.working_ion,
+            scaling_factor=np.float32(model.config.scaling_factor),
+            **({} if data.material_id is None else {"material_id": data.material_id}),
+        )
+        epochs_run = len(history["epoch_seconds"])
+        metrics = {
+            "adversarial": adversarial,
+            "adversarial_active_at_best": bool(best["adversarial"]),
+            "test": test_metrics,
+            "best_epoch": best["epoch"] + 1,
+            "best_val_score": best["score"],
+            "val_score": "ion-weighted L1 + beta * KL, posterior mean",
+            "epochs_run": epochs_run,
+            "stopped": stopped,
+            "seconds_per_epoch": float(np.mean(history["epoch_seconds"])),
+            # per epoch and training view, validation included: times N_train gives an epoch's cost
+            "seconds_per_train_view": float(np.sum(history["epoch_seconds"]) / max(1, epochs_run * len(train_idx))),
+            "train_seconds": train_seconds,
+            "scaling_factor": model.config.scaling_factor,
+            "latent_shape": list(mu.shape[1:]),
+            "parameters": {"translator": model.num_parameters(),
+                           **({"discriminator": disc.num_parameters()} if disc is not None else {})},
+            "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
+            "history": history,
+        }
+        if adversarial and not best["adversarial"]:
+            metrics["warning"] = "training ended before the adversarial term switched on; this is an L1 + KL model"
+        write_metrics(staging, metrics)
+        write_metadata(
+            staging,
+            command=command,
+            config={**hyper,
+                    "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
+                    "discriminator": ({k: v for k, v in disc.config.items() if not k.startswith("_")}
+                                      if disc is not None else None)},
+            seed=seed,
+            inputs=[data.path],
+            wall_time_s=time.perf_counter() - t_start,
+            extra={"artifact": "afm_translator" if adversarial else "afm_translator_noadv"},
+        )
     return metrics

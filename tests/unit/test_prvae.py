@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -342,3 +343,23 @@ def test_sei_test_metrics_assembles_json_ready_dict():
     assert m["reconstruction"]["accuracy"] == 1.0
     assert all(v["r2"] == pytest.approx(1.0) for v in m["properties"].values())
     json.dumps(m)
+
+
+def test_a_training_that_dies_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    import battgen.train.sei_prvae as trainer
+
+    data_dir = _write_dataset(tmp_path / "data")
+    config = SEITrainingConfig(kind="prvae", data=data_dir, out=tmp_path / "ckpt", epochs=1, batch_size=16,
+                               device="cpu", progress=False)
+    train_sei_model(config)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()}
+
+    def die(*args, **kwargs):
+        raise RuntimeError("killed while writing metadata")
+
+    monkeypatch.setattr(trainer, "write_metadata", die)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_sei_model(dataclasses.replace(config, seed=1))
+    # Every file of the first checkpoint is still there, unchanged; no staging folder is left behind.
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ckpt")] == []
