@@ -175,7 +175,7 @@ def _template_structure(name: str):
 
 
 def _substitute_roles(structure, role_map: dict) -> None:
-    # Via dummies: a prototype's own elements can be placeholders of another role (O is X's).
+    # Via dummies: a prototype's own elements can be stand-ins for another role (O is X's).
     from pymatgen.core import DummySpecies
 
     dummies = {el: DummySpecies(f"X{role.lower()}") for el, role in role_map.items()}

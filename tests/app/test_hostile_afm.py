@@ -149,7 +149,7 @@ def afm_cases() -> list[tuple[str, list[tuple[str, bytes]]]]:
     # Pickled Python objects, which must never be unpickled.
     objects = np.empty((8, 8, 4), dtype=object)
     objects[:] = [1]
-    add("pickled-object-npy", ("objects.npy", npy_bytes(objects, allow_pickle=True)))
+    add("pickled-object-npy", ("objects.npy", npy_bytes(objects)))
     add("pickled-object-npz", ("objects.npz", npz_bytes(df=objects)))
     add("raw-pickle-as-npy", ("evil.npy", pickle.dumps({"df": cube})))
     add("raw-pickle-as-npz", ("evil.npz", pickle.dumps([cube])))
