@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from battgen.runtime import configure_threads
+from battgen.runtime import configure_threads, thread_policy
 
 # First, before anything imports torch: its OpenMP threads would otherwise spin against every
 # other job on the server's cores (see battgen/runtime.py).
@@ -123,7 +122,7 @@ def render_compute_panel() -> None:
         f"PyTorch {summary['torch_version']}. Models run on `{summary['device']}`; "
         "set the environment variable BATTGEN_DEVICE to `cpu` or `cuda` to choose. "
         f"Thread policy: {summary['torch_threads']} torch thread(s) per process, OpenMP waiting "
-        f"`{os.environ.get('OMP_WAIT_POLICY', 'default')}`, so jobs on the other cores do not stall the pages "
+        f"`{thread_policy()['omp_wait_policy'] or 'default'}`, so jobs on the other cores do not stall the pages "
         "(BATTGEN_THREADS to change)."
     )
 

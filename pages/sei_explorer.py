@@ -11,7 +11,6 @@ from battgen import paths
 from battgen.artifacts import read_metrics
 from battgen.eval.sei_report import PUBLISHED_NOTE, regressor_r2, sei_quality_table
 from battgen.sei.barriers import (
-    BARRIER_NAMES,
     BARRIER_RANGES,
     DEFAULT_BARRIERS,
     EVENT_DESCRIPTIONS,

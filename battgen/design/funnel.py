@@ -89,12 +89,12 @@ def run_funnel(request: DesignRequest, arm: str, table_dir, *, progress=None) ->
     scaler = load_scaler(table_dir)
     targets = ranking_targets(request)
     surrogate = surrogate_for(table_dir)
-    prior, target_score = None, None
-    if arm == "guided":
-        prior = prior_for(table_dir).predict(ion, request.properties)
+    def guided_score(compositions):
+        return [prerank_score(e, targets, scaler) for e in estimate(surrogate, compositions, ion)]
 
-        def target_score(compositions):
-            return [prerank_score(e, targets, scaler) for e in estimate(surrogate, compositions, ion)]
+    guided = arm == "guided"
+    prior = prior_for(table_dir).predict(ion, request.properties) if guided else None
+    target_score = guided_score if guided else None
 
     proposals = draw_proposals(sources, ion, arm, request.proposals, prior=prior, target_score=target_score,
                                seed=request.seed)

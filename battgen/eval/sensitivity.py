@@ -31,9 +31,10 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from diffusers import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
 
 from battgen.data.properties import PROPERTY_BY_NAME
-from diffusers.utils.torch_utils import randn_tensor
 
 from battgen.models.screening import BattGenScreeningPipeline
 from battgen.screening.defaults import DEFAULT_GUIDANCE

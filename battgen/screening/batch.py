@@ -29,15 +29,12 @@ def read_requests(source: str | os.PathLike[str] | bytes, table: pd.DataFrame,
         data = source
     else:
         try:
-            size = os.path.getsize(source)
+            with open(source, "rb") as handle:
+                data = handle.read(MAX_BYTES + 1)  # never more than the limit, however large the file
         except OSError as exc:
             raise ValueError(f"cannot read the request file {source}: {exc.strerror or exc}") from None
-        if size > MAX_BYTES:
-            raise ValueError(f"the request file is {size / 1e6:.1f} MB; at most {MAX_BYTES // 2**20} MB is read")
-        with open(source, "rb") as handle:
-            data = handle.read()
     if len(data) > MAX_BYTES:
-        raise ValueError(f"the request file is {len(data) / 1e6:.1f} MB; at most {MAX_BYTES // 2**20} MB is read")
+        raise ValueError(f"the request file is too large: at most {MAX_BYTES // 2**20} MB is read")
     try:
         frame = pd.read_csv(io.BytesIO(data), dtype={"working_ion": str}, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

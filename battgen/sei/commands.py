@@ -35,8 +35,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _simulate(args) -> int:
-    import numpy as np
-
     from battgen.sei.barriers import parse_barrier_string
     from battgen.sei.kmc import simulate
 

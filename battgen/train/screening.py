@@ -43,7 +43,7 @@ from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 from battgen.data.splits import inverse_frequency_weights
 from battgen.data.table import composition_matrix, load_scaler, load_table, table_path
 from battgen.device import get_device
-from battgen.models.screening_options import CONDITION_NORMS, SELECT_BY, TARGETS
+from battgen.models.screening_options import CONDITION_NORMS, TARGETS
 from battgen.screening.defaults import DEFAULT_GUIDANCE
 from battgen.models.screening import (
     BattGenScreeningPipeline,

@@ -24,7 +24,6 @@ from battgen.design.proposals import Proposal
 from battgen.design.request import build_request
 from battgen.design.store import DesignStore
 from battgen.design.verify import verify
-from tests.app.test_structures_page import downloads  # noqa: F401  (the download-recording fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "pages" / "electrode_design.py"

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from battgen.afm.translate import LatentIndex
 from battgen.cli import main as cli_main

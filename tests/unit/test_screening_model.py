@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
-from diffusers import ConfigMixin, DDIMScheduler, ModelMixin
-from diffusers.configuration_utils import register_to_config
+from diffusers import DDIMScheduler
 
 from battgen.data.composition import N_ELEMENTS
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
