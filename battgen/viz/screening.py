@@ -20,6 +20,7 @@ from battgen.viz.afm import descriptor_figure
 REQUEST_COLOUR = "#212121"
 CANDIDATE_COLOURS = ("#1565C0", "#2E7D32", "#EF6C00", "#6A1B9A", "#00838F", "#AD1457", "#558B2F", "#4E342E")
 SENSITIVITY_COLOUR = "#1565C0"
+ION_SWAP_COLOUR = "#9AA5B1"
 REQUEST_LABEL = "request"
 REQUEST_ROW_BACKGROUND = "rgba(120, 120, 120, 0.15)"
 
@@ -83,10 +84,12 @@ def sensitivity_figure(labels: Sequence[str], mean: Sequence[float], std: Sequen
     """Bars of relative sensitivity per condition (the properties sum to 1), error bars = std over seeds."""
     mean = np.asarray(mean, np.float64)
     error = None if std is None else dict(type="data", array=np.nan_to_num(np.asarray(std, np.float64)), visible=True)
-    fig = go.Figure(go.Bar(x=list(labels), y=mean, error_y=error, marker_color=SENSITIVITY_COLOUR,
+    # The ion swap is a different kind of change, outside the properties' sum: drawn apart in grey.
+    colours = [ION_SWAP_COLOUR if label == "Working ion" else SENSITIVITY_COLOUR for label in labels]
+    fig = go.Figure(go.Bar(x=list(labels), y=mean, error_y=error, marker_color=colours,
                            hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
     fig.update_layout(height=height, template="plotly_white", margin=dict(l=10, r=10, t=10, b=10),
-                      yaxis_title="relative sensitivity")
+                      yaxis_title="relative sensitivity (properties sum to 1)")
     return fig
 
 
