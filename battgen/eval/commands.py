@@ -27,7 +27,7 @@ def register(commands) -> None:
     p = _evaluation_parser(commands, "screening", "test-split metrics and sensitivity of the screening model")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--sensitivity-seeds", type=int, default=5, help="seeds of the sensitivity analysis (0: skip)")
-    p.add_argument("--conditional-samples", type=int, default=2,
+    p.add_argument("--conditional-samples", type=int, default=8,
                    help="samples per material of the train/test conditional evaluation and baselines (0: skip)")
     p.set_defaults(func=_run_screening)
 

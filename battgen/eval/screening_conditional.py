@@ -5,6 +5,9 @@ material's own properties and ion, with fixed initial noise (``samples`` draws p
 
 * ``generator``: R² / MAE of the generated compositions (atom regressor on the generated
   latents) against the material's true counts;
+* ``generator_consensus``: the same, scored on each material's mean composition over its
+  ``samples`` draws (what the screening page's candidates say together; the noise of single
+  draws averages out, the condition's signal does not);
 * ``shuffled_condition``: the same noise, but every material gets another material's condition
   (a random derangement over the split); scored against the material in the slot. A generator
   that uses its condition must score clearly lower here;
@@ -119,6 +122,7 @@ def generator_scores(pipeline, table: pd.DataFrame, scaler: PropertyScaler, mate
         "materials": m, "samples_per_material": k,
         "sampler": {**kw, "seed": int(seed), "generation_s": round(generation_s, 2)},
         "generator": atom_regressor_metrics(flat_truth, counts, flat_ions)["overall"],
+        "generator_consensus": atom_regressor_metrics(truth, c_by.mean(axis=1), ions)["overall"],
         "shuffled_condition": atom_regressor_metrics(flat_truth, counts_shuffled, flat_ions)["overall"],
         "condition_vs_noise": {
             "condition_effect_latent_l2": float(cond_l2.mean()),

@@ -18,6 +18,7 @@ from battgen.artifacts import read_metrics
 # predictor key -> (label, kind), in display order: the model, its control, then the baselines.
 PREDICTORS = {
     "generator": ("Generator (atom regressor on generated latents)", "model"),
+    "generator_consensus": ("Generator, mean composition of a material's samples", "model"),
     "shuffled_condition": ("Generator, conditions shuffled across materials", "control"),
     "random_forest": ("Random forest: properties + ion -> composition", "baseline"),
     "knn5": ("k-NN (k = 5, same ion, by properties)", "baseline"),
@@ -55,7 +56,7 @@ def quality_table(metrics: dict | str | Path) -> pd.DataFrame:
         row = {"predictor": key, "label": label, "kind": kind}
         for split in ("train", "test"):
             result = conditional.get(split) or {}
-            scores = result.get(key) if key in ("generator", "shuffled_condition") \
+            scores = result.get(key) if key in ("generator", "generator_consensus", "shuffled_condition") \
                 else (result.get("baselines") or {}).get(key)
             row[f"{split}_r2"] = None if scores is None else scores["r2"]
             row[f"{split}_mae"] = None if scores is None else scores["mae"]

@@ -74,6 +74,10 @@ def test_conditional_evaluation_scores_both_splits_beside_the_baselines(conditio
         assert 1 <= rank["median_rank_by_latent"] <= rank["median_pool_size"]
         assert rank["chance_median_rank"] > 1
         assert set(result["baselines"]) >= {"per_ion_mean", "random_forest", "knn5"}
+        # The consensus averages a material's draws: by Jensen its error cannot exceed the draws' mean error.
+        consensus = result["generator_consensus"]
+        assert consensus["n_views"] == 12
+        assert consensus["mse"] <= result["generator"]["mse"] + 1e-12
 
 
 def test_report_tables_lay_the_model_beside_its_control_and_baselines(conditional, tmp_path):
@@ -82,8 +86,9 @@ def test_report_tables_lay_the_model_beside_its_control_and_baselines(conditiona
 
     metrics = {"evaluation": {"conditional": conditional}}
     table = quality_table(metrics)
-    assert list(table["predictor"][:3]) == ["generator", "shuffled_condition", "random_forest"]
-    assert list(table["kind"][:2]) == ["model", "control"]
+    assert list(table["predictor"][:4]) == ["generator", "generator_consensus", "shuffled_condition",
+                                            "random_forest"]
+    assert list(table["kind"][:3]) == ["model", "model", "control"]
     generator = table.set_index("predictor").loc["generator"]
     assert generator["test_r2"] == pytest.approx(conditional["test"]["generator"]["r2"])
     forest = table.set_index("predictor").loc["random_forest"]
