@@ -53,6 +53,9 @@ TEXTBOOK: tuple[Reference, ...] = (
               "no template: Li/Ti mixing on spinel 16d and the 8a→16c move are not modelled"),
 )
 VOLTAGE_TOLERANCE = 0.5  # V
+# Written beside the table by ``battgen data validate``: the Structures page shows it without
+# relaxing anything at page load.
+VALIDATION_FILENAME = "validation.json"
 
 
 def validation_table(table: pd.DataFrame | None, plan: BuildPlan | None = None, *,
@@ -151,3 +154,50 @@ def per_ion_table(table: pd.DataFrame) -> pd.DataFrame:
     }).reindex(list(WORKING_IONS))
     out["count"] = out["count"].fillna(0).astype(int)
     return out
+
+
+def save_validation(textbook: pd.DataFrame, table_dir: str | Path, *, plan: BuildPlan,
+                    command: str, seconds: float) -> Path:
+    """Write the validation table and how it was made to ``table_dir/validation.json``."""
+    import importlib.metadata
+    import json
+
+    from battgen import atomic
+    from battgen.artifacts import git_revision, to_json_safe
+
+    median, n = median_voltage_error(textbook)
+    within = textbook["within_0.5V"].fillna(False).astype(bool)
+    payload = {
+        "references": int(len(textbook)),
+        "computed": n,
+        "median_abs_voltage_error_V": median,
+        "within_0.5V": int(within.sum()),
+        "rows": json.loads(textbook.to_json(orient="records")),
+        "provenance": {
+            "command": command,
+            "created_utc": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+            "wall_time_s": round(float(seconds), 1),
+            "relax_settings": plan.relax_settings,
+            "chgnet_version": importlib.metadata.version("chgnet"),
+            "git": git_revision(),
+        },
+    }
+    path = Path(table_dir) / VALIDATION_FILENAME
+    atomic.write_text(path, json.dumps(to_json_safe(payload), indent=2) + "\n")
+    return path
+
+
+def load_validation(table_dir: str | Path) -> tuple[pd.DataFrame, dict] | None:
+    """The saved validation table and its summary (counts, median error, provenance), or None
+    when the table has none."""
+    import json
+
+    path = Path(table_dir) / VALIDATION_FILENAME
+    if not path.is_file():
+        return None
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        rows = pd.DataFrame(payload["rows"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a validation result: {exc}") from None
+    return rows, {k: v for k, v in payload.items() if k != "rows"}
