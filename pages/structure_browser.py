@@ -13,6 +13,7 @@ from battgen import paths
 from battgen.artifacts import flatten_metrics, format_metric_value
 from battgen.data.evaluate import MAX_ATOMS, check_structure, read_structure
 from battgen.data.export import to_csv_bytes
+from battgen.data.mp_fetch import local_table_dir
 from battgen.data.neighbors import nearest_by_composition, nearest_by_properties
 from battgen.data.properties import PROPERTIES, PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 from battgen.data.table import load_scaler, load_table, row_electrode, row_provenance, row_structure
@@ -56,8 +57,12 @@ COLUMN_CONFIG = {
 }
 
 
-def table_directory() -> Path:
-    return paths.asset_dir(paths.ELECTRODES)
+TABLE_SOURCES = ("BattGen computed", "Materials Project")
+MP_KEY_HINT = "check the key you pasted"
+
+
+def table_directory(source: str = TABLE_SOURCES[0]) -> Path:
+    return paths.asset_dir(paths.ELECTRODES) if source == TABLE_SOURCES[0] else local_table_dir()
 
 
 def table_version(directory: Path, filename: str = "electrodes.parquet") -> int:
@@ -148,15 +153,69 @@ def show_neighbours(title: str, neighbours: pd.DataFrame, distance: str, help_te
     st.caption(help_text)
 
 
+def show_validation(directory: Path, shown_dir: str) -> None:
+    try:
+        validation = table_validation(str(directory), table_version(directory, VALIDATION_FILENAME))
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    if validation is None:
+        st.info("No validation result beside this table: `python -m battgen data validate --table "
+                f"{shown_dir}` computes the textbook electrodes and writes it.")
+        return
+    textbook, about = validation
+    median = about.get("median_abs_voltage_error_V")
+    st.markdown(
+        f"**Textbook electrodes**, computed by the builder's pipeline (CHGNet + pymatgen) against "
+        f"experiment: {about.get('within_0.5V', 0)} of {about.get('references', len(textbook))} within "
+        f"0.5 V; median |voltage error| "
+        f"{'n/a' if median is None else f'{median:.2f} V'} over the {about.get('computed', 0)} that computed.")
+    st.dataframe(textbook[[c for c in VALIDATION_COLUMNS if c in textbook.columns]], hide_index=True,
+                 column_config=COLUMN_CONFIG, key="validation_table")
+    made = about.get("provenance", {})
+    st.caption(f"Written {format_metric_value(made.get('created_utc', '?'))} by `{made.get('command', '?')}`; "
+               "notes and sources of the experimental values are in the JSON file beside the table.")
+
+
 st.set_page_config(page_title="Structures · BattGen", layout="wide", page_icon=str(paths.FAVICON))
 st.title("Structures")
 
-directory = table_directory()
+# --------------------------------------------------------------------------- Materials Project
+with st.expander("Materials Project electrodes: fetch them with your API key", icon=":material/cloud_download:"):
+    st.markdown("Fetches the insertion electrodes of MP's battery explorer (with structures) into a local "
+                f"table beside BattGen's, `{paths.for_display(local_table_dir())}`; the same as "
+                "`python -m battgen data fetch-mp`. Needs a network and your own key "
+                "([get one](https://next-gen.materialsproject.org/api)).")
+    key_column, ions_column = st.columns([2, 3])
+    mp_key = key_column.text_input(
+        "MP API key", type="password", key="mp_api_key",
+        help="Held in this browser session only: never written to disk, to a log or to the table.")
+    mp_ions = ions_column.multiselect("Working ions", WORKING_IONS, default=list(WORKING_IONS), key="mp_ions")
+    if st.button("Fetch from Materials Project", key="mp_fetch", icon=":material/download:",
+                 disabled=not mp_key.strip() or not mp_ions):
+        from battgen.data.mp_fetch import fetch_mp
+
+        with st.spinner("Asking Materials Project…"):
+            try:
+                fetched = fetch_mp(local_table_dir(), ions=mp_ions, progress=False, api_key=mp_key,
+                                   attempts=2, key_hint=MP_KEY_HINT)
+            except ValueError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["table_source"] = TABLE_SOURCES[1]
+                st.success(f"Fetched {len(load_table(fetched.parent)):,} electrodes; the table below shows them.")
+
+source = st.radio("Table", TABLE_SOURCES, horizontal=True, key="table_source",
+                  help="BattGen's own CHGNet-computed electrodes, or those fetched from the Materials Project.")
+directory = table_directory(source)
 version = table_version(directory)
 try:
     table = load_electrodes(str(directory), version)
 except ValueError as exc:
-    st.error(str(exc))
+    if source == TABLE_SOURCES[1] and not (directory / "electrodes.parquet").exists():
+        st.info("No Materials Project table here yet: paste your API key above and fetch it.")
+    else:
+        st.error(str(exc))
     st.stop()
 
 shown_dir = paths.for_display(directory)
@@ -274,27 +333,11 @@ with stability_tab:
 
 # --------------------------------------------------------------------------- validation
 with validation_tab:
-    try:
-        validation = table_validation(str(directory), table_version(directory, VALIDATION_FILENAME))
-    except ValueError as exc:
-        st.error(str(exc))
-        validation = None
-    if validation is None:
-        st.info("No validation result beside this table: `python -m battgen data validate --table "
-                f"{shown_dir}` computes the textbook electrodes and writes it.")
+    if source == TABLE_SOURCES[1]:
+        st.info("The validation compares BattGen's computed electrodes with experiment; choose the "
+                "BattGen computed table to see it.")
     else:
-        textbook, about = validation
-        median = about.get("median_abs_voltage_error_V")
-        st.markdown(
-            f"**Textbook electrodes**, computed by the builder's pipeline (CHGNet + pymatgen) against "
-            f"experiment: {about.get('within_0.5V', 0)} of {about.get('references', len(textbook))} within "
-            f"0.5 V; median |voltage error| "
-            f"{'n/a' if median is None else f'{median:.2f} V'} over the {about.get('computed', 0)} that computed.")
-        st.dataframe(textbook[[c for c in VALIDATION_COLUMNS if c in textbook.columns]], hide_index=True,
-                     column_config=COLUMN_CONFIG, key="validation_table")
-        made = about.get("provenance", {})
-        st.caption(f"Written {format_metric_value(made.get('created_utc', '?'))} by `{made.get('command', '?')}`; "
-                   "notes and sources of the experimental values are in the JSON file beside the table.")
+        show_validation(directory, shown_dir)
 
 # --------------------------------------------------------------------------- evaluate
 with evaluate_tab:
