@@ -141,19 +141,20 @@ def _stability(args) -> int:
     from battgen.data.stability import add_stability
 
     report = add_stability(args.table)
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print(f"E_hull of {report['rows_computed']} computed rows against {report['hull_entries']} entries "
-          f"({report['reference_entries']} references) in {report['chemical_systems']} chemical systems, "
-          f"{report['seconds']:.1f} s; {report['rows_kept_from_mp']} MP rows keep MP's values")
-    for state, s in report["summary"].items():
-        if isinstance(s, dict):
-            print(f"  {state:>9}: {s['with_e_hull']} with E_hull, median {s['median_e_hull_eV_per_atom']} eV/atom, "
-                  f"{s['on_hull_below_1meV']} on the hull, {s['below_0.1_eV']} below 0.1 eV/atom")
-    for reason, n in report["missing_by_reason"].items():
-        print(f"  left empty: {n} ({reason})")
+    lines = [f"E_hull of {report['rows_computed']} computed rows against {report['hull_entries']} entries "
+             f"({report['reference_entries']} references) in {report['chemical_systems']} chemical systems, "
+             f"{report['seconds']:.1f} s; {report['rows_kept_from_mp']} MP rows keep MP's values",
+             *_e_hull_lines(report["summary"]),
+             *(f"  left empty: {n} ({reason})" for reason, n in report["missing_by_reason"].items())]
+    print(json.dumps(report, indent=2) if args.json else "\n".join(lines))
     return 0
+
+
+def _e_hull_lines(stability: dict) -> list[str]:
+    return [f"  E_hull {state:>9}: {s['with_e_hull']} of {stability['rows']} rows, median "
+            f"{s['median_e_hull_eV_per_atom']} eV/atom, {s['on_hull_below_1meV']} on the hull, "
+            f"{s['below_0.1_eV']} below 0.1 eV/atom" for state in ("discharge", "charge")
+            if (s := stability[state])]
 
 
 def _fetch_mp(args) -> int:
@@ -183,10 +184,7 @@ def _summary(args) -> int:
               f"{stats['median_capacity_grav']} mAh/g")
     for name, r in summary["property_ranges"].items():
         print(f"  {name:>17}: {r['min']} … {r['max']} (median {r['median']})")
-    for state in ("discharge", "charge"):
-        s = summary["stability"][state]
-        print(f"  E_hull {state:>9}: {s['with_e_hull']} of {summary['electrodes']} rows "
-              f"(median {s['median_e_hull_eV_per_atom']} eV/atom, {s['below_0.1_eV']} below 0.1)")
+    print("\n".join(_e_hull_lines(summary["stability"])))
     return 0
 
 
