@@ -60,6 +60,7 @@ def candidate_row(candidate: Candidate, discharged: RelaxResult, charged: RelaxR
             "template": TEMPLATE_BY_NAME[candidate.template].description,
             "substitution": {"ion": candidate.ion, "metal": candidate.metal, "anion": candidate.anion,
                              "ions_per_cell": candidate.n_ions, "ion_sites": candidate.n_sites,
+                             "ions_leaving_V_sites": candidate.n_vacated,
                              "supercell": candidate.supercell},
             "metal_oxidation": {"discharge": candidate.metal_ox_discharged,
                                 "charge": candidate.metal_ox_charged},

@@ -49,8 +49,8 @@ TEXTBOOK: tuple[Reference, ...] = (
               "first Mg per Mo6S8 (the template has one cavity site)"),
     Reference("LiV2O5", "V2O5_V_O_x1_Li2", 3.3, 142, "Delmas et al., Solid State Ionics 69, 257 (1994)",
               "α→δ, 1 Li per V2O5"),
-    Reference("Li4Ti5O12", None, 1.55, 175, "Ohzuku et al., J. Electrochem. Soc. 142, 1431 (1995)",
-              "no template: Li/Ti mixing on spinel 16d and the 8a→16c move are not modelled"),
+    Reference("Li4Ti5O12", "Li4Ti5O12_Ti_O_x1_Li12", 1.55, 168, "Ohzuku et al., J. Electrochem. Soc. 142, 1431 (1995)",
+              "→ Li7Ti5O12 (175 mAh/g per Li4Ti5O12 mass); one ordering of the 16d Li/Ti, 8a → 16c on discharge"),
 )
 VOLTAGE_TOLERANCE = 0.5  # V
 # Written beside the table by ``battgen data validate``: the Structures page shows it without
