@@ -112,7 +112,8 @@ def _validate(args) -> int:
     textbook = validation_table(table, plan, cache_dir=args.cache, compute_missing=not args.no_compute)
     per_ion = per_ion_table(table)
     if not args.no_save:
-        command = f"python -m battgen data validate --table {args.table}" + (" --no-compute" if args.no_compute else "")
+        command = (f"python -m battgen data validate --table {args.table} --cache {args.cache}"
+                   + (" --no-compute" if args.no_compute else ""))
         path = save_validation(textbook, args.table, plan=plan, command=command,
                                seconds=time.perf_counter() - started)
         print(f"wrote {path}", file=sys.stderr)
