@@ -90,19 +90,16 @@ def stability_summary(table: pd.DataFrame) -> dict:
 def add_stability(table_dir: str | Path) -> dict:
     """Fill the stability columns of the table in ``table_dir`` in place (atomic writes) and
     record how in its metadata and metrics; returns the report."""
+    import importlib.metadata
     import json
 
     from battgen import atomic
-    from battgen.artifacts import read_metadata, read_metrics, to_json_safe, write_metrics
+    from battgen.artifacts import git_revision, read_metadata, read_metrics, to_json_safe, write_metrics
     from battgen.data.table import load_table, save_table
 
     directory = Path(table_dir)
     table, report = stability_columns(load_table(directory))
     save_table(table, directory)
-    import importlib.metadata
-
-    from battgen.artifacts import git_revision
-
     provenance = {"command": f"{COMMAND} --table {directory}", **report,
                   "created_utc": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
                   "pymatgen_version": importlib.metadata.version("pymatgen"),
@@ -110,6 +107,7 @@ def add_stability(table_dir: str | Path) -> dict:
     metadata = read_metadata(directory)
     if metadata is not None:
         metadata["stability"] = provenance
+        # The build's own provenance stays as it was; only this step's record is added.
         atomic.write_text(directory / "metadata.json",
                           json.dumps(to_json_safe(metadata), indent=2, sort_keys=True) + "\n")
     metrics = read_metrics(directory)
