@@ -13,16 +13,22 @@ from battgen import paths
 from battgen.artifacts import flatten_metrics, format_metric_value
 from battgen.data.evaluate import MAX_ATOMS, check_structure, read_structure
 from battgen.data.export import to_csv_bytes
+from battgen.data.mp_fetch import local_table_dir
 from battgen.data.neighbors import nearest_by_composition, nearest_by_properties
 from battgen.data.properties import PROPERTIES, PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 from battgen.data.table import load_scaler, load_table, row_electrode, row_provenance, row_structure
+from battgen.data.validate import VALIDATION_FILENAME, load_validation
 from battgen.ui.structure_panel import show_structure
 from battgen.viz import electrodes as viz
 
 NEIGHBOURS = 5
 STATE_LABELS = {"discharge": "Discharged", "charge": "Charged"}
 TABLE_COLUMNS = ["id", "working_ion", "formula_discharge", "formula_charge", "structure_type",
-                 "spacegroup_discharge", "nsites_discharge", *PROPERTY_NAMES]
+                 "spacegroup_discharge", "nsites_discharge", *PROPERTY_NAMES,
+                 "stability_discharge", "stability_charge", "competing_phases_discharge"]
+HULL_STATE_LABELS = {"discharge": "discharged", "charge": "charged", "both": "both states"}
+VALIDATION_COLUMNS = ["electrode", "ion", "voltage_computed", "voltage_reference", "voltage_error",
+                      "capacity_computed", "capacity_reference", "within_0.5V", "status"]
 COLUMN_CONFIG = {
     "id": st.column_config.TextColumn("id"),
     "working_ion": st.column_config.TextColumn("ion"),
@@ -33,19 +39,36 @@ COLUMN_CONFIG = {
     "nsites_discharge": st.column_config.NumberColumn("atoms"),
     **{p.name: st.column_config.NumberColumn(p.axis_title, format=f"%.{viz.PROPERTY_DECIMALS[p.name]}f")
        for p in PROPERTIES},
+    "stability_discharge": st.column_config.NumberColumn(
+        "E_hull disch. (eV/atom)", format="%.3f",
+        help="energy above the offline hull (this table + pymatgen's reference compounds, MP2020 scale)"),
+    "stability_charge": st.column_config.NumberColumn("E_hull charged (eV/atom)", format="%.3f"),
+    "competing_phases_discharge": st.column_config.NumberColumn(
+        "competing phases", help="other compounds in the discharged phase's chemical system: with 0, "
+                                 "E_hull = 0 means nothing competes, not that it is stable"),
+    "voltage_computed": st.column_config.NumberColumn("V computed", format="%.2f"),
+    "voltage_reference": st.column_config.NumberColumn("V experiment", format="%.2f"),
+    "voltage_error": st.column_config.NumberColumn("V error", format="%+.2f"),
+    "capacity_computed": st.column_config.NumberColumn("mAh/g computed", format="%.0f"),
+    "capacity_reference": st.column_config.NumberColumn("mAh/g theory", format="%.0f"),
+    "within_0.5V": st.column_config.CheckboxColumn("within 0.5 V"),
     "property_distance": st.column_config.NumberColumn("property distance", format="%.3f"),
     "composition_distance": st.column_config.NumberColumn("composition distance", format="%.3f"),
 }
 
 
-def table_directory() -> Path:
-    return paths.asset_dir(paths.ELECTRODES)
+TABLE_SOURCES = ("BattGen computed", "Materials Project")
+MP_KEY_HINT = "check the key you pasted"
 
 
-def table_version(directory: Path) -> int:
+def table_directory(source: str = TABLE_SOURCES[0]) -> Path:
+    return paths.asset_dir(paths.ELECTRODES) if source == TABLE_SOURCES[0] else local_table_dir()
+
+
+def table_version(directory: Path, filename: str = "electrodes.parquet") -> int:
     """Modification time of the table file: part of every cache key, so a rebuilt table is re-read."""
     try:
-        return (directory / "electrodes.parquet").stat().st_mtime_ns
+        return (directory / filename).stat().st_mtime_ns
     except OSError:
         return 0
 
@@ -76,6 +99,11 @@ def table_voltage_profile(directory: str, version: int, material_id: str):
     df = load_electrodes(directory, version)
     row = df.loc[df["id"] == material_id].iloc[0]
     return viz.voltage_profile_figure(row_electrode(row), label=row["formula_discharge"])
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def table_validation(directory: str, version: int):
+    return load_validation(directory)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -125,15 +153,69 @@ def show_neighbours(title: str, neighbours: pd.DataFrame, distance: str, help_te
     st.caption(help_text)
 
 
+def show_validation(directory: Path, shown_dir: str) -> None:
+    try:
+        validation = table_validation(str(directory), table_version(directory, VALIDATION_FILENAME))
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    if validation is None:
+        st.info("No validation result beside this table: `python -m battgen data validate --table "
+                f"{shown_dir}` computes the textbook electrodes and writes it.")
+        return
+    textbook, about = validation
+    median = about.get("median_abs_voltage_error_V")
+    st.markdown(
+        f"**Textbook electrodes**, computed by the builder's pipeline (CHGNet + pymatgen) against "
+        f"experiment: {about.get('within_0.5V', 0)} of {about.get('references', len(textbook))} within "
+        f"0.5 V; median |voltage error| "
+        f"{'n/a' if median is None else f'{median:.2f} V'} over the {about.get('computed', 0)} that computed.")
+    st.dataframe(textbook[[c for c in VALIDATION_COLUMNS if c in textbook.columns]], hide_index=True,
+                 column_config=COLUMN_CONFIG, key="validation_table")
+    made = about.get("provenance", {})
+    st.caption(f"Written {format_metric_value(made.get('created_utc', '?'))} by `{made.get('command', '?')}`; "
+               "notes and sources of the experimental values are in the JSON file beside the table.")
+
+
 st.set_page_config(page_title="Structures · BattGen", layout="wide", page_icon=str(paths.FAVICON))
 st.title("Structures")
 
-directory = table_directory()
+# --------------------------------------------------------------------------- Materials Project
+with st.expander("Materials Project electrodes: fetch them with your API key", icon=":material/cloud_download:"):
+    st.markdown("Fetches the insertion electrodes of MP's battery explorer (with structures) into a local "
+                f"table beside BattGen's, `{paths.for_display(local_table_dir())}`; the same as "
+                "`python -m battgen data fetch-mp`. Needs a network and your own key "
+                "([get one](https://next-gen.materialsproject.org/api)).")
+    key_column, ions_column = st.columns([2, 3])
+    mp_key = key_column.text_input(
+        "MP API key", type="password", key="mp_api_key",
+        help="Held in this browser session only: never written to disk, to a log or to the table.")
+    mp_ions = ions_column.multiselect("Working ions", WORKING_IONS, default=list(WORKING_IONS), key="mp_ions")
+    if st.button("Fetch from Materials Project", key="mp_fetch", icon=":material/download:",
+                 disabled=not mp_key.strip() or not mp_ions):
+        from battgen.data.mp_fetch import fetch_mp
+
+        with st.spinner("Asking Materials Project…"):
+            try:
+                fetched = fetch_mp(local_table_dir(), ions=mp_ions, progress=False, api_key=mp_key,
+                                   attempts=2, key_hint=MP_KEY_HINT)
+            except ValueError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["table_source"] = TABLE_SOURCES[1]
+                st.success(f"Fetched {len(load_table(fetched.parent)):,} electrodes; the table below shows them.")
+
+source = st.radio("Table", TABLE_SOURCES, horizontal=True, key="table_source",
+                  help="BattGen's own CHGNet-computed electrodes, or those fetched from the Materials Project.")
+directory = table_directory(source)
 version = table_version(directory)
 try:
     table = load_electrodes(str(directory), version)
 except ValueError as exc:
-    st.error(str(exc))
+    if source == TABLE_SOURCES[1] and not (directory / "electrodes.parquet").exists():
+        st.info("No Materials Project table here yet: paste your API key above and fetch it.")
+    else:
+        st.error(str(exc))
     st.stop()
 
 shown_dir = paths.for_display(directory)
@@ -154,14 +236,32 @@ with st.container(border=True):
             prop.axis_title, bounds.low, bounds.high, (bounds.low, bounds.high), step=bounds.step,
             format=bounds.format, key=f"range_{prop.name}",
         )
-selection = viz.filter_electrodes(table, ions=ions or None, ranges=ranges, search=search)
+    hull_values = pd.concat([table["stability_discharge"], table["stability_charge"]]).astype(float).dropna()
+    max_e_hull, hull_state = None, "discharge"
+    if hull_values.empty:
+        st.caption("This table has no energies above hull yet: `python -m battgen data stability "
+                   f"--table {paths.for_display(directory)}` computes them.")
+    else:
+        hull_column, state_column = st.columns([2, 1])
+        hull_bounds = viz.slider_range(hull_values)
+        chosen = hull_column.slider(
+            "Max E_hull (eV/atom)", 0.0, hull_bounds.high, hull_bounds.high, step=hull_bounds.step,
+            format=hull_bounds.format, key="max_e_hull",
+            help="Energy above the offline hull (this table + pymatgen's reference compounds). At its "
+                 "maximum nothing is filtered; below it, rows without E_hull are left out.")
+        hull_state = state_column.radio("E_hull of", list(HULL_STATE_LABELS), horizontal=True,
+                                        format_func=HULL_STATE_LABELS.get, key="hull_state")
+        max_e_hull = None if chosen >= hull_bounds.high else chosen
+selection = viz.filter_electrodes(table, ions=ions or None, ranges=ranges, search=search,
+                                  max_e_hull=max_e_hull, hull_state=hull_state)
 count_column, csv_column = st.columns([3, 1])
 count_column.markdown(f"**{len(selection):,}** of {len(table):,} electrodes match the filters.")
 csv_column.download_button("Selection as CSV", to_csv_bytes(selection), file_name="electrodes_selection.csv",
                            mime="text/csv", icon=":material/download:", on_click="ignore",
                            disabled=selection.empty, key="download_csv")
 
-browse_tab, plots_tab, evaluate_tab = st.tabs(["Browse", "Distributions", "Evaluate my electrode"])
+browse_tab, plots_tab, stability_tab, validation_tab, evaluate_tab = st.tabs(
+    ["Browse", "Distributions", "Stability", "Validation", "Evaluate my electrode"])
 
 # --------------------------------------------------------------------------- browse
 with browse_tab:
@@ -180,6 +280,7 @@ with browse_tab:
         row = selection.loc[selection["id"] == material_id].iloc[0]
         st.subheader(labels[material_id])
         show_properties(row)
+        st.caption(viz.stability_sentence(row))
         state = state_picker({"discharge": row["formula_discharge"], "charge": row["formula_charge"]},
                              key="structure_state")
         show_structure(table_structure(str(directory), version, material_id, state),
@@ -213,6 +314,30 @@ with plots_tab:
         y_name = y_column.selectbox("y axis", PROPERTY_NAMES, format_func=viz.axis_title,
                                     index=PROPERTY_NAMES.index("capacity_grav"), key="pair_y")
         st.plotly_chart(viz.pairwise_figure(selection, x_name, y_name), key="pair_chart")
+
+# --------------------------------------------------------------------------- stability
+with stability_tab:
+    st.caption(f"Energy above hull of the {len(selection):,} electrodes matching the filters: the hull of "
+               "each chemical system holds this table's own CHGNet entries and the 423 reference compounds "
+               "pymatgen ships (MP2020-corrected); 0 means on the hull. Rows in a system with no competing "
+               "compound sit at 0 by default; the table's 'competing phases' column says which.")
+    state_choice = st.radio("Phase", ["discharge", "charge"], horizontal=True, key="stability_state",
+                            format_func=lambda s: STATE_LABELS[s])
+    hull_column_name = f"stability_{state_choice}"
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.plotly_chart(viz.pairwise_figure(selection.dropna(subset=[hull_column_name]), "average_voltage",
+                                            hull_column_name), key="stability_chart")
+    with right:
+        st.plotly_chart(viz.histogram_figure(selection, hull_column_name), key="stability_histogram")
+
+# --------------------------------------------------------------------------- validation
+with validation_tab:
+    if source == TABLE_SOURCES[1]:
+        st.info("The validation compares BattGen's computed electrodes with experiment; choose the "
+                "BattGen computed table to see it.")
+    else:
+        show_validation(directory, shown_dir)
 
 # --------------------------------------------------------------------------- evaluate
 with evaluate_tab:

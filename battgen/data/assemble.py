@@ -15,6 +15,7 @@ from battgen.data.frameworks import TEMPLATE_BY_NAME, Candidate
 from battgen.data.relax import RELAX_METHOD, RelaxResult
 from battgen.data.relax_cache import load_cached
 from battgen.data.splits import grouped_split
+from battgen.data.stability import stability_columns
 from battgen.data.table import electrode_row, save_table
 
 REJECTED_FILENAME = "rejected.csv"
@@ -59,6 +60,7 @@ def candidate_row(candidate: Candidate, discharged: RelaxResult, charged: RelaxR
             "template": TEMPLATE_BY_NAME[candidate.template].description,
             "substitution": {"ion": candidate.ion, "metal": candidate.metal, "anion": candidate.anion,
                              "ions_per_cell": candidate.n_ions, "ion_sites": candidate.n_sites,
+                             "ions_leaving_V_sites": candidate.n_vacated,
                              "supercell": candidate.supercell},
             "metal_oxidation": {"discharge": candidate.metal_ox_discharged,
                                 "charge": candidate.metal_ox_charged},
@@ -73,7 +75,8 @@ def candidate_row(candidate: Candidate, discharged: RelaxResult, charged: RelaxR
 
 def assemble_table(out_dir: str | Path, plan: BuildPlan, *, cache_dir: str | Path,
                    build_seconds: float = 0.0, allow_missing: bool = True) -> Path:
-    """Write ``electrodes.parquet``, ``rejected.csv``, metadata and metrics into ``out_dir``."""
+    """Write ``electrodes.parquet`` (E_hull filled), ``rejected.csv``, metadata and metrics into
+    ``out_dir``."""
     from tqdm.auto import tqdm
 
     from battgen.artifacts import write_metadata, write_metrics
@@ -112,6 +115,7 @@ def assemble_table(out_dir: str | Path, plan: BuildPlan, *, cache_dir: str | Pat
     df = pd.DataFrame(rows)
     df["split"] = grouped_split(df["formula_discharge"], df["working_ion"], seed=plan.seed,
                                  strict=False)
+    df, stability = stability_columns(df)
     out = Path(out_dir)
     save_table(df, out)
     atomic.write_bytes(out / REJECTED_FILENAME, pd.DataFrame(
@@ -131,7 +135,7 @@ def assemble_table(out_dir: str | Path, plan: BuildPlan, *, cache_dir: str | Pat
         seed=plan.seed,
         inputs=None,
         wall_time_s=build_seconds,
-        extra={"relaxation_cpu_seconds": relax_seconds,
+        extra={"relaxation_cpu_seconds": relax_seconds, "stability": stability,
                "chgnet_version": importlib.metadata.version("chgnet"),
                "cache_dir": str(cache)},
     )

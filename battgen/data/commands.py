@@ -47,7 +47,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     validate.add_argument("--no-compute", action="store_true",
                           help="only report electrodes already in the table or cache")
     validate.add_argument("--json", action="store_true")
+    validate.add_argument("--no-save", action="store_true",
+                          help="do not write validation.json beside the table (the Structures page reads it)")
     validate.set_defaults(func=_validate)
+
+    stability = commands.add_parser("stability", help="energy above hull and competing phases of "
+                                    "every computed row (offline hull), written into the table")
+    stability.add_argument("--table", default=DEFAULT_TABLE)
+    stability.add_argument("--json", action="store_true")
+    stability.set_defaults(func=_stability)
 
     fetch = commands.add_parser("fetch-mp", help="download insertion electrodes from Materials "
                                 "Project (needs MP_API_KEY and network)")
@@ -93,12 +101,22 @@ def _build(args) -> int:
 
 
 def _validate(args) -> int:
-    from battgen.data.table import load_table
-    from battgen.data.validate import median_voltage_error, per_ion_table, validation_table
+    import time
 
-    table = load_table(args.table)
-    textbook = validation_table(table, cache_dir=args.cache, compute_missing=not args.no_compute)
+    from battgen.data.build_plan import BuildPlan
+    from battgen.data.table import load_table
+    from battgen.data.validate import median_voltage_error, per_ion_table, save_validation, validation_table
+
+    started = time.perf_counter()
+    table, plan = load_table(args.table), BuildPlan()
+    textbook = validation_table(table, plan, cache_dir=args.cache, compute_missing=not args.no_compute)
     per_ion = per_ion_table(table)
+    if not args.no_save:
+        command = (f"python -m battgen data validate --table {args.table} --cache {args.cache}"
+                   + (" --no-compute" if args.no_compute else ""))
+        path = save_validation(textbook, args.table, plan=plan, command=command,
+                               seconds=time.perf_counter() - started)
+        print(f"wrote {path}", file=sys.stderr)
     if args.json:
         print(json.dumps({"textbook": json.loads(textbook.to_json(orient="records")),
                           "per_ion": json.loads(per_ion.to_json(orient="index"))}, indent=2))
@@ -118,6 +136,26 @@ def _validate(args) -> int:
     print("\nPer working ion:\n")
     print(per_ion.to_string(float_format=lambda x: f"{x:.2f}"))
     return 0
+
+
+def _stability(args) -> int:
+    from battgen.data.stability import add_stability
+
+    report = add_stability(args.table)
+    lines = [f"E_hull of {report['rows_computed']} computed rows against {report['hull_entries']} entries "
+             f"({report['reference_entries']} references) in {report['chemical_systems']} chemical systems, "
+             f"{report['seconds']:.1f} s; {report['rows_kept_from_mp']} MP rows keep MP's values",
+             *_e_hull_lines(report["summary"]),
+             *(f"  left empty: {n} ({reason})" for reason, n in report["missing_by_reason"].items())]
+    print(json.dumps(report, indent=2) if args.json else "\n".join(lines))
+    return 0
+
+
+def _e_hull_lines(stability: dict) -> list[str]:
+    return [f"  E_hull {state:>9}: {s['with_e_hull']} of {stability['rows']} rows, median "
+            f"{s['median_e_hull_eV_per_atom']} eV/atom, {s['on_hull_below_1meV']} on the hull, "
+            f"{s['below_0.1_eV']} below 0.1 eV/atom" for state in ("discharge", "charge")
+            if (s := stability[state])]
 
 
 def _fetch_mp(args) -> int:
@@ -147,6 +185,7 @@ def _summary(args) -> int:
               f"{stats['median_capacity_grav']} mAh/g")
     for name, r in summary["property_ranges"].items():
         print(f"  {name:>17}: {r['min']} … {r['max']} (median {r['median']})")
+    print("\n".join(_e_hull_lines(summary["stability"])))
     return 0
 
 

@@ -10,11 +10,12 @@ from battgen import atomic
 from battgen.data.properties import PROPERTY_NAMES
 
 EXPORT_COLUMNS = ("id", "source", "working_ion", "formula_discharge", "formula_charge",
-                  "structure_type", *PROPERTY_NAMES, "split")
+                  "structure_type", *PROPERTY_NAMES, "stability_discharge", "stability_charge",
+                  "competing_phases_discharge", "competing_phases_charge", "split")
 
 
 def export_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """The columns a spreadsheet needs: ion, formulas, the six properties (MP units)."""
+    """The columns a spreadsheet needs: ion, formulas, the six properties (MP units), E_hull."""
     return df[list(EXPORT_COLUMNS)].reset_index(drop=True)
 
 

@@ -16,6 +16,12 @@ observed in ICSD (pymatgen's ``icsd_oxidation_states``) both with the ions in (d
 with all ions out (charged). Multivalent ions fill only as many ``A`` sites as the metal can
 take electrons for; where one cell has too few sites for that, it is doubled. A host with two
 or more ions per cell also gets the half-filled state, so its voltage profile has two steps.
+
+Two more roles cover hosts where lithium is part of the framework. ``S`` sites hold lithium that
+stays whatever the working ion (Li in the transition-metal layer of Li2MnO3, Li on the spinel
+16d sites of Li4Ti5O12; a template can also turn a share of its ``M`` sites into ``S``). ``V``
+sites hold the working ion in the *charged* state and are emptied on discharge, when the ions
+move to the ``A`` sites instead (Li4Ti5O12's 8a → 16c, tetrahedral spinel to rock salt).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import os
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import lru_cache
+from math import gcd
 
 import numpy as np
 
@@ -34,8 +41,10 @@ ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "F": -1, "N": -3}
 # Cyanide counts as C(+2) N(-3), so a Prussian-blue host with N as its anion role balances
 # like CN- without a molecular-anion rule.
 SPECTATOR_CHARGE = {"P": 5, "C": 2}
-# Placeholders used in template definitions; real elements replace them.
-ROLE_SPECIES = {"A": "Li", "M": "Co", "X": "O"}
+# Placeholders used in template definitions; real elements replace them. S (lithium that stays)
+# and V (sites the working ion leaves on discharge) need stand-ins no template uses otherwise.
+ROLE_SPECIES = {"A": "Li", "M": "Co", "X": "O", "S": "Be", "V": "Mg"}
+STAYING_ION = "Li"
 
 
 @dataclass(frozen=True)
@@ -53,9 +62,16 @@ class Template:
     # More ions than this per metal atom is not an insertion compound any more (rutile's 4c
     # channel sites outnumber its metals two to one).
     max_ions_per_metal: float = 1.0
+    # (k, n): k of every n M sites hold lithium that stays (S); the cell grows until n divides
+    # its M count, and the S sites are chosen far apart.
+    staying_share: tuple[int, int] | None = None
+    # The working ions the template is made for (None: all); V sites hold the working ion in the
+    # charged state, which only makes sense for the ion the real compound has.
+    ions: tuple[str, ...] | None = None
 
     def structure(self):
-        """The template with its generic roles shown as pymatgen species A→Li, M→Co, X→O (primitive)."""
+        """The template with its generic roles shown as pymatgen species A→Li, M→Co, X→O, S→Be,
+        V→Mg (primitive, or the smallest supercell its ``staying_share`` needs)."""
         return _template_structure(self.name).copy()
 
 
@@ -116,6 +132,18 @@ TEMPLATES: tuple[Template, ...] = (
              spacegroup=(225, "cubic", (10.2,), ["A", "M", "M", "C", "X"],
                          [[0.25, 0.25, 0.25], [0, 0, 0], [0.5, 0.5, 0.5], [0.19, 0, 0], [0.30, 0, 0]]),
              metals=("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")),
+    Template("Li4Ti5O12", "Li4Ti5O12 spinel Li[Li1/3M5/3]O4 (Fd-3m, origin 1): Li on 16d stays, "
+             "8a Li moves to 16c on discharge (spinel → rock salt Li7Ti5O12)", ("O",),
+             spacegroup=(227, "cubic", (8.36,), ["V", "A", "M", "X"],
+                         [[0, 0, 0], [0.125, 0.125, 0.125], [0.625, 0.625, 0.625],
+                          [0.3875, 0.3875, 0.3875]]),
+             metals=("Ti", "Mn"), max_ions_per_metal=1.2, staying_share=(1, 6), ions=("Li",)),
+    Template("Li2MnO3", "Li2MnO3 (C2/m), Li in the transition-metal layer (2b) stays, ions in the "
+             "interlayer octahedra (2c, 4h)", ("O",),
+             spacegroup=(12, "monoclinic", (4.937, 8.532, 5.030, 109.46), ["S", "A", "A", "M", "X", "X"],
+                         [[0, 0.5, 0], [0, 0, 0.5], [0, 0.6606, 0.5], [0, 0.16708, 0],
+                          [0.2189, 0, 0.2273], [0.2540, 0.32119, 0.2233]]),
+             metals=("Mn", "Cr", "Mo", "W", "V", "Nb", "Fe", "Ni", "Co"), max_ions_per_metal=1.5),
     Template("perovskite-GdFeO3", "orthorhombic perovskite CaTiO3 (Pnma, AFLOW prototype)",
              ("O", "F"), prototype=("AB3C_oP20_62_c_cd_a", {"Ca": "A", "Ti": "M", "O": "X"})),
     Template("K2NiF4", "(La,Ba)2CuO4 / K2NiF4 (I4/mmm, AFLOW prototype), ions in rock-salt layers",
@@ -159,7 +187,8 @@ def _template_structure(name: str):
         number, kind, params, roles, coords = template.spacegroup
         lattice = getattr(Lattice, kind)(*params)
         species = [ROLE_SPECIES.get(r, r) for r in roles]  # anything else is a spectator element
-        return Structure.from_spacegroup(number, lattice, species, coords).get_primitive_structure()
+        structure = Structure.from_spacegroup(number, lattice, species, coords).get_primitive_structure()
+        return _with_staying_share(structure, template.staying_share)
     if template.prototype is not None:
         label, role_map = template.prototype
         structure = aflow_prototype(label, tuple(sorted(role_map)))
@@ -172,6 +201,18 @@ def _template_structure(name: str):
     structure.remove_oxidation_states()
     _substitute_roles(structure, role_map)
     return structure.get_primitive_structure() if template.prototype is not None else structure
+
+
+def _with_staying_share(structure, share: tuple[int, int] | None):
+    if share is None:
+        return structure
+    k, n = share
+    metals = [i for i, site in enumerate(structure) if site.specie.symbol == ROLE_SPECIES["M"]]
+    structure = _supercell(structure, n // gcd(len(metals), n))
+    metals = [i for i, site in enumerate(structure) if site.specie.symbol == ROLE_SPECIES["M"]]
+    for i in _spread_sites(structure, metals, len(metals) * k // n):
+        structure.replace(i, ROLE_SPECIES["S"])
+    return structure
 
 
 def _substitute_roles(structure, role_map: dict) -> None:
@@ -214,6 +255,8 @@ class Candidate:
     n_sites: int
     metal_ox_discharged: float
     metal_ox_charged: float
+    # ions on V sites in the charged state, gone from there on discharge (net change n_ions - n_vacated)
+    n_vacated: int = 0
 
     @property
     def framework_key(self) -> str:
@@ -230,8 +273,8 @@ class Candidate:
         Charge-balanced by construction (its metal oxidation state lies between the two end
         states); relaxed like a discharged state, so ``InsertionElectrode`` gets three points.
         """
-        if self.n_ions < 2:
-            return ()
+        if self.n_ions < 2 or self.n_vacated:
+            return ()  # which V sites empty as A sites fill is not modelled
         half = self.n_ions // 2
         ox = self.metal_ox_charged + (self.metal_ox_discharged - self.metal_ox_charged) * half / self.n_ions
         return (replace(self, n_ions=half, metal_ox_discharged=ox),)
@@ -247,19 +290,22 @@ def _metal_ox_range(metal: str) -> tuple[int, int]:
     return min(states), max(states)
 
 
-def _host_counts(template: Template) -> tuple[int, int, int, dict]:
-    """(A sites, M atoms, anion atoms, spectator counts) of one primitive template cell."""
+def _host_counts(template: Template) -> tuple[int, int, int, dict, int, int]:
+    """(A sites, M atoms, anion atoms, spectator counts, S sites, V sites) of one template cell."""
     s = template.structure()
     comp = s.composition.element_composition
     spectators = {el.symbol: int(n) for el, n in comp.items()
-                  if el.symbol not in (ROLE_SPECIES["A"], ROLE_SPECIES["M"], ROLE_SPECIES["X"])}
+                  if el.symbol not in ROLE_SPECIES.values()}
     return (int(comp[ROLE_SPECIES["A"]]), int(comp[ROLE_SPECIES["M"]]),
-            int(comp[ROLE_SPECIES["X"]]), spectators)
+            int(comp[ROLE_SPECIES["X"]]), spectators, int(comp[ROLE_SPECIES["S"]]),
+            int(comp[ROLE_SPECIES["V"]]))
 
 
 def plan_candidate(template: Template, ion: str, metal: str, anion: str) -> Candidate | None:
     """The charge-balanced candidate with the most ions, or None if no filling balances."""
-    n_a, n_m, n_x, spectators = _host_counts(template)
+    if template.ions is not None and ion not in template.ions:
+        return None
+    n_a, n_m, n_x, spectators, n_s, n_v = _host_counts(template)
     low, high = _metal_ox_range(metal)
     spectator_charge = sum(SPECTATOR_CHARGE.get(el, 0) * n for el, n in spectators.items())
     if any(el not in SPECTATOR_CHARGE and el not in ANION_CHARGE for el in spectators):
@@ -271,8 +317,10 @@ def plan_candidate(template: Template, ion: str, metal: str, anion: str) -> Cand
         for el, n in spectators.items():
             if el in ANION_CHARGE:
                 host_charge += -ANION_CHARGE[el] * n * supercell
+        host_charge -= n_s * supercell * ION_CHARGE[STAYING_ION]
+        vacated = n_v * supercell
         metals = n_m * supercell
-        charged_ox = Fraction(host_charge, metals)
+        charged_ox = Fraction(host_charge - vacated * ION_CHARGE[ion], metals)
         if not (low <= charged_ox <= high):
             return None  # the empty host is already impossible; doubling will not help
         most = min(n_a * supercell, int(template.max_ions_per_metal * metals))
@@ -280,7 +328,7 @@ def plan_candidate(template: Template, ion: str, metal: str, anion: str) -> Cand
             ox = Fraction(host_charge - n * ION_CHARGE[ion], metals)
             if low <= ox <= high and ox >= 1:
                 return Candidate(template.name, ion, metal, anion, supercell, n, n_a * supercell,
-                                 float(ox), float(charged_ox))
+                                 float(ox), float(charged_ox), vacated)
     return None
 
 
@@ -320,21 +368,33 @@ def _spread_sites(structure, indices: list[int], n: int) -> list[int]:
 
 
 def framework_structure(candidate: Candidate):
-    """The charged host: template with roles substituted and every A site empty."""
+    """The charged host: template with roles substituted, every A site empty, V sites holding
+    the working ion and S sites lithium."""
     s = _supercell(candidate_template(candidate).structure(), candidate.supercell)
     s.remove_species([ROLE_SPECIES["A"]])
     _substitute(s, candidate.metal, candidate.anion)
+    _fill_fixed_roles(s, candidate.ion)
     return s
 
 
 def discharged_structure(candidate: Candidate):
-    """The host with ``n_ions`` of its A sites filled by the working ion, the rest empty."""
+    """The host with ``n_ions`` of its A sites filled by the working ion, the rest and every V
+    site empty, S sites lithium."""
     s = _supercell(candidate_template(candidate).structure(), candidate.supercell)
+    s.remove_species([ROLE_SPECIES["V"]])
     a_sites = [i for i, site in enumerate(s) if site.specie.symbol == ROLE_SPECIES["A"]]
     keep = set(_spread_sites(s, a_sites, candidate.n_ions))
     s.remove_sites([i for i in a_sites if i not in keep])
     _substitute(s, candidate.metal, candidate.anion, ion=candidate.ion)
+    _fill_fixed_roles(s, candidate.ion)
     return s
+
+
+def _fill_fixed_roles(structure, ion: str) -> None:
+    # After _substitute: its dummies never touch the S and V stand-ins, so no collision here.
+    present = {el.symbol for el in structure.composition.elements}
+    mapping = {ROLE_SPECIES["S"]: STAYING_ION, ROLE_SPECIES["V"]: ion}
+    structure.replace_species({k: v for k, v in mapping.items() if k in present})
 
 
 def _substitute(structure, metal: str, anion: str, ion: str | None = None) -> None:

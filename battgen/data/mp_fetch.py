@@ -29,6 +29,8 @@ from battgen.data.splits import grouped_split
 from battgen.data.table import electrode_row, save_table
 
 KEY_ENV = "MP_API_KEY"
+# What a rejected key's message tells the user to check: the variable (command line) by default.
+ENV_KEY_HINT = f"check {KEY_ENV}"
 COMMAND = "python -m battgen data fetch-mp"
 REJECTED_FILENAME = "rejected.csv"
 # ``battery_id`` is a computed property in emmet-core 0.87 (minimum of ``material_ids`` + ion),
@@ -85,9 +87,16 @@ def _status(err: BaseException) -> int | None:
     return int(match.group(1) or match.group(2)) if match else None
 
 
+def local_table_dir() -> Path:
+    """Where fetched MP electrodes go beside BattGen's own table (git-ignored ``data/``)."""
+    from battgen import paths
+
+    return paths.data_dir(paths.ELECTRODES) / "mp"
+
+
 def call_with_retries(call: Callable[[], Any], *, api_key: str, attempts: int = ATTEMPTS,
                       base_delay: float = BASE_DELAY_S,
-                      sleep: Callable[[float], None] = time.sleep) -> Any:
+                      sleep: Callable[[float], None] = time.sleep, key_hint: str = ENV_KEY_HINT) -> Any:
     """``call()``, retried with exponential back-off on rate limits and transient failures;
     any failure becomes a ``ValueError`` whose message never contains ``api_key``.
 
@@ -104,13 +113,14 @@ def call_with_retries(call: Callable[[], Any], *, api_key: str, attempts: int = 
         try:
             return call()
         except (MPRestError, requests.RequestException) as err:
-            problem = _failure(err, api_key, attempt, attempts)
+            problem = _failure(err, api_key, attempt, attempts, key_hint)
         if problem is not None:
             raise problem
         sleep(min(base_delay * 2 ** (attempt - 1), MAX_DELAY_S))
 
 
-def _failure(err: BaseException, api_key: str, attempt: int, attempts: int) -> ValueError | None:
+def _failure(err: BaseException, api_key: str, attempt: int, attempts: int,
+             key_hint: str = ENV_KEY_HINT) -> ValueError | None:
     """The error to report for ``err``, or None when the call should be retried."""
     import requests
 
@@ -121,7 +131,7 @@ def _failure(err: BaseException, api_key: str, attempt: int, attempts: int) -> V
         text = text.replace(api_key, "***")
     if status in (401, 403) or "API key" in message:
         detail = f"HTTP {status}" if status else text  # mp-api's own check: no status
-        return ValueError(f"Materials Project rejected the API key ({detail}); check {KEY_ENV}")
+        return ValueError(f"Materials Project rejected the API key ({detail}); {key_hint}")
     transient = (status in (429, 500, 502, 503, 504)
                  or isinstance(err, (requests.ConnectionError, requests.Timeout))
                  or re.search(r"timed out|Max retries|onnection", message) is not None)
@@ -224,20 +234,28 @@ def docs_to_table(docs: Iterable[Any], seed: int = 0) -> tuple[pd.DataFrame, lis
 
 def fetch_mp(out_dir: str | Path, ions: Sequence[str] = WORKING_IONS, *, progress: bool = True,
              search: Searcher | None = None, sleep: Callable[[float], None] = time.sleep,
-             attempts: int = ATTEMPTS, seed: int = 0) -> Path:
-    """Download, convert and write MP insertion electrodes of ``ions`` into ``out_dir``."""
+             attempts: int = ATTEMPTS, seed: int = 0, api_key: str | None = None,
+             key_hint: str = ENV_KEY_HINT) -> Path:
+    """Download, convert and write MP insertion electrodes of ``ions`` into ``out_dir``.
+
+    The key is ``api_key`` when given (the app passes the one pasted into the session),
+    otherwise ``$MP_API_KEY``; ``key_hint`` ends the message of a rejected key.
+    """
     from tqdm.auto import tqdm
 
     from battgen.artifacts import write_metadata, write_metrics
     from battgen.data.summary import table_summary
 
     started = time.perf_counter()
-    key = api_key_from_env()
+    if api_key is None:
+        key = api_key_from_env()
+    elif not (key := api_key.strip()):
+        raise ValueError("no Materials Project API key given")
     search = search or mp_searcher(key)
     docs, fetched = [], {}
     for ion in tqdm(list(ions), desc="fetching MP", unit="ion", disable=not progress):
         found = call_with_retries(partial(search, ion), api_key=key, attempts=attempts,
-                                  sleep=sleep)
+                                  sleep=sleep, key_hint=key_hint)
         fetched[ion] = len(found)
         docs.extend(found)
     df, rejected = docs_to_table(docs, seed=seed)

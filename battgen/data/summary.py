@@ -9,6 +9,8 @@ from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
 
 
 def table_summary(df: pd.DataFrame) -> dict:
+    from battgen.data.stability import stability_summary
+
     per_ion = {}
     for ion in WORKING_IONS:
         sub = df[df["working_ion"] == ion]
@@ -28,6 +30,7 @@ def table_summary(df: pd.DataFrame) -> dict:
                    "max": _float(df[name].max())}
             for name in PROPERTY_NAMES
         },
+        "stability": stability_summary(df),
     }
 
 

@@ -23,6 +23,9 @@ TABLE_FILENAME = "electrodes.parquet"
 RANGES_FILENAME = "ranges.json"
 
 SOURCES = ("computed", "mp")
+# Columns added after tables were first shipped: a table written without them (an older build,
+# an earlier MP fetch) still loads, with them empty, until ``battgen data stability`` fills them.
+LATER_COLUMNS = {"competing_phases_discharge": "Int64", "competing_phases_charge": "Int64"}
 STATES = ("discharge", "charge")
 
 # Column → meaning. The order is the order on disk and in exports.
@@ -40,8 +43,12 @@ COLUMNS: dict[str, str] = {
     "energy_per_atom_discharge": "eV/atom of the discharged structure (CHGNet or MP)",
     "energy_per_atom_charge": "eV/atom of the charged structure",
     "ion_energy_per_atom": "eV/atom of the working-ion metal reference",
-    "stability_discharge": "energy above hull of the discharged phase (eV/atom), MP only",
-    "stability_charge": "energy above hull of the charged phase (eV/atom), MP only",
+    "stability_discharge": "energy above hull of the discharged phase (eV/atom): MP's own for mp "
+                           "rows, the offline hull (battgen.data.stability) for computed rows",
+    "stability_charge": "energy above hull of the charged phase (eV/atom), as stability_discharge",
+    "competing_phases_discharge": "compounds of other formulas in the discharged phase's chemical "
+                                  "system on that hull (0: E_hull 0 by default, not by merit)",
+    "competing_phases_charge": "the same for the charged phase",
     "structure_discharge": "pymatgen Structure JSON, discharged",
     "structure_charge": "pymatgen Structure JSON, charged",
     "composition": "112 atom counts by atomic number of the discharged cell",
@@ -63,6 +70,8 @@ def save_table(df: pd.DataFrame, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     out = df[list(COLUMNS)].reset_index(drop=True).copy()
     out["composition"] = [np.asarray(v, np.float32).tolist() for v in out["composition"]]
+    for column, dtype in LATER_COLUMNS.items():
+        out[column] = out[column].astype(dtype)
     path = table_path(directory)
     # The app re-reads a table whose file changed; a half-written parquet would break every page.
     with atomic.atomic_path(path) as temporary:
@@ -80,6 +89,9 @@ def load_table(directory: str | Path | None = None) -> pd.DataFrame:
                          "`python -m battgen data build-electrodes` or fetch MP data with "
                          "`python -m battgen data fetch-mp`")
     df = pd.read_parquet(path)
+    for column, dtype in LATER_COLUMNS.items():
+        if column not in df.columns:
+            df[column] = pd.Series(pd.NA, index=df.index, dtype=dtype)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path} is not an electrode table: columns {missing} are missing")
@@ -153,6 +165,8 @@ def electrode_row(*, id: str, source: str, electrode, discharged, charged, struc
         "ion_energy_per_atom": float(ion_energy_per_atom),
         "stability_discharge": float(stability_discharge),
         "stability_charge": float(stability_charge),
+        "competing_phases_discharge": pd.NA,
+        "competing_phases_charge": pd.NA,
         "structure_discharge": json.dumps(discharged.as_dict()),
         "structure_charge": json.dumps(charged.as_dict()),
         "composition": composition_vector(discharged),

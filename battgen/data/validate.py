@@ -49,10 +49,13 @@ TEXTBOOK: tuple[Reference, ...] = (
               "first Mg per Mo6S8 (the template has one cavity site)"),
     Reference("LiV2O5", "V2O5_V_O_x1_Li2", 3.3, 142, "Delmas et al., Solid State Ionics 69, 257 (1994)",
               "α→δ, 1 Li per V2O5"),
-    Reference("Li4Ti5O12", None, 1.55, 175, "Ohzuku et al., J. Electrochem. Soc. 142, 1431 (1995)",
-              "no template: Li/Ti mixing on spinel 16d and the 8a→16c move are not modelled"),
+    Reference("Li4Ti5O12", "Li4Ti5O12_Ti_O_x1_Li12", 1.55, 168, "Ohzuku et al., J. Electrochem. Soc. 142, 1431 (1995)",
+              "→ Li7Ti5O12 (175 mAh/g per Li4Ti5O12 mass); one ordering of the 16d Li/Ti, 8a → 16c on discharge"),
 )
 VOLTAGE_TOLERANCE = 0.5  # V
+# Written beside the table by ``battgen data validate``: the Structures page shows it without
+# relaxing anything at page load.
+VALIDATION_FILENAME = "validation.json"
 
 
 def validation_table(table: pd.DataFrame | None, plan: BuildPlan | None = None, *,
@@ -151,3 +154,50 @@ def per_ion_table(table: pd.DataFrame) -> pd.DataFrame:
     }).reindex(list(WORKING_IONS))
     out["count"] = out["count"].fillna(0).astype(int)
     return out
+
+
+def save_validation(textbook: pd.DataFrame, table_dir: str | Path, *, plan: BuildPlan,
+                    command: str, seconds: float) -> Path:
+    """Write the validation table and how it was made to ``table_dir/validation.json``."""
+    import importlib.metadata
+    import json
+
+    from battgen import atomic
+    from battgen.artifacts import git_revision, to_json_safe
+
+    median, n = median_voltage_error(textbook)
+    within = textbook["within_0.5V"].fillna(False).astype(bool)
+    payload = {
+        "references": int(len(textbook)),
+        "computed": n,
+        "median_abs_voltage_error_V": median,
+        "within_0.5V": int(within.sum()),
+        "rows": json.loads(textbook.to_json(orient="records")),
+        "provenance": {
+            "command": command,
+            "created_utc": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+            "wall_time_s": round(float(seconds), 1),
+            "relax_settings": plan.relax_settings,
+            "chgnet_version": importlib.metadata.version("chgnet"),
+            "git": git_revision(),
+        },
+    }
+    path = Path(table_dir) / VALIDATION_FILENAME
+    atomic.write_text(path, json.dumps(to_json_safe(payload), indent=2) + "\n")
+    return path
+
+
+def load_validation(table_dir: str | Path) -> tuple[pd.DataFrame, dict] | None:
+    """The saved validation table and its summary (counts, median error, provenance), or None
+    when the table has none."""
+    import json
+
+    path = Path(table_dir) / VALIDATION_FILENAME
+    if not path.is_file():
+        return None
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        rows = pd.DataFrame(payload["rows"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a validation result: {exc}") from None
+    return rows, {k: v for k, v in payload.items() if k != "rows"}

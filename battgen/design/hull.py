@@ -1,12 +1,15 @@
-"""Energy above a hull built offline: our table + pymatgen's reference compounds, MP2020-corrected.
+"""Energy above a hull built offline: our table + pymatgen's reference compounds, on MP2020's scale.
 
-Entries: every discharged and charged structure of the electrode table and each ion metal (CHGNet,
-which predicts raw Materials Project GGA/GGA+U energies) and the 423 compounds pymatgen ships in
-``calc_compounds.json.gz`` (raw MP energies). All pass through ``MaterialsProject2020Compatibility``,
-so CHGNet entries get the GGA+U flags MP would have used (oxides and fluorides of the U metals).
-A hull is built per chemical system on demand; beside each E_hull stands the number of compounds
-that compete in that system, because a candidate alone in an empty system sits "on the hull" by
-default, not by merit.
+Entries: every discharged and charged structure of the electrode table and each ion metal (CHGNet)
+and the 423 compounds pymatgen ships in ``calc_compounds.json.gz`` (raw MP GGA/GGA+U energies).
+Only the references pass through ``MaterialsProject2020Compatibility``: CHGNet was trained on
+MPtrj's MP2020-*corrected* energies, so its predictions already carry the anion and GGA+U
+corrections, and correcting them again would put every oxide or fluoride of a U metal about
+1 eV/atom below its references (measured on the shipped table: the 13 compounds it shares with
+the references sit a median 0.07 eV/atom above their corrected MP energies, 0.90 eV/atom below
+once corrected a second time). A hull is built per chemical system on demand; beside each E_hull
+stands the number of compounds that compete in that system, because a candidate alone in an
+empty system sits "on the hull" by default, not by merit.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ U_ANIONS = ("O", "F")
 
 
 def mp_parameters(composition) -> dict:
-    """The run parameters MP would have used for ``composition`` (what the compatibility reads)."""
+    """The run parameters MP would have used for ``composition`` (recorded on CHGNet entries)."""
     symbols = {el.symbol for el in composition.elements}
     if symbols & set(U_ANIONS) and symbols & set(MP_U):
         return {"run_type": "GGA+U", "is_hubbard": True, "hubbards": {s: MP_U[s] for s in symbols & set(MP_U)}}
@@ -46,6 +49,7 @@ def _compatibility():
 
 
 def correct(entries) -> list:
+    """MP2020-corrected copies of raw MP entries (the references); CHGNet entries need none."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _compatibility().process_entries(entries, clean=True, inplace=False)
@@ -58,20 +62,31 @@ def reference_entries() -> list:
     path = os.path.join(os.path.dirname(compat_pkg.__file__), "calc_compounds.json.gz")
     with gzip.open(path, "rt") as fh:
         data = json.load(fh)
-    return [ComputedEntry.from_dict(d) for d in data.values()]
+    with warnings.catch_warnings():
+        # Noble-gas references have no electronegativity; their formulas warn while sorting.
+        warnings.simplefilter("ignore")
+        return [ComputedEntry.from_dict(d) for d in data.values()]
 
 
 def table_entries(table) -> list:
+    """CHGNet entries of a table's rows: both states of each row, each ion metal once per energy."""
     from pymatgen.core import Composition
 
-    out = []
+    out, metals = [], set()
     for _, row in table.iterrows():
         for state in ("discharge", "charge"):
             comp = _composition_of(row, state)
             out.append(chgnet_entry(comp, row[f"energy_per_atom_{state}"] * comp.num_atoms, f"{row['id']}:{state}"))
-        ion = row["working_ion"]
-        out.append(chgnet_entry(Composition(ion), float(row["ion_energy_per_atom"]), f"{ion}-metal"))
+        ion, energy = row["working_ion"], float(row["ion_energy_per_atom"])
+        if (ion, energy) not in metals:
+            metals.add((ion, energy))
+            out.append(chgnet_entry(Composition(ion), energy, f"{ion}-metal"))
     return out
+
+
+def hull_pool(table) -> list:
+    """Every entry a hull may use: corrected references and the table's CHGNet entries as they are."""
+    return correct(reference_entries()) + table_entries(table)
 
 
 def _composition_of(row, state: str):
@@ -84,7 +99,7 @@ def _composition_of(row, state: str):
 def _hull_entries(table_key: str) -> tuple:
     from battgen.data.table import load_table
 
-    return tuple(correct(reference_entries() + table_entries(load_table(table_key))))
+    return tuple(hull_pool(load_table(table_key)))
 
 
 @dataclass
@@ -95,22 +110,44 @@ class HullResult:
 
 
 def e_above_hull(entry, table_dir) -> HullResult:
-    """E_hull of a raw CHGNet ``entry`` (from ``chgnet_entry``) against the offline hull."""
+    """E_hull of a CHGNet ``entry`` (from ``chgnet_entry``) against the offline hull."""
+    return hull_heights([entry], _hull_entries(str(table_dir)), in_pool=False)[0]
+
+
+def hull_heights(entries, pool, *, in_pool: bool = True) -> list[HullResult]:
+    """E_hull of each entry against ``pool`` (both on MP2020's scale), one hull per chemical system.
+
+    ``in_pool``: the entries are already part of ``pool`` (a table's own rows), so they are not
+    added a second time. Entries of one chemical system share a single phase diagram, which is
+    what makes a whole table (thousands of entries, hundreds of systems) take seconds.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the noble-gas formulas again (see reference_entries)
+        return _hull_heights(list(entries), list(pool), in_pool)
+
+
+def _hull_heights(entries: list, pool: list, in_pool: bool) -> list[HullResult]:
     from pymatgen.analysis.phase_diagram import PhaseDiagram
 
-    processed = correct([entry])
-    if not processed:
-        return HullResult(None, 0, "MP2020 compatibility rejected the entry")
-    entry = processed[0]
-    elements = {el.symbol for el in entry.composition.elements}
-    pool = [e for e in _hull_entries(str(table_dir))
-            if {el.symbol for el in e.composition.elements} <= elements]
-    competing = {e.composition.reduced_formula for e in pool if len(e.composition.elements) >= 2}
-    competing.discard(entry.composition.reduced_formula)
-    missing = elements - {e.composition.elements[0].symbol for e in pool if len(e.composition.elements) == 1}
-    if missing:
-        return HullResult(None, len(competing), f"no elemental reference for {', '.join(sorted(missing))}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        diagram = PhaseDiagram(pool + [entry])
-        return HullResult(float(diagram.get_e_above_hull(entry, allow_negative=True)), len(competing))
+    pool_elements = [frozenset(el.symbol for el in e.composition.elements) for e in pool]
+    by_system: dict[frozenset, list[int]] = {}
+    for i, entry in enumerate(entries):
+        by_system.setdefault(frozenset(el.symbol for el in entry.composition.elements), []).append(i)
+    results: list[HullResult | None] = [None] * len(entries)
+    for elements, members in by_system.items():
+        subset = [e for e, els in zip(pool, pool_elements) if els <= elements]
+        compounds = {e.composition.reduced_formula for e in subset if len(e.composition.elements) >= 2}
+        elemental = {next(iter(els)) for els in pool_elements if len(els) == 1 and els <= elements}
+        missing = elements - elemental
+        diagram = None
+        if not missing:
+            extra = [] if in_pool else [entries[i] for i in members]
+            diagram = PhaseDiagram(subset + extra)
+        for i in members:
+            entry = entries[i]
+            competing = len(compounds - {entry.composition.reduced_formula})
+            if diagram is None:
+                results[i] = HullResult(None, competing, f"no elemental reference for {', '.join(sorted(missing))}")
+                continue
+            results[i] = HullResult(float(diagram.get_e_above_hull(entry, allow_negative=True)), competing)
+    return results

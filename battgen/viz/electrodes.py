@@ -34,7 +34,17 @@ PROPERTY_DECIMALS: dict[str, int] = {
 }
 
 
+# Columns beside the six properties that the figures can put on an axis.
+STABILITY_TITLES: dict[str, str] = {
+    "stability_discharge": "E_hull discharged (eV/atom)",
+    "stability_charge": "E_hull charged (eV/atom)",
+}
+HULL_STATES = ("discharge", "charge", "both")
+
+
 def axis_title(name: str) -> str:
+    if name in STABILITY_TITLES:
+        return STABILITY_TITLES[name]
     return PROPERTY_BY_NAME[name].axis_title
 
 
@@ -72,10 +82,19 @@ def slider_range(values: Iterable[float]) -> SliderRange:
 
 def filter_electrodes(df: pd.DataFrame, *, ions: Iterable[str] | None = None,
                       ranges: Mapping[str, tuple[float, float]] | None = None,
-                      search: str = "") -> pd.DataFrame:
+                      search: str = "", max_e_hull: float | None = None,
+                      hull_state: str = "discharge") -> pd.DataFrame:
     """Rows with a working ion in ``ions`` (all when ``None``), every property inside its
-    inclusive ``ranges`` entry, and ``search`` (case-insensitive) in a formula or the id."""
+    inclusive ``ranges`` entry, ``search`` (case-insensitive) in a formula or the id, and an
+    energy above hull of at most ``max_e_hull`` in ``hull_state`` (discharge, charge or both;
+    a row without E_hull does not pass a set maximum)."""
+    if hull_state not in HULL_STATES:
+        raise ValueError(f"hull_state must be one of {HULL_STATES}, got {hull_state!r}")
     keep = pd.Series(True, index=df.index)
+    if max_e_hull is not None:
+        states = ("discharge", "charge") if hull_state == "both" else (hull_state,)
+        for state in states:
+            keep &= df[f"stability_{state}"].astype(float) <= max_e_hull
     if ions is not None:
         keep &= df["working_ion"].isin(list(ions))
     for name, (low, high) in (ranges or {}).items():
@@ -148,6 +167,43 @@ def pairwise_figure(df: pd.DataFrame, x: str = "average_voltage", y: str = "capa
                       legend=dict(title="working ion"))
     fig.update_xaxes(title=axis_title(x))
     fig.update_yaxes(title=axis_title(y))
+    return fig
+
+
+def stability_sentence(row) -> str:
+    """One line on where a row's two phases sit relative to the hull, with their competing phases."""
+    parts = []
+    for state, label in (("discharge", "discharged"), ("charge", "charged")):
+        value = row.get(f"stability_{state}")
+        competing = row.get(f"competing_phases_{state}")
+        if value is None or pd.isna(value):
+            parts.append(f"{label}: no E_hull")
+            continue
+        text = f"{label} {float(value):.3f} eV/atom"
+        if competing is not None and not pd.isna(competing):
+            text += f" ({int(competing)} competing phase{'' if int(competing) == 1 else 's'})"
+        parts.append(text)
+    return "Energy above hull: " + "; ".join(parts) + "."
+
+
+def histogram_figure(df: pd.DataFrame, name: str, *, bins: int = 40, height: int = 420) -> go.Figure:
+    """Histogram of column ``name`` stacked by working ion (rows without a value left out)."""
+    values = df[name].astype(float).dropna() if not df.empty else pd.Series(dtype=float)
+    if values.empty:
+        return _empty_figure("No electrode has a value here", height)
+    low, high = float(values.min()), float(values.max())
+    size = (high - low) / bins if high > low else 1.0
+    fig = go.Figure()
+    for ion in _ions_present(df.loc[values.index]):
+        rows = values[df.loc[values.index, "working_ion"] == ion]
+        fig.add_trace(go.Histogram(x=rows, name=f"{ion} ({len(rows)})", marker_color=ION_COLORS.get(ion),
+                                   xbins=dict(start=low, end=high + size, size=size),
+                                   hovertemplate=f"{ion}: %{{y}} electrodes<br>{axis_title(name)}: %{{x}}"
+                                                 "<extra></extra>"))
+    fig.update_layout(barmode="stack", height=height, margin=dict(l=10, r=10, t=30, b=10),
+                      template="plotly_white", legend=dict(title="working ion"))
+    fig.update_xaxes(title=axis_title(name))
+    fig.update_yaxes(title="electrodes")
     return fig
 
 

@@ -162,3 +162,45 @@ def test_uploading_a_discharged_structure_computes_its_electrode(page):
     assert values["Gravimetric capacity (mAh/g)"].startswith("22")
     assert any("Closest Li electrodes by properties" in m.value for m in page.markdown)
     assert any("Closest electrodes by composition" in m.value for m in page.markdown)
+
+
+def test_max_e_hull_filters_in_either_state_and_the_stability_tab_plots(page, table):
+    slider = page.slider(key="max_e_hull")
+    assert slider.value == slider.max  # at its maximum nothing is filtered
+    slider.set_value(float(table["stability_discharge"].median()))
+    ok(page.run())
+    cut = page.slider(key="max_e_hull").value
+    assert f"**{int((table['stability_discharge'] <= cut).sum()):,}** of" in count_line(page)
+    page.radio(key="hull_state").set_value("both")
+    ok(page.run())
+    both = int(((table["stability_discharge"] <= cut) & (table["stability_charge"] <= cut)).sum())
+    assert f"**{both:,}** of" in count_line(page)
+    assert any(c.value.startswith("Energy above hull: discharged ") for c in page.caption)
+    page.radio(key="stability_state").set_value("charge")
+    ok(page.run())
+
+
+def test_validation_tab_shows_the_saved_textbook_table(page):
+    from battgen.data.validate import TEXTBOOK, load_validation
+
+    saved, about = load_validation(REPO / "assets" / "electrodes")
+    frame = next(d.value for d in page.dataframe if "voltage_reference" in d.value.columns)
+    assert list(frame["electrode"]) == [r.formula for r in TEXTBOOK] == list(saved["electrode"])
+    median = about["median_abs_voltage_error_V"]
+    assert any(f"median |voltage error| {median:.2f} V" in m.value for m in page.markdown)
+
+
+def test_a_table_without_stability_or_validation_says_how_to_make_them(tmp_path, monkeypatch, table):
+    directory = tmp_path / "assets" / "electrodes"
+    directory.mkdir(parents=True)
+    # As main's builder writes it: no competing-phase columns, E_hull empty, no validation.json.
+    old = pd.read_parquet(REPO / "assets" / "electrodes" / "electrodes.parquet").head(40)
+    old = old.drop(columns=["competing_phases_discharge", "competing_phases_charge"])
+    old[["stability_discharge", "stability_charge"]] = float("nan")
+    old.to_parquet(directory / "electrodes.parquet", index=False)
+    monkeypatch.setenv("BATTGEN_ARTIFACT_ROOT", str(tmp_path))
+    app = ok(AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S).run())
+    assert "**40** of 40" in count_line(app)
+    assert any("python -m battgen data stability" in c.value for c in app.caption)
+    assert any("python -m battgen data validate" in i.value for i in app.info)
+    assert not [s for s in app.slider if s.key == "max_e_hull"]

@@ -120,3 +120,40 @@ def test_a_half_filled_p2_host_gives_the_voltage_profile_two_steps(tmp_path):
     assert row["voltage_steps"] == 2
     without = candidate_row(c, full, charged, ref, plan)
     assert row_provenance(without)["voltage_steps"] == 1
+
+
+def test_li4ti5o12_keeps_its_16d_lithium_and_moves_8a_to_16c_on_discharge():
+    c = next(c for c in plan_candidates() if c.template == "Li4Ti5O12" and c.metal == "Ti")
+    assert {x.ion for x in plan_candidates() if x.template == "Li4Ti5O12"} == {"Li"}
+    charged, discharged = framework_structure(c), discharged_structure(c)
+    assert charged.composition.reduced_formula == "Li4Ti5O12"
+    assert discharged.composition.reduced_formula == "Li7Ti5O12"
+    assert (c.metal_ox_charged, c.metal_ox_discharged) == (4.0, 3.4)
+    assert c.n_ions - c.n_vacated == 6 and not c.intermediates  # 3 Li per Li4Ti5O12, two formulas
+    assert np.allclose(charged.lattice.matrix, discharged.lattice.matrix)
+
+    def li_sites(s, coordination):
+        out = []
+        for site in s:
+            if site.specie.symbol == "Li":
+                oxygens = [n for n in s.get_neighbors(site, 2.3) if n.specie.symbol == "O"]
+                out.append(len(oxygens))
+        return sorted(out).count(coordination)
+
+    # Charged: 6 tetrahedral (8a) + 2 octahedral (16d) Li; discharged: all 14 octahedral, and
+    # no two Li face-sharing (8a and 16c are 1.81 Å apart).
+    assert li_sites(charged, 4) == 6 and li_sites(charged, 6) == 2
+    assert li_sites(discharged, 6) == 14
+    li = [i for i, site in enumerate(discharged) if site.specie.symbol == "Li"]
+    d = discharged.distance_matrix[np.ix_(li, li)]
+    assert d[np.triu_indices(len(li), 1)].min() > 2.5
+
+
+def test_li2mno3_keeps_its_transition_metal_layer_lithium_whatever_the_ion():
+    cands = {c.key: c for c in plan_candidates() if c.template == "Li2MnO3"}
+    li, na = cands["Li2MnO3_Mn_O_x1_Li3"], cands["Li2MnO3_Mn_O_x1_Na3"]
+    assert discharged_structure(li).composition.reduced_formula == "Li2MnO3"
+    assert discharged_structure(na).composition.reduced_formula == "Na3LiMn2O6"
+    assert framework_structure(na).composition.reduced_formula == "LiMn2O6"
+    assert (li.metal_ox_charged, li.metal_ox_discharged) == (5.5, 4.0)
+    assert not any(c.metal in ("Ti", "Ni", "Co", "Fe") for c in cands.values())  # no M(5.5+) there

@@ -100,3 +100,104 @@ def test_a_successful_fetch_writes_and_logs_no_key(outputs, docs, monkeypatch, t
     assert main(["data", "fetch-mp", "--out", str(tmp_path), "--ions", "Li,Na"]) == 0
     _, files = outputs()
     assert {"electrodes.parquet", "metadata.json", "metrics.json", "rejected.csv"} <= {f.name for f in files}
+
+
+# --------------------------------------------------------------------------- the Structures page panel
+
+PANEL_KEY = "PASTEDkey9876543210zyxwvuZYXWVUT"  # what the person pastes; the environment holds another
+
+
+def _structures_page(tmp_path, monkeypatch):
+    """The Structures page over an artifact root holding only the shipped table."""
+    import shutil
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    repo = Path(__file__).resolve().parents[2]
+    shutil.copytree(repo / "assets" / "electrodes", tmp_path / "assets" / "electrodes")
+    monkeypatch.setenv("BATTGEN_ARTIFACT_ROOT", str(tmp_path))
+    app = AppTest.from_file(str(repo / "pages" / "structure_browser.py"), default_timeout=240).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def _shown_texts(app) -> list[str]:
+    """Every text the page shows (the password field itself aside)."""
+    texts = []
+    for kind in ("markdown", "caption", "error", "info", "success", "warning", "exception", "subheader",
+                 "title", "metric", "code"):
+        for element in app.get(kind):
+            texts.append(str(getattr(element, "value", "")) + str(getattr(element, "label", "")))
+    return texts
+
+
+def _paste_and_fetch(app, ions=("Li", "Na")):
+    app.text_input(key="mp_api_key").input(PANEL_KEY)
+    app.multiselect(key="mp_ions").set_value(list(ions))
+    app.run()
+    app.button(key="mp_fetch").click()
+    return app.run()
+
+
+def test_the_panel_offline_says_so_in_one_line_and_leaks_the_pasted_key_nowhere(outputs, monkeypatch, tmp_path):
+    monkeypatch.setenv("MP_API_ENDPOINT", CLOSED_ENDPOINT)
+    import battgen.data.mp_fetch as mp_fetch
+
+    real_fetch = mp_fetch.fetch_mp
+    monkeypatch.setattr(mp_fetch, "fetch_mp", lambda *a, **k: real_fetch(*a, **{**k, "sleep": lambda s: None}))
+    app = _paste_and_fetch(_structures_page(tmp_path, monkeypatch))
+    assert not app.exception, [e.value for e in app.exception]
+    assert [e.value for e in app.error] == [e.value for e in app.error if "cannot reach Materials Project" in e.value]
+    assert len(app.error) == 1 and "\n" not in app.error[0].value
+    assert app.radio(key="table_source").value == "BattGen computed"
+    for text in _shown_texts(app):
+        assert PANEL_KEY not in text and SENTINEL_KEY not in text, text[:300]
+    outputs()
+    captured_files = [f for f in tmp_path.rglob("*") if f.is_file()]
+    assert all(PANEL_KEY.encode() not in f.read_bytes() for f in captured_files)
+
+
+def test_the_panel_fetches_with_the_pasted_key_into_a_table_beside_ours(outputs, docs, monkeypatch,  # noqa: F811
+                                                                      tmp_path):
+    import battgen.data.mp_fetch as mp_fetch
+
+    used = []
+    monkeypatch.setattr(mp_fetch, "mp_searcher", lambda api_key: used.append(api_key) or _searcher(docs))
+    app = _paste_and_fetch(_structures_page(tmp_path, monkeypatch))
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert used == [PANEL_KEY]  # the pasted key, not the environment's
+    assert any("Fetched 3 electrodes" in s.value for s in app.success)
+    assert app.radio(key="table_source").value == "Materials Project"
+    assert any("**3** of 3 electrodes" in m.value for m in app.markdown)
+    assert (tmp_path / "data" / "electrodes" / "mp" / "electrodes.parquet").is_file()
+    assert (tmp_path / "assets" / "electrodes" / "electrodes.parquet").is_file()  # ours untouched
+    for text in _shown_texts(app):
+        assert PANEL_KEY not in text, text[:300]
+    outputs()
+    assert all(PANEL_KEY.encode() not in f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
+
+    app.radio(key="table_source").set_value("BattGen computed")
+    app.run()
+    assert not app.exception
+    from battgen.data.table import load_table
+
+    ours = len(load_table(tmp_path / "assets" / "electrodes"))
+    assert any(f"**{ours:,}** of {ours:,} electrodes" in m.value for m in app.markdown)
+
+
+def test_a_rejected_pasted_key_is_one_line_that_points_at_the_pasted_key(outputs, monkeypatch, tmp_path):
+    import battgen.data.mp_fetch as mp_fetch
+
+    def refuse(api_key):
+        def search(ion):
+            raise _mp_error(f"REST query returned with error status code 401 on URL x?k={api_key}")
+        return search
+
+    monkeypatch.setattr(mp_fetch, "mp_searcher", refuse)
+    app = _paste_and_fetch(_structures_page(tmp_path, monkeypatch))
+    assert [e.value for e in app.error] == [
+        "Materials Project rejected the API key (HTTP 401); check the key you pasted"]
+    for text in _shown_texts(app):
+        assert PANEL_KEY not in text
+    outputs()
