@@ -13,7 +13,8 @@ a job to Dask only when a worker is idle and pins it to that worker; a timeout o
 kills exactly that worker process, and the cluster's nanny starts a fresh one in its place.
 
 A job may belong to an owner (a Streamlit session id). ``owner_alive(owner)`` is asked every
-:data:`OWNER_CHECK_S`; a job whose owner has gone is cancelled, queued or running, so a closed
+:data:`OWNER_CHECK_S`; a job whose owner has been gone for ``owner_grace_s`` (a browser that
+reconnects after a network blip keeps its session) is cancelled, queued or running, so a closed
 browser tab frees its slot.
 """
 
@@ -38,6 +39,7 @@ ACTIVE = (QUEUED, RUNNING)
 WORKERS_ENV_VAR = "BATTGEN_JOB_WORKERS"
 POLL_S = 0.2
 OWNER_CHECK_S = 2.0
+OWNER_GRACE_S = 10.0
 # Results a page never collected (its session ended first) are dropped after this long.
 KEEP_ENDED_S = 600.0
 USER_CANCEL = "cancelled by the user"
@@ -87,6 +89,13 @@ class JobView:
     def active(self) -> bool:
         return self.status in ACTIVE
 
+    @property
+    def explanation(self) -> str:
+        """One sentence for a page when the job did not end with a result."""
+        if self.status == CANCELLED:
+            return f"The {self.label} was {self.message}."
+        return self.message or f"The {self.label} {self.status}."
+
 
 @dataclass
 class _Job:
@@ -114,11 +123,13 @@ class JobRunner:
     """Queue, run, time out and cancel jobs; see the module's docstring."""
 
     def __init__(self, workers: int | None = None, *, owner_alive: Callable[[str], bool] | None = None,
-                 poll_s: float = POLL_S):
+                 owner_grace_s: float = OWNER_GRACE_S, poll_s: float = POLL_S):
         self.workers = default_workers() if workers is None else int(workers)
         if self.workers < 1:
             raise ValueError("the job runner needs at least one worker")
         self._owner_alive = owner_alive
+        self._owner_grace_s = owner_grace_s
+        self._owners_gone: dict[str, float] = {}  # owner -> when it was first seen gone
         self._poll_s = poll_s
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[str] = deque()
@@ -255,9 +266,11 @@ class JobRunner:
 
         configure_threads()  # spawned workers inherit this environment before torch loads there
         try:
-            # No dashboard: its HTTP endpoint would take a port on a shared server for nothing.
+            # No dashboard; the scheduler's always-on HTTP endpoint takes any free loopback port,
+            # not the 8787 a user's own cluster may hold.
             cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=40)
+                                   dashboard_address=None, silence_logs=40,
+                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
             client = Client(cluster)
             client.subscribe_topic(PROGRESS_TOPIC, self._on_progress)
         except Exception as err:  # no ports, no memory, ...: every queued job says so
@@ -283,7 +296,7 @@ class JobRunner:
             self._progress[job_id] = payload
 
     def _live_workers(self) -> list[str]:
-        addresses = list(self._client.scheduler_info(n_workers=-1)["workers"])
+        addresses = list(self._client.scheduler_info(n_workers=-1).get("workers", {}))  # {} while closing
         self._killed &= set(addresses)  # a killed worker's replacement registers under a new address
         new = [a for a in addresses if a not in self._pids]
         if new:
@@ -311,8 +324,11 @@ class JobRunner:
         now = time.monotonic()
         if self._owner_alive is not None and now - self._last_owner_check >= OWNER_CHECK_S:
             self._last_owner_check = now
-            for job in [j for j in self._jobs.values() if j.status in ACTIVE and j.owner is not None]:
-                if not self._owner_alive(job.owner):
+            owners = {j.owner for j in self._jobs.values() if j.status in ACTIVE and j.owner is not None}
+            gone = {o: self._owners_gone.get(o, now) for o in owners if not self._owner_alive(o)}
+            self._owners_gone = gone
+            for job in [j for j in self._jobs.values() if j.status in ACTIVE and j.owner in gone]:
+                if now - gone[job.owner] >= self._owner_grace_s:
                     self.cancel(job.id, OWNER_GONE)
         for job in [j for j in self._jobs.values() if j.status == RUNNING]:
             if job.stop is not None:

@@ -35,7 +35,7 @@ def crash():
 
 @pytest.fixture(scope="module")
 def runner():
-    r = JobRunner(workers=2, owner_alive=OPEN_SESSIONS.__contains__, poll_s=0.05)
+    r = JobRunner(workers=2, owner_alive=OPEN_SESSIONS.__contains__, owner_grace_s=0.5, poll_s=0.05)
     yield r
     r.close()
 
