@@ -70,6 +70,15 @@ def follow(state_key: str, show_progress: Callable[[dict], None] | None = None) 
     return view
 
 
+def show_job_state(view: JobView) -> None:
+    """One line: the job's place in the queue, or how long it has run of its time limit."""
+    if view.position is not None:
+        st.write(f"Waiting for a free worker: **position {view.position} of {view.queued}** in the queue "
+                 f"({format_seconds(view.waited_s)} so far; {job_runner().workers} job(s) run at a time).")
+    else:
+        st.write(f"Running for {format_seconds(view.running_s)} (time limit {format_seconds(view.timeout_s)}).")
+
+
 @st.fragment(run_every=POLL_S)
 def _panel(job_id: str, show_progress: Callable[[dict], None] | None) -> None:
     runner = job_runner()
@@ -77,12 +86,9 @@ def _panel(job_id: str, show_progress: Callable[[dict], None] | None) -> None:
     if view is None or not view.active:
         st.rerun()  # the whole page, where follow() hands the ended job over
     with st.status(f"{view.label[:1].upper()}{view.label[1:]}: {view.status}", expanded=True, state="running"):
-        if view.position is not None:
-            st.write(f"Waiting for a free worker: **position {view.position} of {view.queued}** in the queue "
-                     f"({format_seconds(view.waited_s)} so far; {runner.workers} job(s) run at a time).")
-        else:
+        show_job_state(view)
+        if view.position is None:
             progress = view.progress
-            st.write(f"Running for {format_seconds(view.running_s)} (time limit {format_seconds(view.timeout_s)}).")
             if progress.get("fraction") is not None:
                 st.progress(min(max(float(progress["fraction"]), 0.0), 1.0), text=progress.get("message", ""))
             elif progress.get("message"):
