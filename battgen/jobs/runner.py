@@ -318,6 +318,7 @@ class JobRunner:
                 error = future.exception() if future.status == "error" else future.status
                 self._end(job, FAILED, message=f"the worker process running it failed ({error})")
             elif job.worker not in live and job.stop is None:
+                self._client.cancel([future], force=True)  # pinned to a worker that is gone: never runs
                 self._end(job, FAILED, message="the worker process running it died (out of memory?)")
 
     def _enforce(self) -> None:
