@@ -131,6 +131,8 @@ with tab_sim:
     if ended is not None:
         if ended.status == DONE:
             st.session_state["kmc_result"] = ended.result
+            st.status(f"Done in {ended.running_s:.2f} s ({ended.result.steps:,} events, {ended.result.status})",
+                      state="complete")
         else:
             st.error(ended.explanation)
 

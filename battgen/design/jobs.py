@@ -50,8 +50,10 @@ def make_client(scheduler: str | None = None, workers: int = 1, processes: bool 
     if workers < 1:
         raise ValueError("a local cluster needs at least one worker")
     os.environ.update(WORKER_ENV)  # inherited by spawned workers before torch loads there
+    # The scheduler's always-on HTTP endpoint takes any free loopback port, not 8787 (see parallel.py).
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                           dashboard_address=None, silence_logs=40)
+                           dashboard_address=None, silence_logs=40,
+                           scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     return Client(cluster)
 
 

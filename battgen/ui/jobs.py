@@ -60,7 +60,8 @@ def follow(state_key: str, show_progress: Callable[[dict], None] | None = None) 
     view = runner.status(job_id)
     if view is None:
         del st.session_state[state_key]
-        st.warning("The job was lost: the server restarted while it ran. Start it again.")
+        st.warning("The job is no longer known to the server (it restarted, or the job ended long ago). "
+                   "Start it again.")
         return None
     if view.active:
         _panel(job_id, show_progress)

@@ -129,6 +129,7 @@ def test_latent_helpers_walk_along_one_principal_component():
     assert np.allclose(np.delete(projected, 1, axis=1), 0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_large_run_queues_as_a_job_shows_its_progress_and_can_be_cancelled(monkeypatch):
     from tests.app.job_wait import run_until_job_ends
 
@@ -142,6 +143,7 @@ def test_a_large_run_queues_as_a_job_shows_its_progress_and_can_be_cancelled(mon
     statuses = [e.label for e in app.main if e.type == "status"]
     assert any(label.startswith("KMC simulation: ") for label in statuses), statuses
     ok(run_until_job_ends(app, "kmc_job"))
+    assert any(e.type == "status" and e.label.startswith("Done in ") for e in app.main)
     result = app.session_state["kmc_result"]
     assert result.lattice.shape == (25, 25)
     assert float({m.label: m.value for m in app.metric}["Thickness (nm)"]) > 0
