@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -59,6 +60,33 @@ def default_workers() -> int:
             raise ValueError(f"{WORKERS_ENV_VAR} must be a positive whole number, got {text!r}")
         return int(text)
     return max(1, (os.cpu_count() or 1) // requested_threads() - 1)
+
+
+def keep_main_script_out_of_children() -> None:
+    """Processes this one spawns from now on do not re-run a script runner's ``__main__``.
+
+    Spawn re-executes the parent's ``__main__`` file in every child (as ``__mp_main__``) so that
+    objects defined there unpickle. Under Streamlit ``__main__`` is a stand-in module for the
+    script being run (app.py or a page), so every worker start, and every restart after a kill,
+    would run that script in bare mode: imports, model loads, warnings. Jobs are module-level
+    functions of battgen and never need it. A ``__main__`` that is the program that was started
+    (``python script.py``) is passed on as before.
+    """
+    import multiprocessing.spawn as spawn
+
+    if getattr(spawn.get_preparation_data, "battgen_keeps_main_out", False):
+        return
+    original = spawn.get_preparation_data
+
+    def get_preparation_data(name):
+        data = original(name)
+        started = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
+        if data.get("init_main_from_path") and os.path.abspath(data["init_main_from_path"]) != started:
+            del data["init_main_from_path"]
+        return data
+
+    get_preparation_data.battgen_keeps_main_out = True
+    spawn.get_preparation_data = get_preparation_data
 
 
 def format_seconds(seconds: float) -> str:
@@ -265,6 +293,7 @@ class JobRunner:
         from battgen.runtime import configure_threads
 
         configure_threads()  # spawned workers inherit this environment before torch loads there
+        keep_main_script_out_of_children()
         try:
             # No dashboard; the scheduler's always-on HTTP endpoint takes any free loopback port,
             # not the 8787 a user's own cluster may hold.

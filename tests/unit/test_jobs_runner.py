@@ -145,3 +145,26 @@ def test_time_limits_and_worker_count_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("BATTGEN_JOB_WORKERS", "0")
     with pytest.raises(ValueError, match="BATTGEN_JOB_WORKERS"):
         default_workers()
+
+
+def _child_ran():
+    return "ran"
+
+
+def test_spawned_workers_do_not_rerun_a_script_runners_main(tmp_path, monkeypatch):
+    import multiprocessing
+    import sys
+    import types
+
+    from battgen.jobs.runner import keep_main_script_out_of_children
+
+    marker = tmp_path / "page_ran"
+    page = tmp_path / "page.py"
+    page.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    fake_main = types.ModuleType("__main__")  # what Streamlit installs while a page runs
+    fake_main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    keep_main_script_out_of_children()
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(_child_ran) == "ran"
+    assert not marker.exists()
