@@ -131,6 +131,18 @@ def test_a_closed_session_frees_its_jobs(runner):
     runner.wait(blocker, timeout=30)
 
 
+def thread_settings() -> dict:
+    return {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "NUMBA_NUM_THREADS")}
+
+
+def test_workers_run_with_the_servers_thread_policy(runner):
+    from battgen.runtime import requested_threads
+
+    view = runner.wait(runner.submit("kmc", thread_settings), timeout=60)
+    threads = str(requested_threads())
+    assert view.result == {"OMP_NUM_THREADS": threads, "OMP_WAIT_POLICY": "PASSIVE", "NUMBA_NUM_THREADS": threads}
+
+
 def test_time_limits_and_worker_count_come_from_the_environment(monkeypatch):
     assert timeout_for("evaluate") == 900.0
     monkeypatch.setenv("BATTGEN_JOB_TIMEOUT_EVALUATE", "5")
