@@ -238,11 +238,6 @@ class JobRunner:
                 del self._jobs[job_id]
                 self._progress.pop(job_id, None)
 
-    def worker_pids(self) -> dict[str, int]:
-        """Process id of every worker, by address (for tests and the load benchmark)."""
-        with self._lock:
-            return dict(self._pids)
-
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -175,6 +175,10 @@ def test_an_evaluation_past_its_time_limit_ends_with_one_message(page, monkeypat
     page.button(key="evaluate").click()
     ok(page.run())
     assert any(e.type == "status" and e.label.startswith("CHGNet evaluation: ") for e in page.main)
+    from battgen.ui.jobs import job_runner
+
+    job = job_runner().status(page.session_state["evaluation_job"])  # the page's runner: one per process
+    assert job.kind == "evaluate" and job.owner  # owned by the session, so a closed tab frees it
     ok(run_until_job_ends(page, "evaluation_job", timeout=60))
     errors = [e.value for e in page.error]
     assert errors == ["The CHGNet evaluation was stopped after 1 s, its time limit. CHGNet takes too long on this "
