@@ -25,9 +25,10 @@ class JobKind:
         return TIMEOUT_ENV_PREFIX + self.name.upper()
 
 
-# Defaults: a 100×100 KMC at the page's largest event bound passivates in a few minutes; a
-# 64-atom CHGNet evaluation takes one to two minutes on 2 cores, so 15 min means something is
-# wrong with the structure; 4 AFM views take seconds; a design relaxes up to 2×(k + 2) cells.
+# Defaults, generous against what the pages' runs take on 2 cores: a default 50×50 KMC about
+# 1.5 s (benchmarks/bench_jobs.py); a 64-atom CHGNet evaluation one to two minutes
+# (battgen/data/evaluate.py), so 15 min means the structure is the problem; 4 AFM views seconds;
+# a design relaxes a charged/discharged pair for each of up to k + 2 candidates per arm.
 KINDS: dict[str, JobKind] = {k.name: k for k in (
     JobKind("kmc", "KMC simulation", 600.0, "Lower the event bound or the lattice size."),
     JobKind("evaluate", "CHGNet evaluation", 900.0,

@@ -15,7 +15,7 @@ from battgen.jobs.worker import report
 # KMC work is bounded by lattice sites × the event bound. Up to this product a run stays in the
 # page's own session (it ends within a second or two and shows its lattice live); above it, it
 # queues as a job. 20×20 sites at 10 M events is the line: the page's default 50×50 run with its
-# 50 M bound takes about a second when it passivates, but may run for minutes when it does not.
+# 50 M bound takes about a second when it passivates, but one that never does runs to its bound.
 KMC_INLINE_ENV_VAR = "BATTGEN_KMC_INLINE_LIMIT"
 KMC_INLINE_LIMIT = 20 * 20 * 10_000_000
 PROGRESS_INTERVAL_S = 0.5
