@@ -19,6 +19,10 @@ from battgen.data.neighbors import nearest_by_composition
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
 from battgen.data.table import load_table, row_structure
 from battgen.eval.afm_report import atom_regressor_table, load_regressor_predictions, translator_comparison
+from battgen.jobs import DONE
+from battgen.jobs.tasks import afm_job
+from battgen.ui.jobs import follow as follow_job
+from battgen.ui.jobs import start as start_job
 from battgen.ui.structure_panel import show_structure
 from battgen.viz import afm as viz
 
@@ -57,13 +61,6 @@ def load_electrodes(directory: str) -> pd.DataFrame:
 @st.cache_resource(show_spinner=False)
 def load_example_stacks(path: str, formulas: tuple[tuple[str, str], ...]):
     return load_examples(path, formulas=dict(formulas))
-
-
-@st.cache_resource(show_spinner="Starting the AFM simulator (OpenCL)…")
-def load_simulator(grid: int):
-    from battgen.afm.simulate import AFMSimulator, SimulationConfig
-
-    return AFMSimulator(SimulationConfig(grid=grid))
 
 
 def checkpoint(name: str) -> Path | None:
@@ -187,21 +184,21 @@ with translate_tab:
                 ion = st.selectbox("Working ion (blue in the type map)", ion_options,
                                    index=ion_options.index(ion) if ion in ion_options else 0, key="afm_sim_ion")
                 if st.button("Simulate", type="primary", icon=":material/play_arrow:", key="afm_simulate"):
-                    from battgen.afm.dataset import simulate_structure
+                    st.session_state.pop("afm_simulated", None)
+                    st.session_state["afm_simulation_request"] = {"label": structure_label, "ion": ion,
+                                                                  "structure": structure}
+                    start_job("afm_job", "afm", afm_job, structure, ion=ion, grid=grid, keep=SIMULATED_VIEWS)
+        ended = follow_job("afm_job")
+        if ended is not None:
+            request = st.session_state.pop("afm_simulation_request")
+            if ended.status == DONE:
+                from battgen.data.composition import composition_vector
 
-                    bar = st.progress(0.0, text="starting the OpenCL simulator")
-                    try:
-                        views = simulate_structure(
-                            structure, load_simulator(grid), ion=ion, keep=SIMULATED_VIEWS,
-                            progress=lambda done, total: bar.progress(done / total, text=f"view {done} of {total}"))
-                    except ValueError as exc:
-                        st.error(str(exc))
-                    else:
-                        from battgen.data.composition import composition_vector
-
-                        st.session_state["afm_simulated"] = {"label": structure_label, "ion": ion, "views": views,
-                                                             "composition": composition_vector(structure)}
-                    bar.empty()
+                st.session_state["afm_simulated"] = {"label": request["label"], "ion": request["ion"],
+                                                     "views": ended.result,
+                                                     "composition": composition_vector(request["structure"])}
+            else:
+                st.error(ended.explanation)
         simulated = st.session_state.get("afm_simulated")
         if simulated is None:
             # Otherwise the stack of the example or upload seen before would stay on screen under this source.

@@ -15,6 +15,7 @@ from battgen.design.jobs import DesignJobs
 from battgen.design.request import ARMS, DEFAULT_PROPOSALS, DEFAULT_RELAX_STEPS, MAX_CANDIDATES, build_request
 from battgen.design.store import ACTIVE, DesignStore, default_path
 from battgen.screening.request import ion_medians
+from battgen.ui.jobs import job_runner, show_job_state
 from battgen.ui.structure_panel import show_structure
 from battgen.viz import design as viz
 from battgen.viz import electrodes as electrode_viz
@@ -54,8 +55,8 @@ def load_electrodes(directory: str) -> tuple[pd.DataFrame, PropertyScaler]:
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def design_jobs(db_path: str) -> DesignJobs:
-    # One per app process: its Dask cluster and job threads outlive reruns and sessions.
-    return DesignJobs.from_environment(DesignStore(db_path))
+    # One per app process: designs queue in the server's job runner beside every other long job.
+    return DesignJobs.from_environment(DesignStore(db_path), job_runner())
 
 
 def set_targets_to_medians(table: pd.DataFrame) -> None:
@@ -121,12 +122,15 @@ def live_progress(jobs: DesignJobs, design_id: str) -> None:
             st.rerun()  # the whole page, so the finished design's results appear
         return
     funnels = jobs.store.funnels(design_id)
+    job = jobs.job(design_id)
     with st.status(f"Design {design_id}: {design['stage'] or design['status']}", expanded=True):
+        if job is not None:
+            show_job_state(job)
         for arm, funnel in funnels.items():
             st.write(f"**{arm}**: " + " → ".join(f"{STAGE_LABELS.get(k, k)} {v}" for k, v in funnel["counts"].items()))
         if st.button("Cancel", icon=":material/stop:", key=f"cancel_{design_id}"):
             jobs.cancel(design_id)
-            st.toast("Cancelling: relaxations in flight stop within a few seconds.")
+            st.toast("Cancelling: the design's worker process is stopped within a second.")
 
 
 def show_design(store: DesignStore, design_id: str) -> None:

@@ -10,6 +10,8 @@ import streamlit as st
 from battgen import paths
 from battgen.artifacts import read_metrics
 from battgen.eval.sei_report import PUBLISHED_NOTE, regressor_r2, sei_quality_table
+from battgen.jobs import DONE
+from battgen.jobs.tasks import kmc_job, kmc_runs_inline
 from battgen.sei.barriers import (
     BARRIER_RANGES,
     DEFAULT_BARRIERS,
@@ -18,6 +20,8 @@ from battgen.sei.barriers import (
 )
 from battgen.sei.observables import PROPERTY_NAMES
 from battgen.sei.run_status import describe_result
+from battgen.ui.jobs import follow as follow_job
+from battgen.ui.jobs import start as start_job
 from battgen.viz import sei as viz
 
 DATASET = paths.asset_dir(paths.SEI) / "dataset.npz"
@@ -109,7 +113,30 @@ with tab_sim:
                                       key="kmc_max_steps")
         submitted = st.form_submit_button("Run simulation", type="primary")
 
-    if submitted:
+    # Small runs stay in this session (they end in a second or two, lattice shown live); larger
+    # ones queue in the server's job runner.
+    max_steps = int(max_million) * 1_000_000
+    run_here = submitted and kmc_runs_inline(size, size, max_steps)
+    if submitted and not run_here:
+        st.session_state.pop("kmc_result", None)
+        start_job("kmc_job", "kmc", kmc_job, np.array(barrier_values), nx=int(size), ny=int(size),
+                  seed=int(seed), max_steps=max_steps, n_snapshots=60)
+
+    def show_live_lattice(progress: dict) -> None:
+        if "lattice" in progress:
+            lattice = np.frombuffer(progress["lattice"], np.uint8).reshape(progress["shape"])
+            st.image(viz.lattice_rgb(lattice, scale=max(1, 300 // lattice.shape[1])), caption="live lattice")
+
+    ended = follow_job("kmc_job", show_progress=show_live_lattice)
+    if ended is not None:
+        if ended.status == DONE:
+            st.session_state["kmc_result"] = ended.result
+            st.status(f"Done in {ended.running_s:.2f} s ({ended.result.steps:,} events, {ended.result.status})",
+                      state="complete")
+        else:
+            st.error(ended.explanation)
+
+    if run_here:
         from battgen.sei.kmc import simulate
 
         with st.status("Simulating SEI growth…", expanded=False) as status:
@@ -128,7 +155,7 @@ with tab_sim:
             try:
                 result = simulate(
                     np.array(barrier_values), nx=int(size), ny=int(size), seed=int(seed),
-                    max_steps=int(max_million) * 1_000_000, n_snapshots=60,
+                    max_steps=max_steps, n_snapshots=60,
                     on_progress=show_progress,
                 )
             except ValueError as exc:

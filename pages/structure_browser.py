@@ -18,6 +18,10 @@ from battgen.data.neighbors import nearest_by_composition, nearest_by_properties
 from battgen.data.properties import PROPERTIES, PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 from battgen.data.table import load_scaler, load_table, row_electrode, row_provenance, row_structure
 from battgen.data.validate import VALIDATION_FILENAME, load_validation
+from battgen.jobs import DONE
+from battgen.jobs.tasks import evaluate_job
+from battgen.ui.jobs import follow as follow_job
+from battgen.ui.jobs import start as start_job
 from battgen.ui.structure_panel import show_structure
 from battgen.viz import electrodes as viz
 
@@ -362,20 +366,17 @@ with evaluate_tab:
     if structure is not None:
         st.caption(f"{uploaded.name}: {structure.composition.reduced_formula}, {len(structure)} atoms.")
         if st.button("Evaluate", type="primary", icon=":material/bolt:", key="evaluate"):
-            from battgen.data.evaluate import evaluate_structure
-
-            bar = st.progress(0.0, text="starting")
-            try:
-                evaluation = evaluate_structure(structure, upload_ion, name=uploaded.name,
-                                                progress=lambda f, message: bar.progress(min(f, 1.0), text=message))
-            except ValueError as exc:
-                st.error(str(exc))
-            else:
-                st.session_state["evaluation"] = {
-                    "name": uploaded.name, "ion": upload_ion, "evaluation": evaluation,
-                    "key": hashlib.sha1(data).hexdigest()[:12] + upload_ion,
-                }
-            bar.empty()
+            st.session_state.pop("evaluation", None)
+            st.session_state["evaluation_request"] = {"name": uploaded.name, "ion": upload_ion,
+                                                      "key": hashlib.sha1(data).hexdigest()[:12] + upload_ion}
+            start_job("evaluation_job", "evaluate", evaluate_job, structure, upload_ion, name=uploaded.name)
+    ended = follow_job("evaluation_job")
+    if ended is not None:
+        request = st.session_state.pop("evaluation_request")
+        if ended.status == DONE:
+            st.session_state["evaluation"] = {**request, "evaluation": ended.result}
+        else:
+            st.error(ended.explanation)
 
     result = st.session_state.get("evaluation")
     if result is not None:

@@ -3,13 +3,13 @@
 Runs on a ``LocalCluster`` (one torch thread per worker process) or any scheduler given by
 address. Progress and results go to the SQLite store as they happen, so the page can poll it,
 another process can read it, and a restart loses only the relaxations in flight. Cancelling sets
-a flag in the store; the loop notices within ``POLL_S`` and cancels the futures.
+a flag in the store; the loop notices within ``POLL_S`` and cancels the futures. In the app a
+whole request is one job of the app's job runner (:class:`DesignJobs`, :mod:`battgen.jobs`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 import traceback
 import warnings
@@ -18,14 +18,13 @@ from battgen import paths
 from battgen.design.funnel import RESERVE, FunnelResult, run_funnel
 from battgen.design.proposals import Proposal
 from battgen.design.request import DesignRequest
-from battgen.design.store import DesignStore
+from battgen.design.store import ACTIVE, DesignStore
 from battgen.design.verify import verify
 
 POLL_S = 1.0
-# App settings: the page's jobs go to this Dask scheduler (a real cluster) when it is set, else
-# to a local cluster of this many worker processes.
+# App setting: a design job's funnel and relaxations go to this Dask scheduler (a real cluster)
+# when it is set, else they run in the job's own worker process.
 SCHEDULER_ENV_VAR = "BATTGEN_DASK_SCHEDULER"
-WORKERS_ENV_VAR = "BATTGEN_DESIGN_WORKERS"
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
@@ -51,8 +50,10 @@ def make_client(scheduler: str | None = None, workers: int = 1, processes: bool 
     if workers < 1:
         raise ValueError("a local cluster needs at least one worker")
     os.environ.update(WORKER_ENV)  # inherited by spawned workers before torch loads there
+    # The scheduler's always-on HTTP endpoint takes any free loopback port, not 8787 (see parallel.py).
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                           dashboard_address=None, silence_logs=40)
+                           dashboard_address=None, silence_logs=40,
+                           scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     return Client(cluster)
 
 
@@ -177,53 +178,61 @@ def _close_running(store: DesignStore, design_id: str, reason: str) -> None:
 
 
 class DesignJobs:
-    """Design jobs of one app process: each runs ``run_design`` in a thread against one shared client."""
+    """Design requests of one app process, each one job of the app's job runner (kind ``design``).
 
-    def __init__(self, store: DesignStore, *, scheduler: str | None = None, workers: int = 1):
+    A design is a job like a KMC run or a CHGNet evaluation: it waits its turn behind them, holds
+    one worker process while it runs (funnel and relaxations one after another there, or on the
+    cluster at ``scheduler``), has a time limit, and a cancel kills that process at once rather
+    than waiting for a relaxation in flight. The store records everything as before; when a job
+    ends without ``run_design`` having said so (killed, timed out), :meth:`_ended` does.
+    Designs are not tied to a browser session: they are stored and meant to be looked at later.
+    """
+
+    def __init__(self, store: DesignStore, runner, *, scheduler: str | None = None):
         self.store = store
+        self.runner = runner
         self.scheduler = scheduler
-        self.workers = workers
-        self._client = None
-        self._threads: dict[str, threading.Thread] = {}
-        self._errors: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._jobs: dict[str, str] = {}  # design id -> job id
         # Designs a previous process left running cannot finish any more: say so.
         store.mark_interrupted()
 
     @classmethod
-    def from_environment(cls, store: DesignStore) -> "DesignJobs":
+    def from_environment(cls, store: DesignStore, runner) -> "DesignJobs":
         import os
 
-        workers = os.environ.get(WORKERS_ENV_VAR, "1")
-        if not workers.isdigit() or int(workers) < 1:
-            raise ValueError(f"{WORKERS_ENV_VAR} must be a positive whole number, got {workers!r}")
-        return cls(store, scheduler=os.environ.get(SCHEDULER_ENV_VAR) or None, workers=int(workers))
-
-    def client(self):
-        with self._lock:
-            if self._client is None:
-                self._client = make_client(self.scheduler, self.workers)
-            return self._client
+        return cls(store, runner, scheduler=os.environ.get(SCHEDULER_ENV_VAR) or None)
 
     def submit(self, request: DesignRequest) -> str:
+        from battgen.jobs.tasks import design_job
+
         design_id = self.store.create(request.as_dict())
-        thread = threading.Thread(target=self._run, args=(request, design_id), daemon=True,
-                                  name=f"design-{design_id}")
-        self._threads[design_id] = thread
-        thread.start()
+        self._jobs[design_id] = self.runner.submit(
+            "design", design_job, str(self.store.path), request.as_dict(), design_id, scheduler=self.scheduler,
+            table_dir=str(table_directory()), on_end=lambda view: self._ended(design_id, view))
         return design_id
 
-    def _run(self, request: DesignRequest, design_id: str) -> None:
-        try:
-            run_design(self.store, request, client=self.client(), design_id=design_id)
-        except Exception as err:  # recorded in the store by run_design; kept for the page too
-            self._errors[design_id] = str(err)
-            if self.store.design(design_id)["status"] in ("queued", "running"):
-                self.store.set_status(design_id, "failed", stage="failed", message=str(err))
+    def _ended(self, design_id: str, view) -> None:
+        from battgen.jobs import CANCELLED, DONE
+
+        if view.status == DONE or self.store.design(design_id)["status"] not in ACTIVE:
+            return
+        cancelled = view.status == CANCELLED
+        _close_running(self.store, design_id, view.message or view.status)
+        self.store.set_status(design_id, "cancelled" if cancelled else "failed",
+                              stage="cancelled" if cancelled else "failed", message=view.message,
+                              seconds=view.running_s)
+
+    def job(self, design_id: str):
+        """The design's job in the runner (queue position, elapsed time), None once it has ended."""
+        job_id = self._jobs.get(design_id)
+        return None if job_id is None else self.runner.status(job_id)
 
     def running(self, design_id: str) -> bool:
-        thread = self._threads.get(design_id)
-        return bool(thread and thread.is_alive())
+        view = self.job(design_id)
+        return bool(view and view.active)
 
     def cancel(self, design_id: str) -> None:
-        self.store.request_cancel(design_id)
+        self.store.request_cancel(design_id)  # a run_design that is still reading the flag stops cleanly
+        job_id = self._jobs.get(design_id)
+        if job_id is not None:
+            self.runner.cancel(job_id)

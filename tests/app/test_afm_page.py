@@ -17,6 +17,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from tests.afm_files import gwy_channels, npy_bytes, npz_bytes, sxm_series, tiff_bytes, write_3ds
+from tests.app.job_wait import run_until_job_ends
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "pages" / "afm_translation.py"
@@ -153,7 +154,7 @@ def test_simulating_a_dataset_material_shows_its_views_and_translation(page):
     page.radio(key="afm_source").set_value("Simulate from a structure")
     ok(page.run())
     page.button(key="afm_simulate").click()
-    ok(page.run())
+    ok(run_until_job_ends(page.run(), "afm_job", timeout=TIMEOUT_S))
     simulated = page.session_state["afm_simulated"]["views"]
     assert simulated.stacks.shape[1:] == (GRID, GRID, 10)
     assert len(page.radio(key="afm_view").options) == len(simulated.valid)

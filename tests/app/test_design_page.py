@@ -111,8 +111,10 @@ def test_a_stored_design_is_shown_after_a_restart(seeded_root, monkeypatch, down
 def test_a_design_requested_on_the_page_runs_and_is_stored(tmp_path, monkeypatch):
     from dask.distributed import LocalCluster
 
-    # The page's app setting for a real cluster, pointed at a scheduler in this process.
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    # The page's app setting for a real cluster, pointed at a scheduler in this process (over TCP:
+    # the design runs in a worker process of the app's job runner).
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                           protocol="tcp://")
     monkeypatch.setenv("BATTGEN_DASK_SCHEDULER", cluster.scheduler_address)
     monkeypatch.setenv("BATTGEN_ARTIFACT_ROOT", str(_root(tmp_path)))
     try:

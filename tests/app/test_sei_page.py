@@ -127,3 +127,33 @@ def test_latent_helpers_walk_along_one_principal_component():
     projected = (walk - latents.pca_mean) @ latents.pca_components.T
     assert np.allclose(projected[:, 1], values, atol=1e-4)
     assert np.allclose(np.delete(projected, 1, axis=1), 0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_large_run_queues_as_a_job_shows_its_progress_and_can_be_cancelled(monkeypatch):
+    from tests.app.job_wait import run_until_job_ends
+
+    monkeypatch.setenv("BATTGEN_KMC_INLINE_LIMIT", "0")  # every run goes through the job runner
+    app = fresh()
+    app.slider(key="kmc_size").set_value(25)
+    app.number_input(key="kmc_max_steps").set_value(5)
+    app.button[0].click()
+    ok(app.run())
+    assert "kmc_job" in app.session_state
+    statuses = [e.label for e in app.main if e.type == "status"]
+    assert any(label.startswith("KMC simulation: ") for label in statuses), statuses
+    ok(run_until_job_ends(app, "kmc_job"))
+    assert any(e.type == "status" and e.label.startswith("Done in ") for e in app.main)
+    result = app.session_state["kmc_result"]
+    assert result.lattice.shape == (25, 25)
+    assert float({m.label: m.value for m in app.metric}["Thickness (nm)"]) > 0
+
+    # A run that cannot end soon: cancelled from its panel, the page says so and keeps no result.
+    app.slider(key="kmc_size").set_value(100)
+    app.number_input(key="kmc_max_steps").set_value(200)
+    app.button[0].click()
+    ok(app.run())
+    assert "kmc_result" not in app.session_state
+    next(b for b in app.button if b.label == "Cancel").click()
+    ok(run_until_job_ends(app, "kmc_job", timeout=30))
+    assert any(e.value == "The KMC simulation was cancelled by the user." for e in app.error)

@@ -15,6 +15,8 @@ from streamlit.testing.v1 import AppTest
 
 from battgen.data.evaluate import structure_to_text
 from battgen.data.table import load_table, row_structure
+from tests.app.job_wait import run_until_job_ends
+from tests.structure_files import GOOD_POSCAR
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "pages" / "structure_browser.py"
@@ -153,7 +155,7 @@ def test_uploading_a_discharged_structure_computes_its_electrode(page):
     page.file_uploader(key="upload_file").upload("LiTiS2.vasp", structure_to_text(lits2, "poscar").encode())
     ok(page.run())
     page.button(key="evaluate").click()
-    ok(page.run())
+    ok(run_until_job_ends(page.run(), "evaluation_job", timeout=TIMEOUT_S))
     evaluation = page.session_state["evaluation"]["evaluation"]
     assert evaluation.row["formula_discharge"] == "LiTiS2"
     assert evaluation.properties["capacity_grav"] == pytest.approx(225.6, abs=1.0)
@@ -204,3 +206,22 @@ def test_a_table_without_stability_or_validation_says_how_to_make_them(tmp_path,
     assert any("python -m battgen data stability" in c.value for c in app.caption)
     assert any("python -m battgen data validate" in i.value for i in app.info)
     assert not [s for s in app.slider if s.key == "max_e_hull"]
+def test_an_evaluation_past_its_time_limit_ends_with_one_message(page, monkeypatch):
+    # One second is less than CHGNet takes to load: the path of a structure that relaxes forever.
+    monkeypatch.setenv("BATTGEN_JOB_TIMEOUT_EVALUATE", "1")
+    page.selectbox(key="upload_ion").set_value("Li")
+    page.file_uploader(key="upload_file").upload(*GOOD_POSCAR)
+    ok(page.run())
+    page.button(key="evaluate").click()
+    ok(page.run())
+    assert any(e.type == "status" and e.label.startswith("CHGNet evaluation: ") for e in page.main)
+    from battgen.ui.jobs import job_runner
+
+    job = job_runner().status(page.session_state["evaluation_job"])  # the page's runner: one per process
+    assert job.kind == "evaluate" and job.owner  # owned by the session, so a closed tab frees it
+    ok(run_until_job_ends(page, "evaluation_job", timeout=60))
+    errors = [e.value for e in page.error]
+    assert errors == ["The CHGNet evaluation was stopped after 1 s, its time limit. CHGNet takes too long on this "
+                      "structure: try its primitive cell or a structure closer to equilibrium."]
+    assert "evaluation" not in page.session_state
+    assert [b for b in page.button if b.label == "Evaluate"]  # the session can try again

@@ -13,6 +13,8 @@ def test_sei_page_runs_a_simulation_in_the_browser(streamlit_app, tmp_path):
         page.click("SEI explorer")
         assert "Activation barriers" in page.text()
         page.click("Run simulation")
+        # The default 50×50 run is a job of the server's runner: its panel polls until it ends.
+        page.wait_drawn(wait_for_text="Done in", wait_ms=120_000)
         text = page.text()
         assert "Thickness (nm)" in text and "Done in" in text
         assert exception_blocks(page.dom()) == []
