@@ -155,7 +155,7 @@ def page_work(results: Results, rng: random.Random, kmc: bool) -> dict:
     }
     if kmc:
         work["SEI explorer"] = lambda page: timed(page, results, "KMC 50×50", [("Run simulation", "button")],
-                                                  "thickness")
+                                                  "Done in")
     return work
 
 
