@@ -54,6 +54,7 @@ PAGES = {
     "AFM translation": "Stack from",
     "SEI explorer": "Run simulation",
     "Structures": "Distributions",
+    "Design": "How well does it aim",
 }
 SIDEBAR_LINKS = '[data-testid="stSidebarNav"] a'
 
