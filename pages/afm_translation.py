@@ -12,6 +12,7 @@ import streamlit as st
 from battgen import paths
 from battgen.afm.examples import load_examples
 from battgen.afm.formats import read_stack
+from battgen.afm.formats.channels import NotAForceMapStack
 from battgen.afm.translate import LatentIndex, translate_stack
 from battgen.artifacts import read_metrics
 from battgen.data.composition import working_ions_in
@@ -85,9 +86,10 @@ def model_status() -> tuple[object | None, object | None, str | None]:
     return translator, regressor, problem
 
 
-def set_input(stack: np.ndarray, label: str, *, truth=None, composition=None, ion=None, notes=()) -> None:
-    st.session_state["afm_input"] = {"stack": stack, "label": label, "truth": truth,
-                                     "composition": composition, "ion": ion, "notes": list(notes)}
+def set_input(stack: np.ndarray, label: str, *, truth=None, composition=None, ion=None, notes=(),
+              channels=()) -> None:
+    st.session_state["afm_input"] = {"stack": stack, "label": label, "truth": truth, "composition": composition,
+                                     "ion": ion, "notes": list(notes), "channels": list(channels)}
 
 
 st.set_page_config(page_title="AFM translation · BattGen", layout="wide", page_icon=str(paths.FAVICON))
@@ -148,13 +150,21 @@ with translate_tab:
                 result = read_stack(files if len(files) > 1 else files[0], array_key=array_key or None,
                                     axis=None if axis == "auto" else axis, target_shape=(grid, grid),
                                     closest_first=closest_first or None)
+            except NotAForceMapStack as exc:
+                st.error(f"This is {exc.kind}, not a constant-height force-map stack, so it is not translated. "
+                         "The translator reads frequency-shift (Hz) or force maps of one tip at several heights; "
+                         "the channels of this file are different quantities of one scan.")
+                st.caption(str(exc))
+                st.dataframe(pd.DataFrame([c.row() for c in exc.channels]), hide_index=True, key="afm_channels")
+                st.session_state.pop("afm_input", None)
             except ValueError as exc:
                 st.error(str(exc))
                 st.session_state.pop("afm_input", None)
             else:
                 name = ", ".join(f.name for f in files)
                 set_input(result.stack, name, notes=[f"read as {result.format}, source shape "
-                                                     f"{'×'.join(map(str, result.source_shape))}", *result.operations])
+                                                     f"{'×'.join(map(str, result.source_shape))}", *result.operations],
+                          channels=[c.row() for c in result.channels])
         else:
             st.session_state.pop("afm_input", None)
 
@@ -227,6 +237,9 @@ with translate_tab:
     st.subheader(current["label"])
     for note in current["notes"]:
         st.caption(note)
+    if current.get("channels"):
+        with st.expander("Channels read (as the file names them)"):
+            st.dataframe(pd.DataFrame(current["channels"]), hide_index=True, key="afm_channels_read")
     stack_column, strip_column = st.columns([2, 3])
     with stack_column:
         height_index = st.slider("Tip height (1 = farthest)", 1, stack.shape[2], stack.shape[2], key="afm_height") - 1

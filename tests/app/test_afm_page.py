@@ -16,7 +16,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.afm_files import gwy_channels, npy_bytes, npz_bytes, sxm_series, tiff_bytes, write_3ds
+from tests.afm_files import TOPOGRAPHY_CHANNELS, gwy_channels, gwy_topography_scan, npy_bytes, npz_bytes, sxm_series, tiff_bytes, write_3ds
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "pages" / "afm_translation.py"
@@ -137,6 +137,25 @@ def test_bad_uploads_get_a_message_and_no_translation(page, name, data, message)
     assert errors and any(message in e for e in errors), errors
     assert "afm_input" not in page.session_state
     assert not [d for d in page.get("download_button") if d.label == "Descriptors (PNG)"]
+
+
+def test_a_topography_scan_lists_its_channels_and_is_not_translated(page):
+    ok(upload(page, ("scan.gwy", gwy_topography_scan())))
+    errors = [e.value for e in page.error]
+    assert any("This is a topography scan, not a constant-height force-map stack" in e for e in errors), errors
+    channels = page.dataframe[0].value
+    assert list(zip(channels["channel"], channels["unit"])) == list(TOPOGRAPHY_CHANNELS)
+    assert set(channels["pixels"]) == {"256×256"} and set(channels["scan size"]) == {"5 µm × 5 µm"}
+    assert "afm_input" not in page.session_state
+    assert not [d for d in page.get("download_button") if d.label == "Descriptors (PNG)"]
+
+
+def test_a_frequency_shift_file_shows_the_channels_it_read(page):
+    ok(upload(page, ("maps.gwy", gwy_channels([_stack()[..., k] for k in range(5)]))))
+    channels = page.session_state["afm_input"]["channels"]
+    assert [c["channel"] for c in channels] == [f"df z{k}" for k in range(5)]
+    assert {c["quantity"] for c in channels} == {"frequency shift"}
+    assert "Descriptors (PNG)" in translated(page)["downloads"]
 
 
 def test_switching_to_simulate_clears_the_example_until_a_stack_is_simulated(page):

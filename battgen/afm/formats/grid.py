@@ -127,6 +127,7 @@ def to_network_grid(
         format=d.fmt,
         array_key=d.array_key,
         name=name,
+        channels=list(d.channels),
     )
 
 
