@@ -46,6 +46,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--out", default=DEFAULT_OUT)
     build.add_argument("--views", type=int, default=8, help="views kept per material (highest depth entropy)")
     build.add_argument("--limit", type=int, default=None, help="only the first N materials")
+    build.add_argument("--split", choices=("train", "val", "test"), default=None,
+                       help="only the materials of this split of the table (before --limit)")
     add_parallel_options(build)
     build.add_argument("--no-progress", action="store_true")
     _add_simulation_options(build)
@@ -107,7 +109,7 @@ def _build(args) -> int:
     plan = CampaignPlan(candidates=args.rotations_candidates, keep=args.views, grid=args.grid,
                         target_atoms=args.atoms)
     path = build_dataset(args.table, args.out, plan, workers=args.workers, dask_scheduler=args.dask_scheduler,
-                         limit=args.limit, progress=not args.no_progress)
+                         limit=args.limit, split=args.split, progress=not args.no_progress)
     print(f"wrote {path}")
     return 0
 
