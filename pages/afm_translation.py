@@ -13,13 +13,15 @@ from battgen import paths
 from battgen.afm.examples import load_examples
 from battgen.afm.formats import read_stack
 from battgen.afm.formats.channels import NotAForceMapStack
+from battgen.afm.ood import OOD_FILENAME, LatentDensity
 from battgen.afm.translate import LatentIndex, translate_stack
 from battgen.artifacts import read_metrics
 from battgen.data.composition import working_ions_in
 from battgen.data.neighbors import nearest_by_composition
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
 from battgen.data.table import load_table, row_structure
-from battgen.eval.afm_report import atom_regressor_table, load_regressor_predictions, translator_comparison
+from battgen.eval.afm_report import (atom_regressor_table, load_regressor_predictions, robustness_frame,
+                                     translator_comparison)
 from battgen.ui.structure_panel import show_structure
 from battgen.viz import afm as viz
 
@@ -43,6 +45,21 @@ def load_regressor(path: str):
     from battgen.models.atom_regressor import AtomRegressor
 
     return AtomRegressor.from_pretrained(path).to(get_device()).eval()
+
+
+@st.cache_resource(show_spinner=False)
+def load_density(path: str) -> LatentDensity:
+    return LatentDensity.load(path)
+
+
+def ood_calibration(translator_dir: Path | None) -> tuple[LatentDensity | None, str | None]:
+    """The translator's out-of-distribution calibration, or why there is none."""
+    if translator_dir is None:
+        return None, None
+    try:
+        return load_density(str(translator_dir / OOD_FILENAME)), None
+    except (ValueError, KeyError, OSError) as exc:
+        return None, f"No out-of-distribution score: {exc}"
 
 
 @st.cache_resource(show_spinner=False)
@@ -249,11 +266,29 @@ with translate_tab:
 
     if translator is None:
         st.stop()
+    density, density_problem = ood_calibration(checkpoint(paths.TRANSLATOR))
     try:
-        translation = translate_stack(translator, stack, regressor)
+        translation = translate_stack(translator, stack, regressor, density)
     except ValueError as exc:
         st.error(str(exc))
         st.stop()
+
+    score = translation.ood
+    if score is None:
+        st.caption(density_problem or "No out-of-distribution score for this translator.")
+    else:
+        score_column, verdict_column = st.columns([1, 3])
+        score_column.metric("Out-of-distribution score", f"{score.percentile:.1f} %",
+                            help="Share of held-out simulated stacks (the validation split, never trained on) "
+                                 "whose latent lies closer to the training latents than this input's. "
+                                 f"Distance {score.distance:.2f}; warning above {score.threshold:.2f}.")
+        if score.out_of_distribution:
+            verdict_column.warning(
+                f"**Outside what the model saw:** this stack is {score.summary()}. The translator and the atom "
+                "regressor were trained on clean simulated stacks only; read the descriptors and the composition "
+                "below as unreliable.", icon=":material/warning:")
+        else:
+            verdict_column.caption(f"Within what the model saw: {score.summary()}.")
 
     st.markdown("**Descriptors**")
     st.plotly_chart(viz.descriptor_figure(translation.descriptors, current["truth"]), key="afm_descriptors")
@@ -323,6 +358,13 @@ with quality_tab:
         st.dataframe(comparison, key="afm_translator_metrics")
     else:
         st.info("No translator metrics yet.")
+    robustness = robustness_frame(paths.checkpoint_dir(paths.TRANSLATOR))
+    if robustness is not None:
+        frame, about = robustness
+        st.markdown("**Robustness to a microscope's distortions** (shipped models, held-out simulated stacks, "
+                    "no augmentation in training)")
+        st.dataframe(frame, hide_index=True, key="afm_robustness")
+        st.caption(about)
     regressor_dir = paths.checkpoint_dir(paths.ATOM_REGRESSOR)
     regressor_metrics = read_metrics(regressor_dir)
     if regressor_metrics:

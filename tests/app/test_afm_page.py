@@ -194,3 +194,36 @@ def test_without_checkpoints_the_page_says_what_to_train(tmp_path, monkeypatch):
     ok(upload(app, ("stack.npy", npy_bytes(_stack()))))
     assert app.session_state["afm_input"]["stack"].shape == (GRID, GRID, 10)
     assert not [d for d in app.get("download_button") if d.label == "Descriptors (PNG)"]
+
+
+@pytest.fixture()
+def shipped_page(monkeypatch) -> AppTest:
+    """The page on the repository's own artifacts: the shipped translator, its OOD calibration and examples."""
+    monkeypatch.delenv("BATTGEN_ARTIFACT_ROOT", raising=False)
+    return ok(AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S).run())
+
+
+def ood_shown(page: AppTest) -> tuple[str | None, list[str], list[str]]:
+    """The score metric's value, the warnings and the captions of a translated stack."""
+    score = next((m.value for m in page.metric if m.label == "Out-of-distribution score"), None)
+    return score, [w.value for w in page.warning], [c.value for c in page.caption]
+
+
+def test_a_shipped_example_gets_its_ood_score_and_no_warning(shipped_page):
+    score, warnings, captions = ood_shown(shipped_page)
+    assert score is not None and score.endswith("%")
+    assert not any("Outside what the model saw" in w for w in warnings)
+    assert any(c.startswith("Within what the model saw: more unusual than") for c in captions), captions
+
+
+def test_a_noise_upload_gets_its_ood_score_and_a_warning(shipped_page):
+    noise = np.random.default_rng(0).standard_normal((64, 64, 10)).astype(np.float32)
+    ok(upload(shipped_page, ("noise.npy", npy_bytes(noise))))
+    score, warnings, _ = ood_shown(shipped_page)
+    assert score == "100.0 %"
+    assert any("Outside what the model saw" in w and "held-out simulated stacks" in w for w in warnings), warnings
+    assert "Descriptors (PNG)" in translated(shipped_page)["downloads"]  # shown, with the warning above
+
+
+def test_without_a_calibration_the_page_says_so(page):
+    assert any("No out-of-distribution score" in c.value for c in page.caption)
