@@ -182,7 +182,7 @@ def _robustness(args) -> int:
     translator = AFMTranslator.from_pretrained(args.translator).eval()
     regressor = AtomRegressor.from_pretrained(args.regressor).eval() if args.regressor else None
     density = LatentDensity.load(args.translator)
-    data = load_afm_dataset(args.data)
+    data = load_afm_dataset(args.data, required_splits=(args.split,))
     result = robustness_table(translator, regressor, density, data, split=args.split, max_views=args.max_views,
                               seed=args.seed, progress=lambda name: print(f"… {name}", flush=True))
     digest, files = hash_inputs([data.path])

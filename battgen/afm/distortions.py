@@ -58,9 +58,19 @@ def pink_noise(stack: np.ndarray, snr: float, rng: np.random.Generator) -> np.nd
     return to_unit_range(stack + _noise_like(stack, noise, snr))
 
 
-def _shift_map(image: np.ndarray, dy: float, dx: float) -> np.ndarray:
-    # Edge pixels are repeated outside the scanned window, as a larger scan would show more of the same surface.
-    return ndimage.shift(image, (dy, dx), order=1, mode="nearest")
+def shift_maps(maps: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """Every map of (H, W, C) displaced by (``dy``, ``dx``) pixels, values not renormalised.
+
+    Edge pixels are repeated outside the scanned window, as a larger scan would show more of the
+    same surface.
+    """
+    return ndimage.shift(np.asarray(maps, np.float64), (dy, dx, 0), order=1, mode="nearest")
+
+
+def rotate_maps(maps: np.ndarray, degrees: float) -> np.ndarray:
+    """Every map of (H, W, C) rotated by ``degrees`` about the centre, values not renormalised."""
+    return ndimage.rotate(np.asarray(maps, np.float64), degrees, axes=(0, 1), reshape=False, order=1,
+                          mode="nearest")
 
 
 def drift(stack: np.ndarray, pixels: float, angle_deg: float = 30.0) -> np.ndarray:
@@ -69,21 +79,19 @@ def drift(stack: np.ndarray, pixels: float, angle_deg: float = 30.0) -> np.ndarr
     stack = _check(stack)
     n = stack.shape[2]
     dy, dx = np.sin(np.radians(angle_deg)), np.cos(np.radians(angle_deg))
-    out = np.stack([_shift_map(stack[:, :, k], pixels * k / (n - 1) * dy, pixels * k / (n - 1) * dx)
-                    for k in range(n)], axis=2)
+    out = np.concatenate([shift_maps(stack[:, :, k:k + 1], pixels * k / (n - 1) * dy, pixels * k / (n - 1) * dx)
+                          for k in range(n)], axis=2)
     return to_unit_range(out)
 
 
 def lateral_offset(stack: np.ndarray, dy: float, dx: float) -> np.ndarray:
     """The whole stack displaced by (``dy``, ``dx``) pixels: the molecule is not centred in the scan."""
-    stack = _check(stack)
-    return to_unit_range(np.stack([_shift_map(stack[:, :, k], dy, dx) for k in range(stack.shape[2])], axis=2))
+    return to_unit_range(shift_maps(_check(stack), dy, dx))
 
 
 def rotation(stack: np.ndarray, degrees: float) -> np.ndarray:
     """The scan rotated by ``degrees`` about its centre (scan axes at an angle to the simulation's)."""
-    stack = _check(stack)
-    return to_unit_range(ndimage.rotate(stack, degrees, axes=(0, 1), reshape=False, order=1, mode="nearest"))
+    return to_unit_range(rotate_maps(_check(stack), degrees))
 
 
 def tip_height_offset(stack: np.ndarray, steps: float) -> np.ndarray:
@@ -103,28 +111,57 @@ def tip_height_offset(stack: np.ndarray, steps: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Distortion:
-    """One named distortion at one strength: ``apply(stack, rng)`` returns the distorted stack."""
+    """One named distortion at one strength.
+
+    ``apply(stack, rng)`` returns the distorted stack; ``apply_with_truth`` also moves the
+    simulated descriptors the way the distortion moved the sample (offset, rotation, half the
+    drift), so a translator that follows the sample is not scored as wrong for doing so.
+    """
 
     name: str
     kind: str
     value: float
     unit: str
 
-    def apply(self, stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _draw(self, rng: np.random.Generator) -> tuple[float, ...]:
+        if self.kind in ("gaussian", "pink", "tip_height"):
+            return ()
+        if self.kind in ("drift", "offset"):
+            angle = float(rng.uniform(0.0, 2 * np.pi))
+            return self.value * np.sin(angle), self.value * np.cos(angle)
+        if self.kind == "rotation":
+            return (self.value * float(rng.choice((-1.0, 1.0))),)
+        raise ValueError(f"unknown distortion kind {self.kind!r}")
+
+    def _stack(self, stack: np.ndarray, params: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
         if self.kind == "gaussian":
             return gaussian_noise(stack, self.value, rng)
         if self.kind == "pink":
             return pink_noise(stack, self.value, rng)
-        if self.kind == "drift":
-            return drift(stack, self.value, angle_deg=float(rng.uniform(0.0, 360.0)))
-        if self.kind == "offset":
-            angle = rng.uniform(0.0, 2 * np.pi)
-            return lateral_offset(stack, self.value * np.sin(angle), self.value * np.cos(angle))
-        if self.kind == "rotation":
-            return rotation(stack, self.value * rng.choice((-1.0, 1.0)))
         if self.kind == "tip_height":
             return tip_height_offset(stack, self.value)
-        raise ValueError(f"unknown distortion kind {self.kind!r}")
+        if self.kind == "drift":
+            return drift(stack, self.value, angle_deg=float(np.degrees(np.arctan2(*params))))
+        if self.kind == "offset":
+            return lateral_offset(stack, *params)
+        return rotation(stack, params[0])
+
+    def apply(self, stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self._stack(stack, self._draw(rng), rng)
+
+    def apply_with_truth(self, stack: np.ndarray, descriptors: np.ndarray, rng: np.random.Generator
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """(distorted stack, descriptors moved with the sample), from the same random draw."""
+        params = self._draw(rng)
+        distorted = self._stack(stack, params, rng)
+        if self.kind == "offset":
+            descriptors = shift_maps(descriptors, *params)
+        elif self.kind == "drift":
+            # The sample sits at a different place at each height; its mean position is the fair reference.
+            descriptors = shift_maps(descriptors, params[0] / 2, params[1] / 2)
+        elif self.kind == "rotation":
+            descriptors = rotate_maps(descriptors, params[0])
+        return distorted, np.asarray(descriptors, np.float32)
 
 
 # The table's distortions: strengths a careful measurement reaches (SNR 10, a pixel or two of drift

@@ -60,18 +60,20 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
     truth = np.asarray(data.descriptors[rows], np.float32)
     composition = None if data.composition is None else np.asarray(data.composition[rows], np.float32)
     ions = np.asarray(data.working_ion[rows]).astype(str)
-    evaluate = lambda s: _evaluate(translator, regressor, density, s, truth, composition, ions, batch_size)  # noqa: E731
+    def evaluate(s: np.ndarray, t: np.ndarray) -> dict:
+        return _evaluate(translator, regressor, density, s, t, composition, ions, batch_size)
 
     started = time.perf_counter()
-    clean = {"condition": "clean", "kind": "clean", "value": None, "unit": "", **evaluate(stacks)}
+    clean = {"condition": "clean", "kind": "clean", "value": None, "unit": "", **evaluate(stacks, truth)}
     table = [clean]
     for i, distortion in enumerate(distortions):
         if progress is not None:
             progress(distortion.name)
         rng = np.random.default_rng([seed, i])
-        distorted = np.stack([distortion.apply(s, rng) for s in stacks])
+        pairs = [distortion.apply_with_truth(s, t, rng) for s, t in zip(stacks, truth)]
         table.append({"condition": distortion.name, "kind": distortion.kind, "value": distortion.value,
-                      "unit": distortion.unit, **evaluate(distorted)})
+                      "unit": distortion.unit,
+                      **evaluate(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]))})
     for row in table:
         row["ssim_drop"] = clean["ssim_mean"] - row["ssim_mean"]
         if "composition_r2" in row:
@@ -87,7 +89,7 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
         "ood_threshold_percentile": density.threshold_percentile,
         "bar": {"max_ssim_drop": MAX_SSIM_DROP, "max_composition_r2_drop": MAX_R2_DROP},
         "definition": ("per condition: SSIM = mean over views and the 6 descriptor channels against the simulated "
-                       "ground truth; composition_r2 = atom regressor R² over all (views x 112) counts; "
+                       "ground truth (moved with the sample for offset and rotation, by half the drift for drift); composition_r2 = atom regressor R² over all (views x 112) counts; "
                        "ood_detection_rate = fraction of views whose out-of-distribution distance exceeds the "
                        "calibrated threshold; drops are clean minus distorted. Distorted stacks are renormalised "
                        "by per-stack min-max as an upload is."),

@@ -104,3 +104,17 @@ def test_distortions_are_reproducible_and_refuse_unknown_kinds():
         Distortion("x", "smudge", 1.0, "").apply(stack, np.random.default_rng(0))
     with pytest.raises(ValueError, match="signal-to-noise"):
         gaussian_noise(stack, 0.0, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("kind,value", [("offset", 5.0), ("rotation", 20.0), ("drift", 6.0), ("gaussian", 10.0)])
+def test_the_truth_moves_with_the_sample(kind, value):
+    stack = blob_stack(cy=28.0, cx=40.0)
+    truth = stack[:, :, -1:].repeat(6, axis=2)  # descriptors drawn where the sample is
+    moved_stack, moved_truth = Distortion("d", kind, value, "").apply_with_truth(stack, truth, np.random.default_rng(5))
+    if kind == "gaussian":  # noise does not move the sample
+        np.testing.assert_allclose(moved_truth, truth, atol=1e-6)
+        return
+    closest, farthest = centroid(moved_stack[:, :, -1]), centroid(moved_stack[:, :, 0])
+    # Offset and rotation move every height alike; drift's reference is the mean position over the heights.
+    expected = (closest + farthest) / 2 if kind == "drift" else closest
+    np.testing.assert_allclose(centroid(moved_truth[:, :, 0]), expected, atol=0.3)
