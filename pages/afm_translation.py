@@ -169,8 +169,8 @@ with translate_tab:
                                     closest_first=closest_first or None)
             except NotAForceMapStack as exc:
                 st.error(f"This is {exc.kind}, not a constant-height force-map stack, so it is not translated. "
-                         "The translator reads frequency-shift (Hz) or force maps of one tip at several heights; "
-                         "the channels of this file are different quantities of one scan.")
+                         "The translator reads frequency-shift (Hz) or force maps at several tip heights; the "
+                         "table lists what the file's channels hold, by their titles and units.")
                 st.caption(str(exc))
                 st.dataframe(pd.DataFrame([c.row() for c in exc.channels]), hide_index=True, key="afm_channels")
                 st.session_state.pop("afm_input", None)
@@ -279,7 +279,7 @@ with translate_tab:
     else:
         score_column, verdict_column = st.columns([1, 3])
         score_column.metric("Out-of-distribution score", f"{score.percentile:.1f} %",
-                            help="Share of held-out simulated stacks (the validation split, never trained on) "
+                            help="Share of held-out simulated stacks (the validation split, not trained on) "
                                  "whose latent lies closer to the training latents than this input's. "
                                  f"Distance {score.distance:.2f}; warning above {score.threshold:.2f}.")
         if score.out_of_distribution:
