@@ -46,9 +46,12 @@ class Translation:
         from battgen.afm.simulate import DESCRIPTOR_NAMES
 
         buffer = io.BytesIO()
+        ood = {} if self.ood is None else {"ood_distance": np.float32(self.ood.distance),
+                                           "ood_percentile": np.float32(self.ood.percentile),
+                                           "ood_threshold": np.float32(self.ood.threshold)}
         np.savez_compressed(buffer, descriptors=self.descriptors.astype(np.float32),
                             descriptor_names=np.array(DESCRIPTOR_NAMES), latent=self.mu.astype(np.float32),
-                            **({} if self.composition is None else {"composition": self.composition}))
+                            **({} if self.composition is None else {"composition": self.composition}), **ood)
         return buffer.getvalue()
 
 

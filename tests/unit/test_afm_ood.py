@@ -124,3 +124,17 @@ def test_shipped_examples_are_in_distribution_and_foreign_inputs_are_not(shipped
     forced = to_network_grid(common.Decoded(maps, "gwyddion", 0), (64, 64), 10, None, "scan.gwy").stack
     _, forced_mu = translator.translate(forced)
     assert density.score(forced_mu[0]).out_of_distribution
+
+
+def test_a_translation_carries_its_score_into_the_download(shipped):
+    from battgen.afm.examples import load_examples
+    from battgen.afm.translate import translate_stack
+
+    translator, density = shipped
+    example = load_examples(REPO / "assets" / "afm" / "examples.npz")[0]
+    translation = translate_stack(translator, example.stack, density=density)
+    assert translation.ood == density.score(translation.mu) and not translation.ood.out_of_distribution
+    with np.load(io.BytesIO(translation.descriptors_npz()), allow_pickle=False) as z:
+        assert float(z["ood_percentile"]) == pytest.approx(translation.ood.percentile)
+        assert float(z["ood_threshold"]) == pytest.approx(density.threshold)
+    assert translate_stack(translator, example.stack).ood is None
