@@ -191,9 +191,9 @@ def _robustness(args) -> int:
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
         if k in ("data", "translator", "regressor", "split", "max_views", "seed") and v is not None)
     for row in result["rows"]:
-        print(f"{row['condition']:<28} SSIM {row['ssim_mean']:.3f} (−{row['ssim_drop']:.3f})  "
-              f"R² {row.get('composition_r2', float('nan')):.3f} (−{row.get('composition_r2_drop', float('nan')):.3f})"
-              f"  OOD warned {100 * row['ood_detection_rate']:.0f} %")
+        r2, r2_drop = row.get("composition_r2", float("nan")), row.get("composition_r2_drop", float("nan"))
+        print(f"{row['condition']:<28} SSIM {row['ssim_mean']:.3f} (drop {row['ssim_drop']:.3f})  "
+              f"R² {r2:.3f} (drop {r2_drop:.3f})  OOD warned {100 * row['ood_detection_rate']:.0f} %")
     if not args.no_write:
         from pathlib import Path
 

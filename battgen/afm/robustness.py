@@ -89,7 +89,8 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
         "ood_threshold_percentile": density.threshold_percentile,
         "bar": {"max_ssim_drop": MAX_SSIM_DROP, "max_composition_r2_drop": MAX_R2_DROP},
         "definition": ("per condition: SSIM = mean over views and the 6 descriptor channels against the simulated "
-                       "ground truth (moved with the sample for offset and rotation, by half the drift for drift); composition_r2 = atom regressor R² over all (views x 112) counts; "
+                       "ground truth (moved with the sample for offset and rotation, by half the drift for drift); "
+                       "composition_r2 = atom regressor R² over all (views x 112) counts; "
                        "ood_detection_rate = fraction of views whose out-of-distribution distance exceeds the "
                        "calibrated threshold; drops are clean minus distorted. Distorted stacks are renormalised "
                        "by per-stack min-max as an upload is."),

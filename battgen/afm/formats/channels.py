@@ -108,7 +108,8 @@ class Channel:
 
     def value_range(self) -> str:
         reference = max(abs(self.minimum), abs(self.maximum))
-        return f"{with_prefix(self.minimum, self.unit, reference)} … {with_prefix(self.maximum, self.unit, reference)}"
+        low, high = (with_prefix(v, self.unit, reference) for v in (self.minimum, self.maximum))
+        return f"{low} … {high}"
 
     def row(self) -> dict[str, object]:
         return {"channel": self.name, "unit": self.unit or "—", "quantity": self.quantity,

@@ -206,7 +206,7 @@ def decode_gwy(upload: common.Upload, array_key: str | None) -> common.Decoded:
     notes = []
     if len(force) >= common.MIN_HEIGHTS and len(force) < len(numbers):
         left_out = [c for i, c in enumerate(described) if i not in force]
-        notes.append(f"left out {len(left_out)} channels that are not force maps: "
+        notes.append("left out the channels that are not force maps: "
                      + ", ".join(f"{c.name} ({c.quantity})" for c in left_out))
         numbers = [numbers[i] for i in force]
         maps = [maps[i] for i in force]

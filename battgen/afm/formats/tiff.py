@@ -116,7 +116,8 @@ def decode_tiff(upload: common.Upload) -> common.Decoded:
     common.check_dtype(array.dtype, label)
     described = []
     if any(titles):
-        described = [describe_channel(t or f"page {i}", unit_in_name(t), m) for i, (t, m) in enumerate(zip(titles, maps))]
+        described = [describe_channel(t or f"page {i}", unit_in_name(t), m)
+                     for i, (t, m) in enumerate(zip(titles, maps))]
         check_force_map(label, described)
     return common.Decoded(array, "tiff", 0, notes=[f"read {len(pages)} TIFF pages, one per height"],
                           channels=described)
