@@ -365,6 +365,13 @@ with quality_tab:
                     "no augmentation in training)")
         st.dataframe(frame, hide_index=True, key="afm_robustness")
         st.caption(about)
+    quality_density, _ = ood_calibration(checkpoint(paths.TRANSLATOR))
+    if quality_density is not None:
+        made = quality_density.provenance
+        st.caption(f"Out-of-distribution score: {made.get('method', 'latent distance')}; fitted on the "
+                   f"{made.get('fitted_on', 'training latents')}, calibrated on the {made.get('calibrated_on', '?')}; "
+                   f"the page warns above the {quality_density.threshold_percentile:g}th percentile "
+                   f"(distance {quality_density.threshold:.2f}).")
     regressor_dir = paths.checkpoint_dir(paths.ATOM_REGRESSOR)
     regressor_metrics = read_metrics(regressor_dir)
     if regressor_metrics:

@@ -174,7 +174,10 @@ def _robustness(args) -> int:
     from battgen.afm.loader import load_afm_dataset
     from battgen.afm.ood import LatentDensity
     from battgen.afm.robustness import ROBUSTNESS_FILENAME, robustness_table
-    from battgen.artifacts import hash_inputs
+    from pathlib import Path
+
+    from battgen.afm.translate import LATENTS_FILENAME
+    from battgen.artifacts import hash_inputs, read_metadata
     from battgen.models.atom_regressor import AtomRegressor
     from battgen.models.translator import AFMTranslator
 
@@ -184,9 +187,12 @@ def _robustness(args) -> int:
     density = LatentDensity.load(args.translator)
     data = load_afm_dataset(args.data, required_splits=(args.split,))
     result = robustness_table(translator, regressor, density, data, split=args.split, max_views=args.max_views,
-                              seed=args.seed, progress=lambda name: print(f"… {name}", flush=True))
+                              seed=args.seed, stored_latents=Path(args.translator) / LATENTS_FILENAME,
+                              progress=lambda name: print(f"… {name}", flush=True))
     digest, files = hash_inputs([data.path])
-    result["data"] = {"path": str(data.path), "sha256": files[0]["sha256"], "input_sha256": digest}
+    made = read_metadata(data.path.parent) or {}
+    result["data"] = {"path": str(data.path), "sha256": files[0]["sha256"], "input_sha256": digest,
+                      "made_by": made.get("command"), "plan": made.get("config"), "session": made.get("session")}
     result["command"] = "python -m battgen afm robustness " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
         if k in ("data", "translator", "regressor", "split", "max_views", "seed") and v is not None)
@@ -194,9 +200,11 @@ def _robustness(args) -> int:
         r2, r2_drop = row.get("composition_r2", float("nan")), row.get("composition_r2_drop", float("nan"))
         print(f"{row['condition']:<28} SSIM {row['ssim_mean']:.3f} (drop {row['ssim_drop']:.3f})  "
               f"R² {r2:.3f} (drop {r2_drop:.3f})  OOD warned {100 * row['ood_detection_rate']:.0f} %")
+    if "reproduces_stored_latents" in result:
+        check = result["reproduces_stored_latents"]
+        print(f"clean stacks vs the translator's stored latents: {check['views_matched']} views matched, "
+              f"max |Δ| {check.get('max_abs_latent_difference', float('nan')):.4f}")
     if not args.no_write:
-        from pathlib import Path
-
         path = atomic.write_text(Path(args.translator) / ROBUSTNESS_FILENAME, json.dumps(result, indent=2) + "\n")
         print(f"wrote {path}")
     return 0

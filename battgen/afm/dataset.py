@@ -295,7 +295,7 @@ def build_dataset(
         out, tasks, plan,
         table_file=table_path(table_dir),
         wall_time_s=time.perf_counter() - started,
-        session={"materials_simulated": len(todo), "simulation_s": simulation_s,
+        session={"materials_simulated": len(todo), "simulation_s": simulation_s, "split": split, "limit": limit,
                  "workers": 0 if dask_scheduler else local_workers(workers, max(1, len(todo))),
                  "dask_scheduler": dask_scheduler},
     )

@@ -228,3 +228,13 @@ def test_a_noise_upload_gets_its_ood_score_and_a_warning(shipped_page):
 
 def test_without_a_calibration_the_page_says_so(page):
     assert any("No out-of-distribution score" in c.value for c in page.caption)
+
+
+def test_model_quality_shows_the_robustness_table_and_the_ood_calibration(shipped_page):
+    frames = [d.value for d in shipped_page.dataframe]
+    robustness = next(f for f in frames if "OOD warned" in f.columns)
+    assert robustness["condition"].iloc[0] == "clean" and len(robustness) > 1
+    assert {"SSIM", "SSIM drop", "composition R²", "R² drop"} <= set(robustness.columns)
+    captions = [c.value for c in shipped_page.caption]
+    assert any(c.startswith("Out-of-distribution score: probabilistic-PCA") and "99th percentile" in c
+               for c in captions), captions

@@ -36,7 +36,8 @@ def table(tmp_path_factory):
     density = LatentDensity.load(REPO / "checkpoints" / "translator")
     distortions = (Distortion("white noise SNR 3", "gaussian", 3.0, "SNR"),
                    Distortion("offset 12 px", "offset", 12.0, "px"))
-    result = robustness_table(translator, regressor, density, data, distortions=distortions)
+    result = robustness_table(translator, regressor, density, data, distortions=distortions,
+                              stored_latents=REPO / "checkpoints" / "translator" / "latents.npz")
     return result, data, translator
 
 
@@ -50,6 +51,14 @@ def test_clean_row_is_the_translator_on_the_stacks_as_they_are(table):
     assert clean["ssim_mean"] == pytest.approx(float(ssim(data.descriptors, descriptors).mean()), abs=1e-9)
     assert clean["ood_detection_rate"] == 0.0  # the shipped examples are in distribution
     assert result["views"] == len(data) and result["materials"] == len(data)
+
+
+def test_the_held_out_stacks_are_checked_against_the_latents_the_trainer_stored(table):
+    result, data, _ = table
+    check = result["reproduces_stored_latents"]
+    # The shipped examples are test-split views of the training campaign: their latents were stored.
+    assert check["views_matched"] == check["of"] == len(data) and check["splits"] == ["test"]
+    assert check["max_abs_latent_difference"] < 0.02 < check["stored_latent_rms"]
 
 
 def test_distorted_rows_lose_quality_and_are_warned_about(table):
