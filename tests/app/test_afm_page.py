@@ -232,7 +232,7 @@ def test_without_a_calibration_the_page_says_so(page):
 
 def test_model_quality_shows_the_robustness_table_and_the_ood_calibration(shipped_page):
     frames = [d.value for d in shipped_page.dataframe]
-    robustness = next(f for f in frames if "OOD warned" in f.columns)
+    robustness = next(f for f in frames if "OOD warned (%)" in f.columns)
     assert robustness["condition"].iloc[0] == "clean" and len(robustness) > 1
     assert {"SSIM", "SSIM drop", "composition R²", "R² drop"} <= set(robustness.columns)
     captions = [c.value for c in shipped_page.caption]

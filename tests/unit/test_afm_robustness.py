@@ -79,6 +79,7 @@ def test_the_table_is_json_and_the_page_frame_reads_it(table, tmp_path):
     (tmp_path / ROBUSTNESS_FILENAME).write_text(json.dumps(result))
     frame, about = robustness_frame(tmp_path)
     assert list(frame["condition"]) == ["clean", "white noise SNR 3", "offset 12 px"]
-    assert {"SSIM", "SSIM drop", "composition R²", "R² drop", "OOD warned"} <= set(frame.columns)
+    assert {"SSIM", "SSIM drop", "composition R²", "R² drop", "OOD warned (%)"} <= set(frame.columns)
+    assert frame["OOD warned (%)"].iloc[1] == 100.0
     assert "test-split views" in about and "99th percentile" in about
     assert robustness_frame(tmp_path / "none") is None
