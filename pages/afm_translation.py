@@ -287,6 +287,11 @@ with translate_tab:
                 f"**Outside what the model saw:** this stack is {score.summary()}. The translator and the atom "
                 "regressor were trained on clean simulated stacks only; read the descriptors and the composition "
                 "below as unreliable.", icon=":material/warning:")
+        elif score.unusual:
+            verdict_column.info(
+                f"**Unusual for the model:** this stack is {score.summary()}. Small lateral offsets and tip-height "
+                "errors land here and cost the composition much of its accuracy (Model quality tab).",
+                icon=":material/info:")
         else:
             verdict_column.caption(f"Within what the model saw: {score.summary()}.")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from battgen.afm.distortions import STANDARD_DISTORTIONS, Distortion
-from battgen.afm.ood import LatentDensity
+from battgen.afm.ood import CAUTION_PERCENTILE, LatentDensity
 
 ROBUSTNESS_FILENAME = "robustness.json"
 # Issue 16's bar for the shipped model under realistic distortions.
@@ -34,6 +34,7 @@ def _evaluate(translator, regressor, density: LatentDensity, stacks: np.ndarray,
     distance = density.distance(mu)
     row = {"ssim_mean": float(ssim(truth, descriptors).mean()),
            "ood_detection_rate": float((distance > density.threshold).mean()),
+           "ood_caution_rate": float((distance > density.caution).mean()),
            "ood_median_percentile": float(np.median(density.percentile(distance)))}
     if regressor is not None and composition is not None:
         with torch.no_grad():
@@ -116,12 +117,15 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
         "seed": seed,
         "ood_threshold": density.threshold,
         "ood_threshold_percentile": density.threshold_percentile,
+        "ood_caution": density.caution,
+        "ood_caution_percentile": CAUTION_PERCENTILE,
         "bar": {"max_ssim_drop": MAX_SSIM_DROP, "max_composition_r2_drop": MAX_R2_DROP},
         "definition": ("per condition: SSIM = mean over views and the 6 descriptor channels against the simulated "
                        "ground truth (moved with the sample for offset and rotation, by half the drift for drift); "
                        "composition_r2 = atom regressor R² over all (views x 112) counts; "
                        "ood_detection_rate = fraction of views whose out-of-distribution distance exceeds the "
-                       "calibrated threshold; drops are clean minus distorted. Distorted stacks are renormalised "
+                       "calibrated threshold (the page warns), ood_caution_rate = fraction above the caution level "
+                       "(the page calls the input unusual; at or above it); drops are clean minus distorted. Distorted stacks are renormalised "
                        "by per-stack min-max as an upload is."),
         "seconds": time.perf_counter() - started,
         **({} if check is None else {"reproduces_stored_latents": check}),

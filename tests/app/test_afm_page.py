@@ -238,3 +238,21 @@ def test_model_quality_shows_the_robustness_table_and_the_ood_calibration(shippe
     captions = [c.value for c in shipped_page.caption]
     assert any(c.startswith("Out-of-distribution score: probabilistic-PCA") and "99th percentile" in c
                for c in captions), captions
+
+
+def test_an_offset_stack_in_the_caution_band_is_called_unusual(shipped_page):
+    from battgen.afm.distortions import lateral_offset
+    from battgen.afm.examples import load_examples
+    from battgen.afm.ood import LatentDensity
+    from battgen.models.translator import AFMTranslator
+
+    translator = AFMTranslator.from_pretrained(REPO / "checkpoints" / "translator").eval()
+    density = LatentDensity.load(REPO / "checkpoints" / "translator")
+    # The first example, shifted by a few pixels, that lands between the 95th and the 99th percentile.
+    examples = load_examples(REPO / "assets" / "afm" / "examples.npz")
+    shifted = (lateral_offset(example.stack, 0.0, dx) for example in examples for dx in (1.0, 2.0, 3.0, 4.0))
+    stack = next(s for s in shifted if density.score(translator.translate(s)[1][0]).unusual)
+    ok(upload(shipped_page, ("offset.npy", npy_bytes(stack))))
+    infos = [i.value for i in shipped_page.info]
+    assert any("Unusual for the model" in i for i in infos), infos
+    assert not any("Outside what the model saw" in w.value for w in shipped_page.warning)

@@ -138,3 +138,15 @@ def test_a_translation_carries_its_score_into_the_download(shipped):
         assert float(z["ood_percentile"]) == pytest.approx(translation.ood.percentile)
         assert float(z["ood_threshold"]) == pytest.approx(density.threshold)
     assert translate_stack(translator, example.stack).ood is None
+
+
+def test_between_the_caution_level_and_the_threshold_an_input_is_unusual():
+    rng = np.random.default_rng(5)
+    density = LatentDensity.fit(low_rank_gaussian(3000, rng), low_rank_gaussian(1000, rng), components=8)
+    assert density.caution == pytest.approx(np.percentile(density.calibration, 95))
+    assert density.caution < density.threshold
+    fresh = low_rank_gaussian(3000, rng)
+    scores = [density.score(x) for x in fresh]
+    unusual = np.mean([s.unusual for s in scores])
+    assert unusual == pytest.approx(0.04, abs=0.015)  # between the 95th and the 99th percentile
+    assert not any(s.unusual and s.out_of_distribution for s in scores)
