@@ -124,9 +124,10 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
                        "ground truth (moved with the sample for offset and rotation, by half the drift for drift); "
                        "composition_r2 = atom regressor R² over all (views x 112) counts; "
                        "ood_detection_rate = fraction of views whose out-of-distribution distance exceeds the "
-                       "calibrated threshold (the page warns), ood_caution_rate = fraction above the caution level "
-                       "(the page calls the input unusual; at or above it); drops are clean minus distorted. Distorted stacks are renormalised "
-                       "by per-stack min-max as an upload is."),
+                       "calibrated threshold (the page warns); ood_caution_rate = fraction above the caution "
+                       "level (the page calls such an input unusual, or warns above the threshold); drops are "
+                       "clean minus distorted. Distorted stacks are renormalised by per-stack min-max as an "
+                       "upload is."),
         "seconds": time.perf_counter() - started,
         **({} if check is None else {"reproduces_stored_latents": check}),
     }
