@@ -12,12 +12,15 @@ import streamlit as st
 from battgen import paths
 from battgen.afm.examples import load_examples
 from battgen.afm.formats import read_stack
+from battgen.afm.formats.channels import NotAForceMapStack
+from battgen.afm.ood import OOD_FILENAME, LatentDensity
 from battgen.afm.translate import LatentIndex, translate_stack
 from battgen.artifacts import read_metrics
 from battgen.data.composition import working_ions_in
 from battgen.data.neighbors import nearest_by_composition
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
 from battgen.data.table import load_table, row_structure
+from battgen.eval.afm_report import robustness_frame
 from battgen.eval.afm_report import atom_regressor_table, load_regressor_predictions, translator_comparison
 from battgen.jobs import DONE
 from battgen.jobs.tasks import afm_job
@@ -46,6 +49,21 @@ def load_regressor(path: str):
     from battgen.models.atom_regressor import AtomRegressor
 
     return AtomRegressor.from_pretrained(path).to(get_device()).eval()
+
+
+@st.cache_resource(show_spinner=False)
+def load_density(path: str) -> LatentDensity:
+    return LatentDensity.load(path)
+
+
+def ood_calibration(translator_dir: Path | None) -> tuple[LatentDensity | None, str | None]:
+    """The translator's out-of-distribution calibration, or why there is none."""
+    if translator_dir is None:
+        return None, None
+    try:
+        return load_density(str(translator_dir / OOD_FILENAME)), None
+    except (ValueError, KeyError, OSError) as exc:
+        return None, f"No out-of-distribution score: {exc}"
 
 
 @st.cache_resource(show_spinner=False)
@@ -82,9 +100,10 @@ def model_status() -> tuple[object | None, object | None, str | None]:
     return translator, regressor, problem
 
 
-def set_input(stack: np.ndarray, label: str, *, truth=None, composition=None, ion=None, notes=()) -> None:
-    st.session_state["afm_input"] = {"stack": stack, "label": label, "truth": truth,
-                                     "composition": composition, "ion": ion, "notes": list(notes)}
+def set_input(stack: np.ndarray, label: str, *, truth=None, composition=None, ion=None, notes=(),
+              channels=()) -> None:
+    st.session_state["afm_input"] = {"stack": stack, "label": label, "truth": truth, "composition": composition,
+                                     "ion": ion, "notes": list(notes), "channels": list(channels)}
 
 
 st.set_page_config(page_title="AFM translation · BattGen", layout="wide", page_icon=str(paths.FAVICON))
@@ -145,13 +164,21 @@ with translate_tab:
                 result = read_stack(files if len(files) > 1 else files[0], array_key=array_key or None,
                                     axis=None if axis == "auto" else axis, target_shape=(grid, grid),
                                     closest_first=closest_first or None)
+            except NotAForceMapStack as exc:
+                st.error(f"This is {exc.kind}, not a constant-height force-map stack, so it is not translated. "
+                         "The translator reads frequency-shift (Hz) or force maps at several tip heights; the "
+                         "table lists what the file's channels hold, by their titles and units.")
+                st.caption(str(exc))
+                st.dataframe(pd.DataFrame([c.row() for c in exc.channels]), hide_index=True, key="afm_channels")
+                st.session_state.pop("afm_input", None)
             except ValueError as exc:
                 st.error(str(exc))
                 st.session_state.pop("afm_input", None)
             else:
                 name = ", ".join(f.name for f in files)
                 set_input(result.stack, name, notes=[f"read as {result.format}, source shape "
-                                                     f"{'×'.join(map(str, result.source_shape))}", *result.operations])
+                                                     f"{'×'.join(map(str, result.source_shape))}", *result.operations],
+                          channels=[c.row() for c in result.channels])
         else:
             st.session_state.pop("afm_input", None)
 
@@ -224,6 +251,9 @@ with translate_tab:
     st.subheader(current["label"])
     for note in current["notes"]:
         st.caption(note)
+    if current.get("channels"):
+        with st.expander("Channels read (as the file names them)"):
+            st.dataframe(pd.DataFrame(current["channels"]), hide_index=True, key="afm_channels_read")
     stack_column, strip_column = st.columns([2, 3])
     with stack_column:
         height_index = st.slider("Tip height (1 = farthest)", 1, stack.shape[2], stack.shape[2], key="afm_height") - 1
@@ -233,11 +263,34 @@ with translate_tab:
 
     if translator is None:
         st.stop()
+    density, density_problem = ood_calibration(checkpoint(paths.TRANSLATOR))
     try:
-        translation = translate_stack(translator, stack, regressor)
+        translation = translate_stack(translator, stack, regressor, density)
     except ValueError as exc:
         st.error(str(exc))
         st.stop()
+
+    score = translation.ood
+    if score is None:
+        st.caption(density_problem or "No out-of-distribution score for this translator.")
+    else:
+        score_column, verdict_column = st.columns([1, 3])
+        score_column.metric("Out-of-distribution score", f"{score.percentile:.1f} %",
+                            help="Share of held-out simulated stacks (the validation split, not trained on) "
+                                 "whose latent lies closer to the training latents than this input's. "
+                                 f"Distance {score.distance:.2f}; warning above {score.threshold:.2f}.")
+        if score.out_of_distribution:
+            verdict_column.warning(
+                f"**Outside what the model saw:** this stack is {score.summary()}. The translator and the atom "
+                "regressor were trained on clean simulated stacks only; read the descriptors and the composition "
+                "below as unreliable.", icon=":material/warning:")
+        elif score.unusual:
+            verdict_column.info(
+                f"**Unusual for the model:** this stack is {score.summary()}. Small lateral offsets and tip-height "
+                "errors land here and cost the composition much of its accuracy (Model quality tab).",
+                icon=":material/info:")
+        else:
+            verdict_column.caption(f"Within what the model saw: {score.summary()}.")
 
     st.markdown("**Descriptors**")
     st.plotly_chart(viz.descriptor_figure(translation.descriptors, current["truth"]), key="afm_descriptors")
@@ -307,6 +360,20 @@ with quality_tab:
         st.dataframe(comparison, key="afm_translator_metrics")
     else:
         st.info("No translator metrics yet.")
+    robustness = robustness_frame(paths.checkpoint_dir(paths.TRANSLATOR))
+    if robustness is not None:
+        frame, about = robustness
+        st.markdown("**Robustness to a microscope's distortions** (shipped models, held-out simulated stacks, "
+                    "no augmentation in training)")
+        st.dataframe(frame, hide_index=True, key="afm_robustness")
+        st.caption(about)
+    quality_density, _ = ood_calibration(checkpoint(paths.TRANSLATOR))
+    if quality_density is not None:
+        made = quality_density.provenance
+        st.caption(f"Out-of-distribution score: {made.get('method', 'latent distance')}; fitted on the "
+                   f"{made.get('fitted_on', 'training latents')}, calibrated on the {made.get('calibrated_on', '?')}; "
+                   f"the page warns above the {quality_density.threshold_percentile:g}th percentile "
+                   f"(distance {quality_density.threshold:.2f}).")
     regressor_dir = paths.checkpoint_dir(paths.ATOM_REGRESSOR)
     regressor_metrics = read_metrics(regressor_dir)
     if regressor_metrics:

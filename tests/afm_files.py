@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 import tifffile
-from gwyfile.objects import GwyContainer, GwyDataField, GwyObject
+from gwyfile.objects import GwyContainer, GwyDataField, GwyObject, GwySIUnit
 
 
 def linear_stack(h: int, w: int, z: int, *, a: float = 1.0, b: float = 0.5, c: float = 10.0) -> np.ndarray:
@@ -114,11 +114,14 @@ def write_sxm(
     z: float | None = None,
     scan_dir: str = "down",
     directions: dict[str, str] | None = None,
+    units: dict[str, str] | None = None,
 ) -> bytes:
     """Nanonis scan: ':SECTION:' header lines, :SCANIT_END:, three newlines, 1A 04, then per
     channel (DATA_INFO order) the forward frame and, for 'both', the backward frame (recorded right
-    to left), each NY rows of NX big-endian float32. ``maps`` are in storage order."""
+    to left), each NY rows of NX big-endian float32. ``maps`` are in storage order; ``units`` gives
+    a channel's Unit column (default Hz)."""
     directions = directions or {}
+    units = units or {}
     ny, nx = next(iter(maps.values())).shape
     lines = [
         ":NANONIS_VERSION:", "2",
@@ -140,7 +143,7 @@ def write_sxm(
     frames: list[np.ndarray] = []
     for number, (name, values) in enumerate(maps.items()):
         direction = directions.get(name, "both")
-        lines.append(f"\t{number}\t{name}\tHz\t{direction}\t1.000E+0\t0.000E+0")
+        lines.append(f"\t{number}\t{name}\t{units.get(name, 'Hz')}\t{direction}\t1.000E+0\t0.000E+0")
         if direction in ("both", "forward"):
             frames.append(values)
         if direction in ("both", "backward"):
@@ -173,19 +176,46 @@ def gwy_bytes(container: GwyContainer) -> bytes:
     return buf.getvalue()
 
 
-def gwy_channels(maps: Sequence[np.ndarray]) -> bytes:
+def gwy_channels(maps: Sequence[np.ndarray], titles: Sequence[str | None] | None = None,
+                 units: Sequence[str] | None = None, size_m: float = 1e-8) -> bytes:
+    """Image channels /0/data, /1/data, … with titles (None: no title) and value units (si_unit_z)."""
     container = GwyContainer()
     for i, m in enumerate(maps):
-        field = GwyDataField(np.ascontiguousarray(m, dtype=np.float64), xreal=1e-8, yreal=1e-8,
-                             si_unit_xy="m", si_unit_z="Hz")
+        field = GwyDataField(np.ascontiguousarray(m, dtype=np.float64), xreal=size_m, yreal=size_m,
+                             si_unit_xy="m", si_unit_z="Hz" if units is None else units[i])
         container[f"/{i}/data"] = field
-        container[f"/{i}/data/title"] = f"df z{i}"
+        title = f"df z{i}" if titles is None else titles[i]
+        if title is not None:
+            container[f"/{i}/data/title"] = title
     return gwy_bytes(container)
 
 
+# The channels of a real tapping-mode AFM file (issue 16): one scan, four quantities.
+TOPOGRAPHY_CHANNELS = (("HeightRetrace", "m"), ("AmplitudeRetrace", "m"), ("DeflectionRetrace", "m"),
+                       ("PhaseRetrace", "deg"))
+
+
+def gwy_topography_scan(side: int = 256, size_m: float = 5e-6, seed: int = 0) -> bytes:
+    """A Gwyddion file laid out like an AFM's tapping-mode scan: HeightRetrace [m], AmplitudeRetrace [m],
+    DeflectionRetrace [m], PhaseRetrace [deg], ``side``×``side`` pixels over ``size_m``, with values
+    of the sizes such a scan has (nm heights on a tilted plane, sub-nm amplitude error, degrees of phase)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.meshgrid(np.linspace(0, 1, side), np.linspace(0, 1, side), indexing="ij")
+    grains = np.sin(9 * x) * np.cos(7 * y)
+    height = 20e-9 * (0.3 * x + 0.1 * y) + 3e-9 * grains + 0.2e-9 * rng.normal(size=x.shape)
+    amplitude = 0.5e-9 * np.gradient(grains, axis=1) * side / 9 + 0.05e-9 * rng.normal(size=x.shape)
+    deflection = 0.1e-9 * np.gradient(grains, axis=0) * side / 7 + 0.02e-9 * rng.normal(size=x.shape)
+    phase = 80.0 + 4.0 * grains + 0.3 * rng.normal(size=x.shape)
+    maps = (height, amplitude, deflection, phase)
+    return gwy_channels(maps, titles=[t for t, _ in TOPOGRAPHY_CHANNELS], units=[u for _, u in TOPOGRAPHY_CHANNELS],
+                        size_m=size_m)
+
+
 def gwy_brick(
-    cube_zyx: np.ndarray, key: str = "/brick/0", extra: dict[str, np.ndarray] | None = None
+    cube_zyx: np.ndarray, key: str = "/brick/0", extra: dict[str, np.ndarray] | None = None,
+    units: dict[str, str] | None = None,
 ) -> bytes:
+    """Volumes (GwyBrick); ``units`` sets e.g. si_unit_z (the z axis) and si_unit_w (the values)."""
     container = GwyContainer()
     for k, cube in {key: cube_zyx, **(extra or {})}.items():
         zres, yres, xres = cube.shape
@@ -193,6 +223,7 @@ def gwy_brick(
             "xres": xres, "yres": yres, "zres": zres,
             "xreal": 1e-8, "yreal": 1e-8, "zreal": 1e-9,
             "data": np.ascontiguousarray(cube, dtype=np.float64).ravel(),  # x fastest, then y, then z
+            **{name: GwySIUnit(unitstr=unit) for name, unit in (units or {}).items()},
         })
         container[f"{k}/title"] = "df volume"
     return gwy_bytes(container)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from battgen.afm.cluster import DEFAULT_TARGET_ATOMS
 from battgen.parallel import add_parallel_options
 
@@ -46,6 +48,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--out", default=DEFAULT_OUT)
     build.add_argument("--views", type=int, default=8, help="views kept per material (highest depth entropy)")
     build.add_argument("--limit", type=int, default=None, help="only the first N materials")
+    build.add_argument("--split", choices=("train", "val", "test"), default=None,
+                       help="only the materials of this split of the table (before --limit)")
     add_parallel_options(build)
     build.add_argument("--no-progress", action="store_true")
     _add_simulation_options(build)
@@ -57,6 +61,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     examples.add_argument("--out", default=None, help="default: assets/afm/examples.npz")
     examples.add_argument("--per-ion", type=int, default=1)
     examples.set_defaults(func=_export_examples)
+
+    ood = commands.add_parser("calibrate-ood", help="fit the out-of-distribution score on the translator's "
+                                                    "training latents, calibrate it on held-out ones")
+    ood.add_argument("--translator", default="checkpoints/translator", help="checkpoint with latents.npz")
+    ood.add_argument("--components", type=int, default=None, help="principal components kept (default 128)")
+    ood.add_argument("--percentile", type=float, default=None,
+                     help="held-out percentile above which the page warns (default 99)")
+    ood.add_argument("--split", choices=("val", "test"), default="val", help="held-out split to calibrate on")
+    ood.set_defaults(func=_calibrate_ood)
+
+    robust = commands.add_parser("robustness", help="SSIM, composition R² and OOD warnings of the shipped "
+                                                    "models on held-out stacks, clean vs distorted")
+    robust.add_argument("--data", default=DEFAULT_OUT, help="directory or file of an AFM dataset.npz "
+                                                            "(e.g. one built with build-dataset --split test)")
+    robust.add_argument("--translator", default="checkpoints/translator")
+    robust.add_argument("--regressor", default="checkpoints/atom_regressor")
+    robust.add_argument("--split", choices=("train", "val", "test"), default="test")
+    robust.add_argument("--max-views", type=int, default=None)
+    robust.add_argument("--seed", type=int, default=0)
+    robust.add_argument("--threads", type=int, default=1, help="torch threads")
+    robust.add_argument("--no-write", action="store_true", help="print, do not write robustness.json")
+    robust.set_defaults(func=_robustness)
 
 
 def _check_views(args) -> None:
@@ -107,7 +133,7 @@ def _build(args) -> int:
     plan = CampaignPlan(candidates=args.rotations_candidates, keep=args.views, grid=args.grid,
                         target_atoms=args.atoms)
     path = build_dataset(args.table, args.out, plan, workers=args.workers, dask_scheduler=args.dask_scheduler,
-                         limit=args.limit, progress=not args.no_progress)
+                         limit=args.limit, split=args.split, progress=not args.no_progress)
     print(f"wrote {path}")
     return 0
 
@@ -117,4 +143,68 @@ def _export_examples(args) -> int:
 
     path = write_examples(args.data, args.out or EXAMPLES_FILE, per_ion=args.per_ion)
     print(f"wrote {path}")
+    return 0
+
+
+def _calibrate_ood(args) -> int:
+    from pathlib import Path
+
+    from battgen.afm.ood import DEFAULT_COMPONENTS, DEFAULT_THRESHOLD_PERCENTILE, OOD_FILENAME, calibrate_from_latents
+
+    density = calibrate_from_latents(
+        args.translator, components=args.components or DEFAULT_COMPONENTS,
+        threshold_percentile=args.percentile or DEFAULT_THRESHOLD_PERCENTILE, calibration_split=args.split)
+    density.provenance["command"] = "python -m battgen afm calibrate-ood " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in ("translator", "components",
+                                                                                  "percentile", "split") and v)
+    path = density.save(Path(args.translator) / OOD_FILENAME)
+    print(f"{density.provenance['fitted_on']}; {density.provenance['calibrated_on']}")
+    print(f"threshold (the {density.threshold_percentile:g}th percentile of held-out distances): "
+          f"{density.threshold:.3f}; median held-out distance {float(np.median(density.calibration)):.3f}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _robustness(args) -> int:
+    import json
+
+    import torch
+
+    from battgen import atomic
+    from battgen.afm.loader import load_afm_dataset
+    from battgen.afm.ood import LatentDensity
+    from battgen.afm.robustness import ROBUSTNESS_FILENAME, robustness_table
+    from pathlib import Path
+
+    from battgen.afm.translate import LATENTS_FILENAME
+    from battgen.artifacts import hash_inputs, read_metadata
+    from battgen.models.atom_regressor import AtomRegressor
+    from battgen.models.translator import AFMTranslator
+
+    torch.set_num_threads(args.threads)
+    translator = AFMTranslator.from_pretrained(args.translator).eval()
+    regressor = AtomRegressor.from_pretrained(args.regressor).eval() if args.regressor else None
+    density = LatentDensity.load(args.translator)
+    data = load_afm_dataset(args.data, required_splits=(args.split,))
+    result = robustness_table(translator, regressor, density, data, split=args.split, max_views=args.max_views,
+                              seed=args.seed, stored_latents=Path(args.translator) / LATENTS_FILENAME,
+                              progress=lambda name: print(f"… {name}", flush=True))
+    digest, files = hash_inputs([data.path])
+    made = read_metadata(data.path.parent) or {}
+    result["data"] = {"path": str(data.path), "sha256": files[0]["sha256"], "input_sha256": digest,
+                      "made_by": made.get("command"), "plan": made.get("config"), "session": made.get("session")}
+    result["command"] = "python -m battgen afm robustness " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+        if k in ("data", "translator", "regressor", "split", "max_views", "seed") and v is not None)
+    for row in result["rows"]:
+        r2, r2_drop = row.get("composition_r2", float("nan")), row.get("composition_r2_drop", float("nan"))
+        print(f"{row['condition']:<28} SSIM {row['ssim_mean']:.3f} (drop {row['ssim_drop']:.3f})  "
+              f"R² {r2:.3f} (drop {r2_drop:.3f})  OOD warned {100 * row['ood_detection_rate']:.0f} %")
+    if "reproduces_stored_latents" in result:
+        check = result["reproduces_stored_latents"]
+        print(f"clean stacks vs the translator's stored latents: {check['views_matched']} views matched, "
+              f"max |Δ| {check.get('max_abs_latent_difference', float('nan')):.4f}")
+    if not args.no_write:
+        path = atomic.write_text(Path(args.translator) / ROBUSTNESS_FILENAME, json.dumps(result, indent=2) + "\n")
+        print(f"wrote {path}")
     return 0

@@ -226,10 +226,16 @@ def run_file_name(material_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", material_id) + ".npz"
 
 
-def _tasks_from_table(table_dir: str | Path, limit: int | None) -> list[dict]:
+def _tasks_from_table(table_dir: str | Path, limit: int | None, split: str | None = None) -> list[dict]:
     from battgen.data.table import load_table
 
     df = load_table(table_dir)
+    if split is not None:
+        # A held-out subset (calibration, robustness) need not simulate the materials it never uses.
+        known = sorted(set(df["split"].astype(str)))
+        if split not in known:
+            raise ValueError(f"the table has no split '{split}'; its splits are {', '.join(known)}")
+        df = df[df["split"].astype(str) == split]
     if limit is not None:
         if limit < 1:
             raise ValueError("the material limit must be at least 1")
@@ -257,13 +263,15 @@ def build_dataset(
     workers: int | None = None,
     dask_scheduler: str | None = None,
     limit: int | None = None,
+    split: str | None = None,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Simulate every material of the table not yet in ``out_dir/runs`` and write ``dataset.npz``.
 
     ``workers`` local processes (default: all cores), or the Dask cluster at ``dask_scheduler``
-    (see :func:`battgen.parallel.parallel_map`).
+    (see :func:`battgen.parallel.parallel_map`). ``split`` keeps only that split's materials
+    (before ``limit``).
     """
     from battgen.data.table import table_path
 
@@ -271,7 +279,7 @@ def build_dataset(
     out = Path(out_dir)
     (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
     check_saved_plan(out, plan)
-    tasks = _tasks_from_table(table_dir, limit)
+    tasks = _tasks_from_table(table_dir, limit, split)
     todo = [t for t in tasks if not (out / RUNS_DIR / run_file_name(t["id"])).exists()]
 
     sim_start = time.perf_counter()
@@ -287,7 +295,7 @@ def build_dataset(
         out, tasks, plan,
         table_file=table_path(table_dir),
         wall_time_s=time.perf_counter() - started,
-        session={"materials_simulated": len(todo), "simulation_s": simulation_s,
+        session={"materials_simulated": len(todo), "simulation_s": simulation_s, "split": split, "limit": limit,
                  "workers": 0 if dask_scheduler else local_workers(workers, max(1, len(todo))),
                  "dask_scheduler": dask_scheduler},
     )

@@ -137,10 +137,13 @@ def _decode_maps(raw: np.ndarray, key: str, dtype: np.dtype, path: Path) -> np.n
     return np.clip(out, -1.0, 1.0, out=out)
 
 
-def load_afm_dataset(path: str | Path, dtype: type | np.dtype = np.float32) -> AFMDataset:
+def load_afm_dataset(path: str | Path, dtype: type | np.dtype = np.float32,
+                     required_splits: tuple[str, ...] = ("train", "val")) -> AFMDataset:
     """Read and check ``dataset.npz`` (the file or its directory); ValueError on anything off.
 
     ``dtype`` (float32 or float16) is the dtype of the returned stacks and descriptors.
+    ``required_splits`` must hold views: a trainer needs train and val, an evaluation on a
+    held-out subset (``afm build-dataset --split test``) only its own split.
     Checks: required keys present; stacks (N, H, W, 10) and descriptors (N, H, W, 6) on the
     same grid, H and W multiples of 4; values in [−1, 1] (or uint8); one material, rotation,
     ion and split per view; ions among :data:`WORKING_IONS`; splits among train/val/test with
@@ -197,7 +200,7 @@ def load_afm_dataset(path: str | Path, dtype: type | np.dtype = np.float32) -> A
     bad = sorted(set(split) - set(SPLITS))
     if bad:
         raise ValueError(f"{path}: 'split' values must be train/val/test, found {bad}")
-    for s in ("train", "val"):
+    for s in required_splits:
         if not (split == s).any():
             raise ValueError(f"{path} has an empty {s} split")
     if len(names) != DESCRIPTOR_CHANNELS:

@@ -2,8 +2,9 @@
 
 What the AFM page and ``python -m battgen afm translate`` show for a stack, computed in one
 place: the translator's descriptors (posterior mean, so a stack always gives the same
-answer), its latent, the atom regressor's composition, and the dataset materials nearest by
-latent (``latents.npz`` of the translator checkpoint) and by composition.
+answer), its latent, the atom regressor's composition, how unlike the training stacks the
+input is (:mod:`battgen.afm.ood`), and the dataset materials nearest by latent
+(``latents.npz`` of the translator checkpoint) and by composition.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from battgen.afm.ood import LatentDensity, OODScore
 from battgen.data.composition import formula_guess, top_elements
 
 LATENTS_FILENAME = "latents.npz"
@@ -25,6 +27,7 @@ class Translation:
     descriptors: np.ndarray  # (H, W, 6) in [−1, 1]
     mu: np.ndarray  # (4, h, w) unscaled posterior mean
     composition: np.ndarray | None  # (112,) atom counts, None without an atom regressor
+    ood: OODScore | None = None  # how unlike the training stacks the input is, None without a calibration
 
     def top_elements(self, k: int = 8) -> list[tuple[str, float]]:
         return [] if self.composition is None else top_elements(self.composition, k=k)
@@ -43,14 +46,18 @@ class Translation:
         from battgen.afm.simulate import DESCRIPTOR_NAMES
 
         buffer = io.BytesIO()
+        ood = {} if self.ood is None else {"ood_distance": np.float32(self.ood.distance),
+                                           "ood_percentile": np.float32(self.ood.percentile),
+                                           "ood_threshold": np.float32(self.ood.threshold)}
         np.savez_compressed(buffer, descriptors=self.descriptors.astype(np.float32),
                             descriptor_names=np.array(DESCRIPTOR_NAMES), latent=self.mu.astype(np.float32),
-                            **({} if self.composition is None else {"composition": self.composition}))
+                            **({} if self.composition is None else {"composition": self.composition}), **ood)
         return buffer.getvalue()
 
 
-def translate_stack(translator, stack: np.ndarray, atom_regressor=None) -> Translation:
-    """Descriptors, latent and (with a regressor) composition of one (H, W, 10) stack."""
+def translate_stack(translator, stack: np.ndarray, atom_regressor=None, density: LatentDensity | None = None
+                    ) -> Translation:
+    """Descriptors, latent, (with a regressor) composition and (with a calibration) OOD score of one stack."""
     import torch
 
     stack = np.asarray(stack, np.float32)
@@ -67,7 +74,7 @@ def translate_stack(translator, stack: np.ndarray, atom_regressor=None) -> Trans
         with torch.no_grad():
             counts = atom_regressor.predict_from_mu(torch.as_tensor(mu, device=atom_regressor.device))
         composition = counts[0].float().cpu().numpy()
-    return Translation(descriptors[0], mu[0], composition)
+    return Translation(descriptors[0], mu[0], composition, None if density is None else density.score(mu[0]))
 
 
 @dataclass

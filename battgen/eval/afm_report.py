@@ -76,3 +76,40 @@ def load_regressor_predictions(checkpoint: str | os.PathLike[str]) -> RegressorP
         return None
     with np.load(path, allow_pickle=False) as z:
         return RegressorPredictions(z["true"], z["pred"], z["working_ion"].astype(str))
+
+
+_ROBUSTNESS_COLUMNS = {"condition": "condition", "ssim_mean": "SSIM", "ssim_drop": "SSIM drop",
+                       "composition_r2": "composition R²", "composition_r2_drop": "R² drop",
+                       "ood_detection_rate": "OOD warned (%)", "ood_caution_rate": "OOD unusual or warned (%)",
+                       "ood_median_percentile": "median OOD percentile"}
+
+
+def robustness_frame(checkpoint: str | os.PathLike[str]) -> tuple[pd.DataFrame, str] | None:
+    """The translator's ``robustness.json`` as one row per condition, and a line saying what it was measured on.
+
+    None when the checkpoint has no robustness table (``python -m battgen afm robustness`` writes it).
+    """
+    import json
+
+    from battgen.afm.robustness import ROBUSTNESS_FILENAME
+
+    path = Path(checkpoint) / ROBUSTNESS_FILENAME
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    frame = pd.DataFrame(result["rows"])
+    for rate in ("ood_detection_rate", "ood_caution_rate"):
+        if rate in frame.columns:
+            frame[rate] = 100.0 * frame[rate]
+    frame = frame[[c for c in _ROBUSTNESS_COLUMNS if c in frame.columns]].rename(columns=_ROBUSTNESS_COLUMNS)
+    frame = frame.round(3)
+    bar = result.get("bar", {})
+    about = (f"{result['views']} {result['split']}-split views"
+             + (f" of {result['materials']} materials" if result.get("materials") else "")
+             + f"; OOD warned = % of views above the {result['ood_threshold_percentile']:g}th percentile of "
+               f"held-out distances ({result['ood_threshold']:.2f})"
+             + (f", unusual = above the {result['ood_caution_percentile']:g}th ({result['ood_caution']:.2f})"
+                if "ood_caution" in result else "")
+             + ". Issue 16's bar: SSIM drop ≤ "
+               f"{bar.get('max_ssim_drop')}, R² drop ≤ {bar.get('max_composition_r2_drop')}. {result['definition']}")
+    return frame, about

@@ -16,6 +16,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests.afm_files import TOPOGRAPHY_CHANNELS, gwy_topography_scan
 from tests.afm_files import gwy_channels, npy_bytes, npz_bytes, sxm_series, tiff_bytes, write_3ds
 from tests.app.job_wait import run_until_job_ends
 
@@ -140,6 +141,25 @@ def test_bad_uploads_get_a_message_and_no_translation(page, name, data, message)
     assert not [d for d in page.get("download_button") if d.label == "Descriptors (PNG)"]
 
 
+def test_a_topography_scan_lists_its_channels_and_is_not_translated(page):
+    ok(upload(page, ("scan.gwy", gwy_topography_scan())))
+    errors = [e.value for e in page.error]
+    assert any("This is a topography scan, not a constant-height force-map stack" in e for e in errors), errors
+    channels = page.dataframe[0].value
+    assert list(zip(channels["channel"], channels["unit"])) == list(TOPOGRAPHY_CHANNELS)
+    assert set(channels["pixels"]) == {"256×256"} and set(channels["scan size"]) == {"5 µm × 5 µm"}
+    assert "afm_input" not in page.session_state
+    assert not [d for d in page.get("download_button") if d.label == "Descriptors (PNG)"]
+
+
+def test_a_frequency_shift_file_shows_the_channels_it_read(page):
+    ok(upload(page, ("maps.gwy", gwy_channels([_stack()[..., k] for k in range(5)]))))
+    channels = page.session_state["afm_input"]["channels"]
+    assert [c["channel"] for c in channels] == [f"df z{k}" for k in range(5)]
+    assert {c["quantity"] for c in channels} == {"frequency shift"}
+    assert "Descriptors (PNG)" in translated(page)["downloads"]
+
+
 def test_switching_to_simulate_clears_the_example_until_a_stack_is_simulated(page):
     assert page.session_state["afm_input"]["label"]  # the page opens on an example
     page.radio(key="afm_source").set_value("Simulate from a structure")
@@ -176,3 +196,64 @@ def test_without_checkpoints_the_page_says_what_to_train(tmp_path, monkeypatch):
     ok(upload(app, ("stack.npy", npy_bytes(_stack()))))
     assert app.session_state["afm_input"]["stack"].shape == (GRID, GRID, 10)
     assert not [d for d in app.get("download_button") if d.label == "Descriptors (PNG)"]
+
+
+@pytest.fixture()
+def shipped_page(monkeypatch) -> AppTest:
+    """The page on the repository's own artifacts: the shipped translator, its OOD calibration and examples."""
+    monkeypatch.delenv("BATTGEN_ARTIFACT_ROOT", raising=False)
+    return ok(AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S).run())
+
+
+def ood_shown(page: AppTest) -> tuple[str | None, list[str], list[str]]:
+    """The score metric's value, the warnings and the captions of a translated stack."""
+    score = next((m.value for m in page.metric if m.label == "Out-of-distribution score"), None)
+    return score, [w.value for w in page.warning], [c.value for c in page.caption]
+
+
+def test_a_shipped_example_gets_its_ood_score_and_no_warning(shipped_page):
+    score, warnings, captions = ood_shown(shipped_page)
+    assert score is not None and score.endswith("%")
+    assert not any("Outside what the model saw" in w for w in warnings)
+    assert any(c.startswith("Within what the model saw: more unusual than") for c in captions), captions
+
+
+def test_a_noise_upload_gets_its_ood_score_and_a_warning(shipped_page):
+    noise = np.random.default_rng(0).standard_normal((64, 64, 10)).astype(np.float32)
+    ok(upload(shipped_page, ("noise.npy", npy_bytes(noise))))
+    score, warnings, _ = ood_shown(shipped_page)
+    assert score == "100.0 %"
+    assert any("Outside what the model saw" in w and "held-out simulated stacks" in w for w in warnings), warnings
+    assert "Descriptors (PNG)" in translated(shipped_page)["downloads"]  # shown, with the warning above
+
+
+def test_without_a_calibration_the_page_says_so(page):
+    assert any("No out-of-distribution score" in c.value for c in page.caption)
+
+
+def test_model_quality_shows_the_robustness_table_and_the_ood_calibration(shipped_page):
+    frames = [d.value for d in shipped_page.dataframe]
+    robustness = next(f for f in frames if "OOD warned (%)" in f.columns)
+    assert robustness["condition"].iloc[0] == "clean" and len(robustness) > 1
+    assert {"SSIM", "SSIM drop", "composition R²", "R² drop"} <= set(robustness.columns)
+    captions = [c.value for c in shipped_page.caption]
+    assert any(c.startswith("Out-of-distribution score: probabilistic-PCA") and "99th percentile" in c
+               for c in captions), captions
+
+
+def test_an_offset_stack_in_the_caution_band_is_called_unusual(shipped_page):
+    from battgen.afm.distortions import lateral_offset
+    from battgen.afm.examples import load_examples
+    from battgen.afm.ood import LatentDensity
+    from battgen.models.translator import AFMTranslator
+
+    translator = AFMTranslator.from_pretrained(REPO / "checkpoints" / "translator").eval()
+    density = LatentDensity.load(REPO / "checkpoints" / "translator")
+    # The first example, shifted by a few pixels, that lands between the 95th and the 99th percentile.
+    examples = load_examples(REPO / "assets" / "afm" / "examples.npz")
+    shifted = (lateral_offset(example.stack, 0.0, dx) for example in examples for dx in (1.0, 2.0, 3.0, 4.0))
+    stack = next(s for s in shifted if density.score(translator.translate(s)[1][0]).unusual)
+    ok(upload(shipped_page, ("offset.npy", npy_bytes(stack))))
+    infos = [i.value for i in shipped_page.info]
+    assert any("Unusual for the model" in i for i in infos), infos
+    assert not any("Outside what the model saw" in w.value for w in shipped_page.warning)

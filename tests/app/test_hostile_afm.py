@@ -21,8 +21,8 @@ from gwyfile.objects import GwyContainer, GwyObject
 from streamlit.testing.v1 import AppTest
 
 from tests.afm_files import (
-    gwy_brick, gwy_bytes, gwy_channels, linear_stack, npy_bytes, npy_header_only, npz_bytes, sxm_series, tiff_bytes,
-    write_3ds, write_sxm,
+    gwy_brick, gwy_bytes, gwy_channels, gwy_topography_scan, linear_stack, npy_bytes, npy_header_only, npz_bytes,
+    sxm_series, tiff_bytes, write_3ds, write_sxm,
 )
 from tests.app.test_hostile_structures import afm_page_without_checkpoints
 
@@ -216,6 +216,12 @@ def afm_cases() -> list[tuple[str, list[tuple[str, bytes]]]]:
     series = sxm_series([2e-10, 3e-10], h=24, w=20) + sxm_series([4e-10], h=16, w=16)
     add("sxm-series-of-different-sizes", *[(f"s{i}.sxm", data) for i, (_, data, _) in enumerate(series)])
     add("sxm-series-513-files", *[(f"s{i:03d}.sxm", good["scan.sxm"]) for i in range(513)])
+    # Files of the right shape whose channels are other quantities: a scan's images, not a stack.
+    add("topography-gwy", ("scan.gwy", gwy_topography_scan(side=64)))
+    add("height-channels-gwy", ("z.gwy", gwy_channels([cube[..., k] for k in range(4)],
+                                                       titles=[f"Z {k}" for k in range(4)], units=["m"] * 4)))
+    add("height-volume-gwy", ("z.gwy", gwy_brick(np.moveaxis(cube, 2, 0).astype(np.float64),
+                                                 units={"si_unit_z": "m", "si_unit_w": "m"})))
     return cases
 
 

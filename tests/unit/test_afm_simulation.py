@@ -392,3 +392,15 @@ def test_build_dataset_is_resumable_and_records_provenance(tmp_path, monkeypatch
     with pytest.raises(ValueError, match="other settings"):
         build_dataset("assets/electrodes", tmp_path, CampaignPlan(candidates=10, keep=2, grid=64),
                       workers=1, limit=2, progress=False)
+
+
+def test_a_campaign_can_be_limited_to_one_split_of_the_table():
+    from battgen.afm.dataset import _tasks_from_table
+    from battgen.data.table import load_table
+
+    table = load_table("assets/electrodes")
+    tasks = _tasks_from_table("assets/electrodes", 5, split="test")
+    assert [t["id"] for t in tasks] == table.loc[table["split"] == "test", "id"].head(5).tolist()
+    assert {t["split"] for t in tasks} == {"test"}
+    with pytest.raises(ValueError, match="no split 'holdout'"):
+        _tasks_from_table("assets/electrodes", None, split="holdout")

@@ -15,6 +15,8 @@ from typing import BinaryIO, Sequence, Union
 
 import numpy as np
 
+from battgen.afm.formats.channels import Channel
+
 # Streamlit's uploader refuses files above its own server.maxUploadSize; this is the reader's
 # own bound so a path or a bytes blob from elsewhere cannot make it read a multi-GB file.
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -79,6 +81,8 @@ class ReadResult:
     """The ``.npz`` member, Nanonis channel or Gwyddion volume key that was read, if any."""
     name: str
     """File name of the upload (several names for an ``.sxm`` series)."""
+    channels: list[Channel] = field(default_factory=list)
+    """What the file says of the channels read (title, unit, quantity, size, range), where it says it."""
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Decoded:
     # file records it; it then decides the height order and the interpolation positions.
     heights: np.ndarray | None = None
     order_source: str = ""
+    channels: list[Channel] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- inputs & settings

@@ -113,12 +113,7 @@ def to_network_grid(
     lo, hi = float(out.min()), float(out.max())
     if lo == hi:
         raise ValueError(f"{name}: stack is constant after resampling (every value is {lo})")
-    span = hi - lo
-    if np.isfinite(span):
-        unit = (out - lo) / span
-    else:  # values near the float64 limits: halve before subtracting
-        unit = (out / 2 - lo / 2) / (hi / 2 - lo / 2)
-    stack = np.clip(unit * 2.0 - 1.0, -1.0, 1.0).astype(np.float32)
+    stack = to_unit_range(out)
     ops.append(f"normalised to [−1, 1] by per-stack min–max (min {lo:.6g}, max {hi:.6g})")
     return common.ReadResult(
         stack=np.ascontiguousarray(stack),
@@ -127,7 +122,25 @@ def to_network_grid(
         format=d.fmt,
         array_key=d.array_key,
         name=name,
+        channels=list(d.channels),
     )
+
+
+def to_unit_range(a: np.ndarray) -> np.ndarray:
+    """Per-stack min–max to [−1, 1] as float32: the training data's normalisation, applied last.
+
+    A constant array has no contrast to stretch and is refused.
+    """
+    out = np.asarray(a, dtype=np.float64)
+    lo, hi = float(out.min()), float(out.max())
+    if lo == hi:
+        raise ValueError(f"the stack is constant (every value is {lo}); there is nothing to normalise")
+    span = hi - lo
+    if np.isfinite(span):
+        unit = (out - lo) / span
+    else:  # values near the float64 limits: halve before subtracting
+        unit = (out / 2 - lo / 2) / (hi / 2 - lo / 2)
+    return np.clip(unit * 2.0 - 1.0, -1.0, 1.0).astype(np.float32)
 
 
 def _uneven(heights: np.ndarray) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from battgen.afm.formats import common
+from battgen.afm.formats import channels, common
 
 # Gwyddion objects nest a few levels (container → data field → unit); deeper is hostile input.
 MAX_GWY_DEPTH = 32
@@ -173,8 +173,15 @@ def decode_gwy(upload: common.Upload, array_key: str | None) -> common.Decoded:
         values = _gwy_values(brick, xres * yres * zres, label).reshape(zres, yres, xres)
         title = root.items.get(f"{key}/title")
         shown = f" ('{title}')" if isinstance(title, str) else ""
+        axis_unit = _unit(brick, "si_unit_z")
+        if axis_unit and channels.quantity_of("z", axis_unit) != channels.TOPOGRAPHY:
+            raise ValueError(f"{label}: volume {key}{shown} runs over {axis_unit} along z, not over tip height (m); "
+                             "a force-map stack needs maps at several tip heights")
+        volume = channels.describe_channel(title if isinstance(title, str) and title else key,
+                                           _unit(brick, "si_unit_w"), values)
+        channels.check_force_map(label, [volume])
         notes = [f"read volume {key}{shown}: z levels = heights"]
-        return common.Decoded(values, "gwyddion", 0, notes=notes, array_key=key)
+        return common.Decoded(values, "gwyddion", 0, notes=notes, array_key=key, channels=[volume])
 
     if not fields:
         raise ValueError(f"{label} holds no image channels or volumes")
@@ -182,7 +189,7 @@ def decode_gwy(upload: common.Upload, array_key: str | None) -> common.Decoded:
     first = fields[numbers[0]]
     xres, yres = _gwy_int(first, "xres", label), _gwy_int(first, "yres", label)
     common.check_stack_shape((len(numbers), yres, xres), 8, 0, label)
-    maps = []
+    maps, described = [], []
     for n in numbers:
         f = fields[n]
         fx, fy = _gwy_int(f, "xres", label), _gwy_int(f, "yres", label)
@@ -191,9 +198,41 @@ def decode_gwy(upload: common.Upload, array_key: str | None) -> common.Decoded:
                 f"{label}: channel {n} is {fy}×{fx} pixels but channel {numbers[0]} is {yres}×{xres}; "
                 "every height must have the same size"
             )
-        maps.append(_gwy_values(f, xres * yres, label).reshape(yres, xres))
-    stack = np.stack(maps, axis=0)
-    return common.Decoded(
-        stack, "gwyddion", 0,
-        notes=[f"read {len(numbers)} image channels ({', '.join(map(str, numbers))}) as heights, in order"],
-    )
+        values = _gwy_values(f, xres * yres, label).reshape(yres, xres)
+        maps.append(values)
+        described.append(_describe_field(root, n, f, values))
+    # Δf or force maps among other channels (a topography image kept beside them) are the stack.
+    force = [i for i, c in enumerate(described) if c.quantity in channels.FORCE_MAP_QUANTITIES]
+    notes = []
+    if len(force) >= common.MIN_HEIGHTS and len(force) < len(numbers):
+        left_out = [c for i, c in enumerate(described) if i not in force]
+        notes.append("left out the channels that are not force maps: "
+                     + ", ".join(f"{c.name} ({c.quantity})" for c in left_out))
+        numbers = [numbers[i] for i in force]
+        maps = [maps[i] for i in force]
+        described = [described[i] for i in force]
+    channels.check_force_map(label, described)
+    shown = ", ".join(c.name for c in described)
+    if any(c.quantity in channels.FORCE_MAP_QUANTITIES for c in described):
+        notes.append(f"read {len(numbers)} image channels ({shown}) as heights, in order")
+    else:
+        notes.append(f"read {len(numbers)} image channels ({shown}) as heights, in order; the file does not "
+                     "say what they hold (no unit or telling title), so they are taken to be Δf maps")
+    return common.Decoded(np.stack(maps, axis=0), "gwyddion", 0, notes=notes, channels=described)
+
+
+def _unit(obj: _GwyObject, key: str) -> str:
+    unit = obj.items.get(key)
+    if isinstance(unit, _GwyObject) and isinstance(unit.items.get("unitstr"), str):
+        return unit.items["unitstr"]
+    return ""
+
+
+def _describe_field(root: _GwyObject, number: int, field: _GwyObject, values: np.ndarray) -> channels.Channel:
+    """Title (``/N/data/title``), value unit (``si_unit_z``) and scan size of image channel ``number``."""
+    title = root.items.get(f"/{number}/data/title")
+    xreal, yreal = field.items.get("xreal"), field.items.get("yreal")
+    size = channels.scan_size(xreal if isinstance(xreal, float) else None,
+                              yreal if isinstance(yreal, float) else None, _unit(field, "si_unit_xy"))
+    return channels.describe_channel(title if isinstance(title, str) and title else f"channel {number}",
+                                     _unit(field, "si_unit_z"), values, scan_size=size)

@@ -18,14 +18,11 @@ from typing import Sequence
 import numpy as np
 
 from battgen.afm.formats import common
+from battgen.afm.formats.channels import (FREQUENCY_SHIFT, check_force_map, describe_channel, quantity_of,
+                                          unit_in_name)
 
 # Nanonis headers are a few kB; a megabyte without an end tag means this is not a header.
 MAX_HEADER_BYTES = 1024 * 1024
-
-
-def _channel_is_df(name: str) -> bool:
-    n = re.sub(r"[\s_]+", " ", name.lower()).strip()
-    return ("freq" in n and "shift" in n) or n in {"df", "delta f", "δf", "df (hz)"}
 
 
 def _pick_channel(channels: Sequence[str], array_key: str | None, label: str) -> str:
@@ -35,7 +32,7 @@ def _pick_channel(channels: Sequence[str], array_key: str | None, label: str) ->
         if array_key not in channels:
             raise ValueError(f"{label} has no channel '{array_key}'; its channels are: {listing}")
         return array_key
-    candidates = [c for c in channels if _channel_is_df(c) and "[bwd]" not in c.lower()]
+    candidates = [c for c in channels if quantity_of(c, None) == FREQUENCY_SHIFT and "[bwd]" not in c.lower()]
     if len(candidates) > 1:
         # Nanonis tags derived channels ("[AVG]", "[00002]"); the untagged one is the measurement.
         untagged = [c for c in candidates if "[" not in c]
@@ -151,8 +148,11 @@ def decode_3ds(upload: common.Upload, array_key: str | None) -> common.Decoded:
     first = n_params + channels.index(channel) * points
     cube = grid[:, :, first : first + points]
 
+    # The unit is part of a .3ds channel name: 'OC M1 Freq. Shift (Hz)'.
+    described = describe_channel(channel, unit_in_name(channel), cube, map_shape=(ny, nx))
+    check_force_map(label, [described], chosen=array_key)
     notes = [f"read channel '{channel}': {ny}×{nx} grid, {points} Z points per pixel"]
-    decoded = common.Decoded(cube, "nanonis-3ds", 2, notes=notes, array_key=channel)
+    decoded = common.Decoded(cube, "nanonis-3ds", 2, notes=notes, array_key=channel, channels=[described])
     fixed = [p.strip() for p in header.get("Fixed parameters", "").split(";")]
     if "Sweep Start" in fixed and "Sweep End" in fixed:
         i_start, i_end = fixed.index("Sweep Start"), fixed.index("Sweep End")
@@ -189,6 +189,7 @@ class _SxmScan:
     direction: str
     channels: list[tuple[str, int]]  # (name, number of stored frames: 1 or 2)
     channel_dirs: list[str]
+    units: list[str]  # the :DATA_INFO: Unit column ("" where the table has none)
     data_start: int
     z: float | None
 
@@ -250,8 +251,10 @@ def _parse_sxm(upload: common.Upload) -> _SxmScan:
     if "Name" not in columns or "Direction" not in columns:
         raise ValueError(f"{label}: the :DATA_INFO: table has no Name/Direction columns")
     i_name, i_dir = columns.index("Name"), columns.index("Direction")
+    i_unit = columns.index("Unit") if "Unit" in columns else None
     channels: list[tuple[str, int]] = []
     dirs: list[str] = []
+    units: list[str] = []
     for row in rows[1:]:
         if len(row) <= max(i_name, i_dir):
             raise ValueError(f"{label}: malformed :DATA_INFO: row {row!r}")
@@ -260,6 +263,7 @@ def _parse_sxm(upload: common.Upload) -> _SxmScan:
             raise ValueError(f"{label}: channel '{row[i_name]}' has unknown direction {row[i_dir]!r}")
         channels.append((row[i_name].strip(), 2 if d == "both" else 1))
         dirs.append(d)
+        units.append(row[i_unit].strip() if i_unit is not None and i_unit < len(row) else "")
     if len(channels) > 1024:
         raise ValueError(f"{label}: {len(channels)} channels listed; at most 1024 are accepted")
 
@@ -272,7 +276,7 @@ def _parse_sxm(upload: common.Upload) -> _SxmScan:
             z = None
         if z is not None and not np.isfinite(z):
             z = None
-    return _SxmScan(upload, nx, ny, dtype, direction, channels, dirs, data_start, z)
+    return _SxmScan(upload, nx, ny, dtype, direction, channels, dirs, units, data_start, z)
 
 
 def _sxm_map(scan: _SxmScan, channel: str) -> tuple[np.ndarray, list[str]]:
@@ -325,7 +329,11 @@ def decode_sxm(uploads: Sequence[common.Upload], array_key: str | None) -> commo
         values, scan_notes = _sxm_map(scan, channel)
         maps.append(values)
         notes.extend(scan_notes)
-    decoded = common.Decoded(np.stack(maps, axis=0), "nanonis-sxm", 0, notes=notes, array_key=channel)
+    stack = np.stack(maps, axis=0)
+    unit = first.units[[n for n, _ in first.channels].index(channel)]
+    described = describe_channel(channel, unit, stack)
+    check_force_map(common.display_name(uploads), [described], chosen=array_key)
+    decoded = common.Decoded(stack, "nanonis-sxm", 0, notes=notes, array_key=channel, channels=[described])
     zs = [s.z for s in scans]
     if all(z is not None for z in zs) and len(set(zs)) == len(zs):
         decoded.heights = np.array(zs, dtype=np.float64)

@@ -9,6 +9,7 @@ import numpy as np
 import tifffile
 
 from battgen.afm.formats import common
+from battgen.afm.formats.channels import check_force_map, describe_channel, unit_in_name
 
 MAX_TIFF_PAGES = 2 * common.MAX_HEIGHTS
 
@@ -100,6 +101,7 @@ def decode_tiff(upload: common.Upload) -> common.Decoded:
                         f"{label} is truncated: page {i} stores data up to byte {offset + count}, "
                         f"the file has {len(upload.data)}"
                     )
+        titles = [_page_title(page) for page in pages]
         itemsize = max(np.dtype(p.dtype).itemsize for p in pages)
         common.check_stack_shape((len(pages), *first.shape), itemsize, 0, label)
         try:
@@ -112,4 +114,21 @@ def decode_tiff(upload: common.Upload) -> common.Decoded:
         raise ValueError(f"{label}: a page decoded to an unexpected shape (corrupted file?)")
     array = np.stack(maps, axis=0)
     common.check_dtype(array.dtype, label)
-    return common.Decoded(array, "tiff", 0, notes=[f"read {len(pages)} TIFF pages, one per height"])
+    described = []
+    if any(titles):
+        described = [describe_channel(t or f"page {i}", unit_in_name(t), m)
+                     for i, (t, m) in enumerate(zip(titles, maps))]
+        check_force_map(label, described)
+    return common.Decoded(array, "tiff", 0, notes=[f"read {len(pages)} TIFF pages, one per height"],
+                          channels=described)
+
+
+def _page_title(page) -> str:
+    """A page's ImageDescription when it names the page ('HeightRetrace', 'Δf (Hz)'), else ''.
+
+    tifffile's own shape record (JSON) and ImageJ's settings block describe the file, not the page.
+    """
+    text = (page.description or "").strip()
+    if not text or text.startswith(("{", "ImageJ=")) or "\n" in text or len(text) > 80:
+        return ""
+    return text

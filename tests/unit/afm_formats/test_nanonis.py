@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from battgen.afm.formats import read_stack
+from battgen.afm.formats.channels import NotAForceMapStack
 from tests.afm_files import DF_CHANNEL, FakeUpload, linear_stack, sxm_series, write_3ds, write_sxm
 from tests.unit.afm_formats.expectations import assert_valid, expected_linear, message, time_limit
 
@@ -42,7 +43,9 @@ def test_3ds_array_key_picks_another_channel_and_lists_channels() -> None:
     with pytest.raises(ValueError) as excinfo:
         read_stack(data, name="g.3ds")
     assert "no frequency-shift" in message(excinfo) and "'Current (A)'" in message(excinfo)
-    assert read_stack(data, name="g.3ds", array_key="Amplitude (m)").array_key == "Amplitude (m)"
+    # A channel of another quantity is refused even when chosen: it is not what the translator reads.
+    with pytest.raises(NotAForceMapStack, match="holds amplitude \\(m\\), not frequency shift"):
+        read_stack(data, name="g.3ds", array_key="Amplitude (m)")
     with pytest.raises(ValueError, match="no channel 'nope'"):
         read_stack(data, name="g.3ds", array_key="nope")
 

@@ -1,0 +1,85 @@
+"""The robustness table of the shipped models, on the shipped (test-split) example views."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from battgen.afm.distortions import Distortion
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    import torch
+
+    from battgen.afm.loader import load_afm_dataset
+    from battgen.afm.ood import LatentDensity
+    from battgen.afm.robustness import robustness_table
+    from battgen.models.atom_regressor import AtomRegressor
+    from battgen.models.translator import AFMTranslator
+
+    torch.set_num_threads(1)
+    with np.load(REPO / "assets" / "afm" / "examples.npz", allow_pickle=False) as z:
+        n = len(z["stacks"])
+        path = tmp_path_factory.mktemp("heldout") / "dataset.npz"
+        np.savez(path, stacks=z["stacks"], descriptors=z["descriptors"], material=np.arange(n),
+                 rotation=z["rotation"], working_ion=z["working_ion"], split=np.full(n, "test"),
+                 composition=z["composition"], material_ids=z["material_id"])
+    data = load_afm_dataset(path, required_splits=("test",))
+    translator = AFMTranslator.from_pretrained(REPO / "checkpoints" / "translator").eval()
+    regressor = AtomRegressor.from_pretrained(REPO / "checkpoints" / "atom_regressor").eval()
+    density = LatentDensity.load(REPO / "checkpoints" / "translator")
+    distortions = (Distortion("white noise SNR 3", "gaussian", 3.0, "SNR"),
+                   Distortion("offset 12 px", "offset", 12.0, "px"))
+    result = robustness_table(translator, regressor, density, data, distortions=distortions,
+                              stored_latents=REPO / "checkpoints" / "translator" / "latents.npz")
+    return result, data, translator
+
+
+def test_clean_row_is_the_translator_on_the_stacks_as_they_are(table):
+    from battgen.eval.afm_metrics import ssim
+
+    result, data, translator = table
+    clean = result["rows"][0]
+    descriptors, _ = translator.translate(data.stacks)
+    assert clean["condition"] == "clean" and clean["ssim_drop"] == 0.0
+    assert clean["ssim_mean"] == pytest.approx(float(ssim(data.descriptors, descriptors).mean()), abs=1e-9)
+    assert clean["ood_detection_rate"] == 0.0  # the shipped examples are in distribution
+    assert result["views"] == len(data) and result["materials"] == len(data)
+
+
+def test_the_held_out_stacks_are_checked_against_the_latents_the_trainer_stored(table):
+    result, data, _ = table
+    check = result["reproduces_stored_latents"]
+    # The shipped examples are test-split views of the training campaign: their latents were stored.
+    assert check["views_matched"] == check["of"] == len(data) and check["splits"] == ["test"]
+    assert check["max_abs_latent_difference"] < 0.02 < check["stored_latent_rms"]
+
+
+def test_distorted_rows_lose_quality_and_are_warned_about(table):
+    result, _, _ = table
+    clean, noisy, offset = result["rows"]
+    assert noisy["ood_detection_rate"] == 1.0 and noisy["ood_median_percentile"] == 100.0
+    for row in (noisy, offset):
+        assert row["ssim_drop"] == pytest.approx(clean["ssim_mean"] - row["ssim_mean"])
+        assert row["composition_r2_drop"] == pytest.approx(clean["composition_r2"] - row["composition_r2"])
+    assert noisy["ssim_drop"] > 0.05  # SNR 3 white noise costs the shipped model visibly
+
+
+def test_the_table_is_json_and_the_page_frame_reads_it(table, tmp_path):
+    from battgen.afm.robustness import ROBUSTNESS_FILENAME
+    from battgen.eval.afm_report import robustness_frame
+
+    result, _, _ = table
+    (tmp_path / ROBUSTNESS_FILENAME).write_text(json.dumps(result))
+    frame, about = robustness_frame(tmp_path)
+    assert list(frame["condition"]) == ["clean", "white noise SNR 3", "offset 12 px"]
+    assert {"SSIM", "SSIM drop", "composition R²", "R² drop", "OOD warned (%)"} <= set(frame.columns)
+    assert frame["OOD warned (%)"].iloc[1] == 100.0
+    assert "test-split views" in about and "99th percentile" in about
+    assert robustness_frame(tmp_path / "none") is None
