@@ -103,7 +103,9 @@ rebuild-afm-screening: venv
 	$(VENV_PYTHON) -m battgen train translator $(TRANSLATOR_ARGS) --no-progress & adversarial=$$!; \
 	$(VENV_PYTHON) -m battgen train translator $(TRANSLATOR_ARGS) --no-progress --no-adversarial & ablation=$$!; \
 	wait $$adversarial && wait $$ablation
+	$(VENV_PYTHON) -m battgen afm calibrate-ood
 	$(VENV_PYTHON) -m battgen train atom-regressor --data $(AFM_DATA) --translator checkpoints/translator $(ATOM_REGRESSOR_ARGS)
+	$(VENV_PYTHON) -m battgen afm robustness --data $(AFM_DATA)
 	$(VENV_PYTHON) -m battgen afm export-examples --data $(AFM_DATA)
 	$(VENV_PYTHON) -m battgen train screening --latents checkpoints/translator/latents.npz $(SCREENING_ARGS)
 	$(VENV_PYTHON) -m battgen eval screening --afm-data $(AFM_DATA)

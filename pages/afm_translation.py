@@ -20,8 +20,8 @@ from battgen.data.composition import working_ions_in
 from battgen.data.neighbors import nearest_by_composition
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
 from battgen.data.table import load_table, row_structure
-from battgen.eval.afm_report import robustness_frame
-from battgen.eval.afm_report import atom_regressor_table, load_regressor_predictions, translator_comparison
+from battgen.eval.afm_report import (atom_regressor_table, load_regressor_predictions, robustness_frame,
+                                     translator_comparison)
 from battgen.jobs import DONE
 from battgen.jobs.tasks import afm_job
 from battgen.ui.jobs import follow as follow_job

@@ -16,8 +16,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.afm_files import TOPOGRAPHY_CHANNELS, gwy_topography_scan
-from tests.afm_files import gwy_channels, npy_bytes, npz_bytes, sxm_series, tiff_bytes, write_3ds
+from tests.afm_files import (TOPOGRAPHY_CHANNELS, gwy_channels, gwy_topography_scan, npy_bytes, npz_bytes,
+                             sxm_series, tiff_bytes, write_3ds)
 from tests.app.job_wait import run_until_job_ends
 
 REPO = Path(__file__).resolve().parents[2]
