@@ -17,7 +17,7 @@ from diffusers import DDIMScheduler
 
 from battgen.data.composition import N_ELEMENTS
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS, PropertyScaler
-from battgen.data.table import COLUMNS, load_scaler, save_table
+from battgen.data.table import COLUMNS, LATER_COLUMNS, load_scaler, save_table
 from battgen.eval.sensitivity import condition_sensitivity
 from battgen.models.atom_regressor import AtomRegressor
 from battgen.models.translator import AFMTranslator
@@ -274,6 +274,7 @@ def _write_table(directory, n_materials: int, ions: list[str], seed: int = 0) ->
     rows = []
     for i in range(n_materials):
         row = {c: "" for c in COLUMNS}
+        row.update({c: None for c in LATER_COLUMNS})  # integer columns: missing, not text
         row.update({name: float(lo + (hi - lo) * rng.random()) for name, lo, hi in zip(PROPERTY_NAMES, LOW, HIGH)})
         row.update({"id": f"m{i}", "source": "computed", "working_ion": ions[i], "nsites_discharge": 4,
                     "composition": rng.random(N_ELEMENTS).astype(np.float32).tolist(), "split": "train",
