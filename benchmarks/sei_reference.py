@@ -35,8 +35,8 @@ import numpy as np
 from battgen.sei.barriers import BARRIER_NAMES, resolve_barriers
 from battgen.sei.dataset import sample_barriers
 from battgen.sei.kmc import BOLTZMANN_EV
-from battgen.sei.defaults import SIMULATION_MAX_EVENTS
 from battgen.sei.observables import compute_observables
+from sei_reference_driver import partial_path, reference_script_dir
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "sei_reference_driver.py"
@@ -82,8 +82,14 @@ def _cache_file(cache: Path, mode: str, nx: int, ny: int, seed: int, bound: int,
 
 
 def run_reference(reference: Path, cache: Path, mode: str, nx: int, ny: int, seed: int, bound: int,
-                  barriers: np.ndarray) -> dict:
+                  barriers: np.ndarray, use_partial: bool = False) -> dict:
     path = _cache_file(cache, mode, nx, ny, seed, bound, barriers)
+    partial = partial_path(path)
+    if use_partial and not path.is_file() and partial.is_file():
+        # a run still going (or stopped): its latest snapshot, compared at its simulated time
+        with np.load(partial, allow_pickle=False) as z:
+            return {"lattice": z["lattice"], "status": "partial", "steps": int(z["steps"]),
+                    "wall_time_s": float("nan"), "sim_time_s": float(z["sim_time_s"])}
     if not path.is_file():
         env = {**os.environ, "PYTHONPATH": str(HERE.parent), "OMP_NUM_THREADS": "1"}
         command = [sys.executable, str(DRIVER), "--reference", str(reference), "--nx", str(nx), "--ny", str(ny),
@@ -97,10 +103,10 @@ def run_reference(reference: Path, cache: Path, mode: str, nx: int, ny: int, see
                 "wall_time_s": float(z["wall_time_s"]), "sim_time_s": float(z["sim_time_s"])}
 
 
-def run_ours(nx: int, ny: int, seed: int, bound: int, barriers: np.ndarray) -> dict:
+def run_ours(nx: int, ny: int, seed: int, bound: int, barriers: np.ndarray, max_time: float | None = None) -> dict:
     from battgen.sei.kmc import simulate
 
-    result = simulate(barriers, nx=nx, ny=ny, seed=seed, max_steps=bound)
+    result = simulate(barriers, nx=nx, ny=ny, seed=seed, max_steps=bound, max_time=max_time)
     return {"lattice": result.lattice, "status": result.status, "steps": result.steps,
             "wall_time_s": result.wall_time_s, "sim_time_s": result.sim_time_s}
 
@@ -112,7 +118,8 @@ def summarise(label: str, runs: list[dict]) -> dict:
            "events": float(np.median([r["steps"] for r in runs])),
            "events_range": (min(r["steps"] for r in runs), max(r["steps"] for r in runs)),
            "wall_s": float(np.median([r["wall_time_s"] for r in runs])),
-           "events_per_s": sum(r["steps"] for r in runs) / max(sum(r["wall_time_s"] for r in runs), 1e-12)}
+           "events_per_s": sum(r["steps"] for r in runs) / max(sum(r["wall_time_s"] for r in runs), 1e-12),
+           "sim_time_s": float(np.median([r["sim_time_s"] for r in runs]))}
     for name in COLUMNS:
         values = np.array([o[name] for o in observables])
         row[name] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
@@ -121,14 +128,16 @@ def summarise(label: str, runs: list[dict]) -> dict:
 
 def format_table(rows: list[dict]) -> str:
     head = ("| set | code | passivated | events (median; range) | thickness | porosity (layer) | "
-            "porosity (half-thickness) | Li2CO3 fraction | organic fraction | s/run | events/s | ours faster |")
+            "porosity (half-thickness) | Li2CO3 fraction | organic fraction | sim. time (s) | s/run | events/s | "
+            "ours faster |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
         cells = [row["set"], row["code"], f"{row['passivated']}/{row['runs']}",
                  f"{row['events']:,.0f} ({row['events_range'][0]:,}–{row['events_range'][1]:,})"]
         cells += [f"{row[name][0]:.3f} ± {row[name][1]:.3f}" if name != "thickness"
                   else f"{row[name][0]:.2f} ± {row[name][1]:.2f}" for name in COLUMNS]
-        cells += [f"{row['wall_s']:.3g}", f"{row['events_per_s']:,.0f}", row.get("ratio", "")]
+        cells += [f"{row['sim_time_s']:.3g}", f"{row['wall_s']:.3g}", f"{row['events_per_s']:,.0f}",
+                  row.get("ratio", "")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -155,6 +164,9 @@ def main(argv=None) -> int:
                         help="add a row of ours with the reference's pair counting (isolates its effect)")
     parser.add_argument("--modes", nargs="+", default=["published", "repaired"])
     parser.add_argument("--cache", type=Path, default=Path("/tmp/sei_reference_cache"))
+    parser.add_argument("--use-partial", action="store_true",
+                        help="for a reference run not finished yet, take its latest snapshot "
+                             "(driver --snapshot-every) and add ours stopped at the same simulated time")
     parser.add_argument("--jobs", type=int, default=1, help="reference runs at once (one core each)")
     args = parser.parse_args(argv)
 
@@ -166,8 +178,6 @@ def main(argv=None) -> int:
             return 2
         sets = {name: sets[name] for name in args.sets}
     if args.reference is not None:
-        from sei_reference_driver import reference_script_dir
-
         try:
             reference_script_dir(args.reference)
         except ValueError as exc:
@@ -182,13 +192,14 @@ def main(argv=None) -> int:
         probe = run_ours(args.nx, args.ny, 0, args.max_steps, barriers)
         bounded = name in args.bounded_sets or probe["status"] != "complete"
         plans[name] = args.slow_max_steps if bounded else args.max_steps
-    jobs = [(args.reference, args.cache, mode, args.nx, args.ny, seed, plans[name], sets[name])
+    keys = [(name, mode) for name in sets for mode in args.modes for _ in range(args.ref_seeds)]
+    jobs = [(args.reference, args.cache, mode, args.nx, args.ny, seed, plans[name], sets[name], args.use_partial)
             for name in sets for mode in args.modes for seed in range(args.ref_seeds)]
     reference_runs = {}
     if args.reference is not None:
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:  # each job is its own process
-            for job, result in zip(jobs, pool.map(lambda job: run_reference(*job), jobs)):
-                reference_runs.setdefault((id(job[-1]), job[2]), []).append(result)
+            for key, result in zip(keys, pool.map(lambda job: run_reference(*job), jobs)):
+                reference_runs.setdefault(key, []).append(result)
 
     rows = []
     for name, barriers in sets.items():
@@ -196,11 +207,24 @@ def main(argv=None) -> int:
         ours = [run_ours(args.nx, args.ny, seed, bound, barriers) for seed in range(args.our_seeds)]
         ours_row = summarise("ours", ours)
         set_rows = []
+        same_time = {}
         for mode in args.modes if args.reference is not None else ():
-            row = summarise(f"reference, {mode}", reference_runs[id(barriers), mode])
-            row["ratio"] = f"{ours_row['events_per_s'] / row['events_per_s']:,.0f}x"
-            set_rows.append(row)
+            runs = reference_runs[name, mode]
+            unfinished = [r for r in runs if r["status"] == "partial"]
+            finished_runs = [r for r in runs if r["status"] != "partial"]
+            if finished_runs:
+                row = summarise(f"reference, {mode}", finished_runs)
+                row["ratio"] = f"{ours_row['events_per_s'] / row['events_per_s']:,.0f}x"
+                set_rows.append(row)
+            if unfinished:
+                t_stop = float(np.median([r["sim_time_s"] for r in unfinished]))
+                set_rows.append(summarise(f"reference, {mode}, still running at t = {t_stop:.3g} s", unfinished))
+                same_time[mode] = t_stop
         set_rows.append(ours_row)
+        for mode, t_stop in same_time.items():
+            set_rows.append(summarise(f"ours, stopped at t = {t_stop:.3g} s (as reference, {mode})",
+                                      [run_ours(args.nx, args.ny, seed, bound, barriers, max_time=t_stop)
+                                       for seed in range(args.our_seeds)]))
         if args.pairs_twice:
             twice = pairs_counted_twice(barriers)
             set_rows.append(summarise("ours, pairs from both sites",

@@ -99,6 +99,11 @@ def reference_lattice_to_codes(sites, nx: int, ny: int) -> np.ndarray:
     return lattice
 
 
+def partial_path(out: Path) -> Path:
+    """Where a run writing ``out`` keeps its latest snapshot."""
+    return out.with_name(out.stem + ".partial.npz")
+
+
 def _write_input(path: Path, nx: int, ny: int, barriers: np.ndarray, temperature: float) -> None:
     import yaml
 
@@ -112,9 +117,14 @@ def _write_input(path: Path, nx: int, ny: int, barriers: np.ndarray, temperature
 
 
 def run_reference(reference, *, nx: int, ny: int, seed: int, barriers=None, mode: str = "published",
-                  max_steps: int = 10**9, temperature: float = 300.0) -> dict:
+                  max_steps: int = 10**9, temperature: float = 300.0, snapshot=None,
+                  snapshot_every: int = 0) -> dict:
     """One reference run in this process (call it once per process). Returns the final lattice in
-    our codes, status ('complete' or 'max_steps'), events, simulated time, wall time, event counts."""
+    our codes, status ('complete' or 'max_steps'), events, simulated time, wall time, event counts.
+    ``snapshot(lattice, t, steps)`` is called with the reference's site list every ``snapshot_every`` events,
+    so a run that cannot finish in the time at hand still leaves a state to compare."""
+    if not snapshot_every:
+        snapshot = None
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     script_dir = reference_script_dir(reference).resolve()
@@ -142,7 +152,10 @@ def run_reference(reference, *, nx: int, ny: int, seed: int, barriers=None, mode
             # the script rebinds ``pre`` to filtered copies after the event, so this list object
             # keeps the events as they were before the deletion
             repair["before"] = namespace["pre"]
-        return original_update(event, t, lattice)
+        result = original_update(event, t, lattice)
+        if snapshot is not None and counts.sum() % snapshot_every == 0:
+            snapshot(lattice, t, int(counts.sum()))
+        return result
 
     def owned_events(sites):
         events = []
@@ -215,14 +228,26 @@ def main(argv=None) -> int:
     parser.add_argument("--mode", choices=MODES, default="published")
     parser.add_argument("--max-steps", type=int, default=10**9)
     parser.add_argument("--out", required=True, help="write the result to this .npz")
+    parser.add_argument("--snapshot-every", type=int, default=0,
+                        help="also keep the state every this many events in OUT.partial.npz (0: never)")
     args = parser.parse_args(argv)
     from battgen.sei.barriers import parse_barrier_string
 
     out = Path(args.out).resolve()
+    partial = partial_path(out)
+
+    def snapshot(sites, t, steps):
+        # the state so far, replaced atomically: a run stopped from outside leaves a whole file
+        tmp = partial.with_name(partial.name + ".tmp.npz")
+        np.savez_compressed(tmp, lattice=reference_lattice_to_codes(sites, args.nx, args.ny),
+                            sim_time_s=t, steps=steps, status=np.array("partial"))
+        os.replace(tmp, partial)
+
     try:
         result = run_reference(args.reference, nx=args.nx, ny=args.ny, seed=args.seed,
                                barriers=parse_barrier_string(args.barriers) if args.barriers else None,
-                               mode=args.mode, max_steps=args.max_steps)
+                               mode=args.mode, max_steps=args.max_steps, snapshot=snapshot,
+                               snapshot_every=args.snapshot_every)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
