@@ -91,7 +91,7 @@ def report(runs: dict[int, dict], rate: float) -> str:
              f"kernel speed {rate / 1e6:.2f} M events per CPU second (costs below use it).", "",
              "| event bound | finished | fraction | CPU s per run (mean) | 4,000-run build, CPU h |",
              "|---:|---:|---:|---:|---:|"]
-    for bound in CURVE_BOUNDS:
+    for bound in sorted(set(CURVE_BOUNDS) | {float(DATASET_MAX_EVENTS)}):
         if bound > largest:
             break
         k = sum(r["steps"] <= bound for r in finished)

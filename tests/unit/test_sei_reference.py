@@ -180,3 +180,28 @@ def test_harness_prints_one_table_with_both_codes(reference, tmp_path):
     for code in ("reference, published", "reference, repaired", "ours"):
         assert f"| A | {code} |" in table
     assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_a_reference_run_still_going_is_compared_at_its_simulated_time(reference, tmp_path):
+    harness = _load("sei_reference")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    barriers = harness.barrier_sets([])["default"]
+    final = harness._cache_file(cache, "published", 8, 10, 0, 3_000_000, barriers)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "sei_reference_driver.py"), "--reference",
+                    str(reference), "--nx", "8", "--ny", "10", "--seed", "0", "--max-steps", "400",
+                    "--snapshot-every", "100", "--barriers", harness._barrier_string(barriers), "--out", str(final)],
+                   env=env, check=True, capture_output=True, text=True)
+    final.unlink()  # as if the run were still going: only its snapshot at 400 events exists
+    with np.load(driver.partial_path(final), allow_pickle=False) as z:
+        assert int(z["steps"]) == 400 and float(z["sim_time_s"]) > 0
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sei_reference.py"), "--reference",
+                          str(reference), "--nx", "8", "--ny", "10", "--ref-seeds", "1", "--our-seeds", "2",
+                          "--sets", "default", "--draws", "--modes", "published", "--use-partial",
+                          # one bound whatever ours needs on this tiny lattice: the snapshot's run
+                          "--max-steps", "3000000", "--slow-max-steps", "3000000", "--bounded-sets",
+                          "--complete-seeds", "1", "--complete-max-steps", "1000", "--cache", str(cache)],
+                         env=env, check=True, capture_output=True, text=True).stdout
+    assert "| default | reference, published, still running at t = " in out
+    assert "| default | ours, stopped at t = " in out
