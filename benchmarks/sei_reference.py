@@ -82,9 +82,11 @@ def _cache_file(cache: Path, mode: str, nx: int, ny: int, seed: int, bound: int,
 
 
 def run_reference(reference: Path, cache: Path, mode: str, nx: int, ny: int, seed: int, bound: int,
-                  barriers: np.ndarray, use_partial: bool = False) -> dict:
+                  barriers: np.ndarray, use_partial: bool = False, cached_only: bool = False) -> dict | None:
     path = _cache_file(cache, mode, nx, ny, seed, bound, barriers)
     partial = partial_path(path)
+    if cached_only and not path.is_file() and not (use_partial and partial.is_file()):
+        return None
     if use_partial and not path.is_file() and partial.is_file():
         # a run still going (or stopped): its latest snapshot, compared at its simulated time
         with np.load(partial, allow_pickle=False) as z:
@@ -167,6 +169,8 @@ def main(argv=None) -> int:
     parser.add_argument("--use-partial", action="store_true",
                         help="for a reference run not finished yet, take its latest snapshot "
                              "(driver --snapshot-every) and add ours stopped at the same simulated time")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="start no reference run: use what the cache holds (and snapshots, with --use-partial)")
     parser.add_argument("--jobs", type=int, default=1, help="reference runs at once (one core each)")
     args = parser.parse_args(argv)
 
@@ -193,13 +197,15 @@ def main(argv=None) -> int:
         bounded = name in args.bounded_sets or probe["status"] != "complete"
         plans[name] = args.slow_max_steps if bounded else args.max_steps
     keys = [(name, mode) for name in sets for mode in args.modes for _ in range(args.ref_seeds)]
-    jobs = [(args.reference, args.cache, mode, args.nx, args.ny, seed, plans[name], sets[name], args.use_partial)
+    jobs = [(args.reference, args.cache, mode, args.nx, args.ny, seed, plans[name], sets[name], args.use_partial,
+             args.cached_only)
             for name in sets for mode in args.modes for seed in range(args.ref_seeds)]
     reference_runs = {}
     if args.reference is not None:
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:  # each job is its own process
             for key, result in zip(keys, pool.map(lambda job: run_reference(*job), jobs)):
-                reference_runs.setdefault(key, []).append(result)
+                if result is not None:
+                    reference_runs.setdefault(key, []).append(result)
 
     rows = []
     for name, barriers in sets.items():
@@ -209,7 +215,7 @@ def main(argv=None) -> int:
         set_rows = []
         same_time = {}
         for mode in args.modes if args.reference is not None else ():
-            runs = reference_runs[name, mode]
+            runs = reference_runs.get((name, mode), [])
             unfinished = [r for r in runs if r["status"] == "partial"]
             finished_runs = [r for r in runs if r["status"] != "partial"]
             if finished_runs:
