@@ -205,3 +205,14 @@ def test_a_reference_run_still_going_is_compared_at_its_simulated_time(reference
                          env=env, check=True, capture_output=True, text=True).stdout
     assert "| default | reference, published, still running at t = " in out
     assert "| default | ours, stopped at t = " in out
+
+
+def test_pairs_counted_twice_doubles_exactly_the_symmetric_pair_rates():
+    from battgen.sei.barriers import DEFAULT_BARRIERS
+    from battgen.sei.kmc import event_rates
+
+    harness = _load("sei_reference")
+    ratio = event_rates(harness.pairs_counted_twice(DEFAULT_BARRIERS)) / event_rates(DEFAULT_BARRIERS)
+    doubled = [3, 4, 5, 9]  # e4 P+P, e5 O+O, e6 O+OO, e10 OO+OO
+    assert np.allclose(ratio[doubled], 2.0)
+    assert np.allclose(np.delete(ratio, doubled), 1.0)
