@@ -176,16 +176,20 @@ with tab_sim:
         obs = result.observables
         m = st.columns(5)
         m[0].metric("Thickness (nm)", f"{obs['thickness']:.1f}")
-        m[1].metric("Porosity", f"{obs['porosity']:.3f}")
-        m[2].metric("Li2CO3 fraction", f"{obs['inorganic_fraction']:.3f}")
-        m[3].metric("Organic fraction", f"{obs['organic_fraction']:.3f}")
-        m[4].metric("Density (µg/cm²)", f"{obs['density']:.3f}")
-        m = st.columns(5)
-        m[0].metric("Electrode coverage", f"{obs['coverage']:.2f}")
-        m[1].metric("KMC events (M)", f"{result.steps / 1e6:.2f}")
-        m[2].metric("Simulated time (s)", f"{result.sim_time_s:.3g}")
-        m[3].metric("Wall time (s)", f"{result.wall_time_s:.2f}")
-        m[4].metric("Locked in pores", f"{result.locked_sites}",
+        m[1].metric("Porosity (layer)", f"{obs['porosity']:.3f}",
+                    help="Non-SEI share of the sites from the electrode up to each column's top SEI site.")
+        m[2].metric("Porosity (half-thickness)", f"{obs['porosity_half']:.3f}",
+                    help="The reference implementation's definition: non-SEI sites below half the thickness "
+                         "over (thickness/2)·width. Its published 0.025 is this one.")
+        m[3].metric("Li2CO3 fraction", f"{obs['inorganic_fraction']:.3f}")
+        m[4].metric("Organic fraction", f"{obs['organic_fraction']:.3f}")
+        m = st.columns(6)
+        m[0].metric("Density (µg/cm²)", f"{obs['density']:.3f}")
+        m[1].metric("Electrode coverage", f"{obs['coverage']:.2f}")
+        m[2].metric("KMC events (M)", f"{result.steps / 1e6:.2f}")
+        m[3].metric("Simulated time (s)", f"{result.sim_time_s:.3g}")
+        m[4].metric("Wall time (s)", f"{result.wall_time_s:.2f}")
+        m[5].metric("Locked in pores", f"{result.locked_sites}",
                     help="Species alone in closed pores where nothing can react; locked in place.")
         run_status = describe_result(result)
         (st.success if run_status.passivated else st.warning)(f"**{run_status.headline}** {run_status.detail}")

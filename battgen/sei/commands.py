@@ -53,7 +53,7 @@ def _simulate(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        for key in ("thickness", "porosity", "inorganic_fraction", "organic_fraction", "density",
+        for key in ("thickness", "porosity", "porosity_half", "inorganic_fraction", "organic_fraction", "density",
                     "steps", "sim_time_s", "wall_time_s", "status"):
             print(f"{key:>20}: {summary[key]}")
     return 0

@@ -20,7 +20,12 @@ from battgen.parallel import parallel_map
 from battgen.plans import Plan, check_saved_plan
 from battgen.sei.barriers import BARRIER_NAMES, BARRIER_RANGES, N_FREE
 from battgen.sei.defaults import DATASET_MAX_EVENTS, DEFAULT_SIZE
-from battgen.sei.observables import OBSERVABLE_NAMES, PROPERTY_NAMES
+from battgen.sei.observables import (
+    OBSERVABLE_NAMES,
+    PROPERTY_NAMES,
+    compute_observables,
+    half_thickness_porosity,
+)
 from battgen.sei.species import N_SPECIES
 
 BLOCK = 1000
@@ -168,6 +173,10 @@ def consolidate(out_dir: str | Path, plan: DatasetPlan, *, build_seconds: float 
         with np.load(_run_file(out, i), allow_pickle=False) as run:
             for key in fields:
                 fields[key].append(run[key])
+        if fields["observables"][-1].shape[0] != len(OBSERVABLE_NAMES):
+            # a run stored before an observable was added: every observable follows from the lattice
+            observables = compute_observables(fields["lattice"][-1])
+            fields["observables"][-1] = np.array([observables[k] for k in OBSERVABLE_NAMES], np.float32)
     path = out / DATASET_FILE
     atomic.save_npz(
         path,
@@ -273,6 +282,13 @@ def load_dataset(path: str | Path) -> SEIDataset:
         raise ValueError(f"lattice codes exceed the {N_SPECIES} species")
     if barriers.shape[0] != n or data.observables.shape[0] != n or data.split.shape[0] != n:
         raise ValueError("lattices, barriers, observables and split disagree on N")
+    if "porosity_half" not in data.observable_names and "thickness" in data.observable_names:
+        # datasets built before the reference's porosity was stored: it follows from the final lattice
+        thickness = data.observable("thickness")
+        extra = np.array([half_thickness_porosity(lat, float(t)) for lat, t in zip(lattices, thickness)],
+                         np.float32)
+        data.observables = np.concatenate([data.observables, extra[:, None]], axis=1)
+        data.observable_names = data.observable_names + ["porosity_half"]
     if ranges.shape != (barriers.shape[1], 2):
         raise ValueError(f"barrier_ranges must be ({barriers.shape[1]}, 2), got {ranges.shape}")
     for s in ("train", "val", "test"):
@@ -292,7 +308,8 @@ def dataset_summary(data: SEIDataset) -> dict:
                 "median": float(np.median(data.observable(name))),
                 "p95": float(np.percentile(data.observable(name), 95)),
             }
-            for name in ("thickness", "porosity", "inorganic_fraction", "organic_fraction", "density")
+            for name in ("thickness", "porosity", "porosity_half", "inorganic_fraction", "organic_fraction",
+                         "density")
         },
     }
     if data.status is not None:

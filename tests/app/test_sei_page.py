@@ -46,7 +46,8 @@ def test_simulation_runs_with_chosen_barriers_size_and_seed(page):
     ok(page.run())
     metrics = {m.label: m.value for m in page.metric}
     assert float(metrics["Thickness (nm)"]) > 0
-    assert 0 <= float(metrics["Porosity"]) <= 1
+    assert 0 <= float(metrics["Porosity (layer)"]) <= 1
+    assert 0 <= float(metrics["Porosity (half-thickness)"]) <= 1
     result = page.session_state["kmc_result"]
     assert result.lattice.shape == (25, 25) and result.seed == 3
     assert result.barriers[0] == pytest.approx(0.45) and result.barriers[13] == pytest.approx(0.30)
