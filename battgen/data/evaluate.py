@@ -120,8 +120,13 @@ class Evaluation:
 
 
 def evaluate_structure(structure, ion: str, *, name: str = "upload", fmax: float = DEFAULT_FMAX,
-                       steps: int = DEFAULT_STEPS, progress: Progress | None = None) -> Evaluation:
-    """Relax, remove the ions, relax, and compute the electrode. Raises ``ValueError`` if unusable."""
+                       steps: int = DEFAULT_STEPS, progress: Progress | None = None,
+                       require_converged: bool = True) -> Evaluation:
+    """Relax, remove the ions, relax, and compute the electrode. Raises ``ValueError`` if unusable.
+
+    ``require_converged=False`` accepts relaxations stopped at ``steps`` (an estimate, as the
+    design loop's short pre-relaxation wants); one that climbed in energy is refused either way.
+    """
     from battgen.data.table import electrode_row
 
     check_structure(structure, ion)
@@ -136,7 +141,7 @@ def evaluate_structure(structure, ion: str, *, name: str = "upload", fmax: float
     charged = relax(charged_start, fmax=fmax, steps=steps)
     report(0.95, "computing the electrode")
     for state, r in (("discharged", discharged), ("charged", charged)):
-        if not r.converged:
+        if require_converged and not r.converged:
             raise RejectedElectrode(f"the {state} relaxation did not converge in {steps} steps "
                                     f"(max force {r.max_force:.2f} eV/Å); the structure may be "
                                     "far from a stable one")

@@ -157,6 +157,8 @@ def register_eval(commands) -> None:
     p.add_argument("--dask-scheduler", default=None, metavar="ADDRESS")
     p.add_argument("--db", default=None, help="SQLite file of the evaluation's designs (default: data/design/eval.sqlite)")
     p.add_argument("--out", default=None, help="metrics file (default: assets/design/metrics.json)")
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
+                   help="arms to compare (finished arms of the same settings are reused from --db)")
     p.set_defaults(func=_run_eval)
 
 
@@ -165,7 +167,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     metrics = evaluate_design(n_requests=args.requests, max_candidates=args.max_candidates,
                               proposals=args.proposals, relax_steps=args.relax_steps, workers=args.workers,
-                              scheduler=args.dask_scheduler, db=args.db, out=args.out,
+                              scheduler=args.dask_scheduler, db=args.db, out=args.out, arms=args.arms,
                               log=lambda m: print(m, file=sys.stderr))
     print(json.dumps({arm: m.get("median_abs_delta_voltage") for arm, m in metrics["arms"].items()}, indent=2))
     return 0

@@ -2,7 +2,8 @@
 
 The requests are the voltage and gravimetric capacity of held-out (test-split) electrodes and
 midpoints between two test electrodes of the same ion, chosen deterministically. Each request
-runs as one design (both arms) in its own SQLite file; a rerun reuses finished requests, and the
+runs as one design in the evaluation's SQLite file; a rerun reuses each finished (request, arm) of
+the same budget, so an arm added later runs alone beside the stored ones; the
 metrics file is rewritten after every request with ``n_requests`` saying how many it covers.
 """
 
@@ -168,7 +169,8 @@ def _write_atomic(path: Path, data: dict) -> None:
 
 
 def evaluate_design(*, n_requests: int = 20, max_candidates: int = 2, proposals: int = 300, relax_steps: int = 120,
-                    workers: int = 1, scheduler: str | None = None, db=None, out=None, log=None) -> dict:
+                    workers: int = 1, scheduler: str | None = None, db=None, out=None, log=None,
+                    arms=ARMS) -> dict:
     from battgen.data.table import load_scaler, load_table
     from battgen.design.jobs import make_client, run_design, table_directory
     from battgen.design.store import DesignStore
@@ -176,34 +178,48 @@ def evaluate_design(*, n_requests: int = 20, max_candidates: int = 2, proposals:
     say = log or (lambda m: None)
     if n_requests < 1:
         raise ValueError("the evaluation needs at least one request")
+    arms = tuple(arms)
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown or not arms:
+        raise ValueError(f"choose arms from {', '.join(ARMS)}")
     table_dir = table_directory()
     table, scaler = load_table(table_dir), load_scaler(table_dir)
     requests = fixed_requests(table)[:n_requests]
     store = DesignStore(db or paths.data_dir(paths.DESIGN) / EVAL_DB_FILENAME)
     out_path = Path(out or paths.asset_dir(paths.DESIGN) / METRICS_FILENAME)
-    finished = {d["request"]["extra"].get("eval"): d["id"] for d in store.list_designs(limit=10_000)
-                if d["status"] == "done" and d["request"].get("extra", {}).get("eval")}
+    # Finished designs per (request, arm): an arm added later runs alone, the others are reused.
+    finished: dict[tuple[str, str], str] = {}
+    budget = {"max_candidates": max_candidates, "proposals": proposals, "relax_steps": relax_steps}
+    for d in store.list_designs(limit=10_000):
+        name = d["request"].get("extra", {}).get("eval")
+        same_budget = all(d["request"].get(k) == v for k, v in budget.items())
+        if d["status"] == "done" and name and same_budget:
+            for arm in d["request"]["arms"]:
+                finished.setdefault((name, arm), d["id"])
     diagnostics = _diagnostics(table, table_dir)
     settings = {"requests": len(requests), "max_candidates": max_candidates, "proposals": proposals,
-                "relax_steps": relax_steps, "workers": workers, "arms": list(ARMS)}
+                "relax_steps": relax_steps, "workers": workers, "arms": list(arms)}
     client = make_client(scheduler, workers)
     per_request: list[dict] = []
     start = time.perf_counter()
     try:
         for i, item in enumerate(requests):
-            request = build_request(table, scaler, item["ion"], item["targets"], max_candidates=max_candidates,
-                                    proposals=proposals, arms=ARMS, relax_steps=relax_steps, seed=i)
-            request = type(request).from_dict({**request.as_dict(), "extra": {"eval": item["name"]}})
-            design_id = finished.get(item["name"])
-            if design_id is None:
-                say(f"[{i + 1}/{len(requests)}] {item['name']} {item['ion']} {item['targets']}")
+            missing = tuple(a for a in arms if (item["name"], a) not in finished)
+            if missing:
+                request = build_request(table, scaler, item["ion"], item["targets"], max_candidates=max_candidates,
+                                        proposals=proposals, arms=missing, relax_steps=relax_steps, seed=i)
+                request = type(request).from_dict({**request.as_dict(), "extra": {"eval": item["name"]}})
+                say(f"[{i + 1}/{len(requests)}] {item['name']} {item['ion']} {item['targets']} ({', '.join(missing)})")
                 design_id = run_design(store, request, client=client, table_dir=table_dir, log=say)
-            per_request.append({**item, "design_id": design_id, "funnels": store.funnels(design_id),
-                                "candidates": store.candidates(design_id)})
+                finished.update({(item["name"], a): design_id for a in missing})
+            ids = {a: finished[(item["name"], a)] for a in arms}
+            per_request.append({**item, "design_id": ids[arms[0]], "design_ids": ids,
+                                "funnels": {a: store.funnels(ids[a]).get(a) for a in arms},
+                                "candidates": [c for a in arms for c in store.candidates(ids[a]) if c["arm"] == a]})
             metrics = {
                 "n_requests": len(per_request), "n_requests_planned": len(requests),
                 "complete": len(per_request) == len(requests) and len(requests) >= 20,
-                "arms": {arm: _arm_metrics(per_request, arm) for arm in ARMS},
+                "arms": {arm: _arm_metrics(per_request, arm) for arm in arms},
                 "definitions": {
                     "validity_pct": "proposals passing min distance and charge neutrality (SMACT and pymatgen, "
                                     "discharged and charged)",
@@ -212,9 +228,11 @@ def evaluate_design(*, n_requests: int = 20, max_candidates: int = 2, proposals:
                     "pct_capacity_within_10pct": f"|Q_computed - Q_requested| <= {CAPACITY_TOLERANCE:.0%} of Q_requested",
                     "seconds_per_verified_candidate": "funnel + relaxation seconds of the arm (one thread) / verified",
                     "guided": "composition-prior weighted proposals, pre-ranked by surrogate voltage + exact capacity",
+                    "guided-prerelaxed": "the guided arm's survivors, the best 6 re-ranked by a 30-step CHGNet "
+                                         "relaxation's voltage + exact capacity; its seconds include those relaxations",
                     "ion-exchange": "ion exchange + lambda.json substitution, ranked by substitution probability only",
                 },
-                "requests": [{k: r[k] for k in ("name", "ion", "targets", "design_id")} for r in per_request],
+                "requests": [{k: r[k] for k in ("name", "ion", "targets", "design_ids")} for r in per_request],
                 "diagnostics": diagnostics, "settings": settings,
                 "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
                 "wall_time_s": time.perf_counter() - start,

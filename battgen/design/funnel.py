@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from battgen.data.properties import PropertyScaler
 from battgen.design.proposals import Proposal, charged_structure, draw_proposals, framework_sources
-from battgen.design.request import DesignRequest
+from battgen.design.request import GUIDED_ARMS, DesignRequest
 from battgen.design.surrogate import PRERANKED, estimate
 from battgen.design.validity import MIN_DISTANCE, min_distance, neutral_pair
 
@@ -25,6 +25,7 @@ STAGE_LABELS = {
     "neutral": "charge neutral (SMACT + pymatgen, both states)",
     "unique": "unique in the batch",
     "novel": "novel vs the table",
+    "prerelaxed": "pre-relaxed (short CHGNet, best 6)",
     "selected": "pre-ranked top k (+ reserve)",
     "relaxed": "relaxed (CHGNet pair)",
     "verified": "verified electrode",
@@ -92,7 +93,7 @@ def run_funnel(request: DesignRequest, arm: str, table_dir, *, progress=None) ->
     def guided_score(compositions):
         return [prerank_score(e, targets, scaler) for e in estimate(surrogate, compositions, ion)]
 
-    guided = arm == "guided"
+    guided = arm in GUIDED_ARMS
     prior = prior_for(table_dir).predict(ion, request.properties) if guided else None
     target_score = guided_score if guided else None
 
@@ -122,7 +123,7 @@ def run_funnel(request: DesignRequest, arm: str, table_dir, *, progress=None) ->
     report("ranking")
     for p, est in zip(novel, estimate(surrogate, [p.structure.composition for p in novel], ion)):
         p.estimates = est
-        p.score = (prerank_score(est, targets, scaler) if arm == "guided"
+        p.score = (prerank_score(est, targets, scaler) if guided
                    else -math.log(max(p.weight, 1e-300)))
     novel.sort(key=lambda p: (p.score, p.key))
     counts["selected"] = min(len(novel), request.max_candidates + RESERVE)

@@ -16,8 +16,9 @@ import warnings
 
 from battgen import paths
 from battgen.design.funnel import RESERVE, FunnelResult, run_funnel
+from battgen.design.prerelax import PRERELAX_CANDIDATES, prerelax, rerank
 from battgen.design.proposals import Proposal
-from battgen.design.request import DesignRequest
+from battgen.design.request import PRERELAXED_ARMS, DesignRequest
 from battgen.design.store import ACTIVE, DesignStore
 from battgen.design.verify import verify
 
@@ -92,6 +93,40 @@ def _wait(client, futures, store, design_id):
             return done
 
 
+def _prerelax_task(proposal: dict, ion: str) -> dict:
+    with _quiet():
+        return prerelax(Proposal.from_dict(proposal), ion)
+
+
+def _prerelaxed(client, store: DesignStore, design_id: str, request: DesignRequest, arm: str,
+                funnel: FunnelResult, table_dir: str, active: dict, say) -> list[Proposal]:
+    """The arm's survivors with the best ``PRERELAX_CANDIDATES`` re-ranked by a short CHGNet relaxation;
+    its seconds count as the arm's funnel time (the evaluation charges them to the arm)."""
+    from battgen.data.table import load_scaler
+    from battgen.design.funnel import ranking_targets
+
+    head = funnel.ranked[:PRERELAX_CANDIDATES]
+    store.set_stage(design_id, f"pre-relaxing {len(head)} ({arm})")
+    futures = {client.submit(_prerelax_task, p.as_dict(), request.working_ion, pure=False): p.key for p in head}
+    active.update(futures)
+    estimates: dict[str, dict] = {}
+    while futures:
+        for future in _wait(client, futures, store, design_id):
+            key = futures.pop(future)
+            active.pop(future)
+            try:
+                estimates[key] = future.result()
+            except Exception as err:  # a dead worker costs this proposal its estimate, not the design
+                estimates[key] = {"key": key, "status": "failed", "reason": f"{type(err).__name__}: {err}",
+                                  "seconds": 0.0}
+    ranked = rerank(head, estimates, ranking_targets(request), load_scaler(table_dir)) + funnel.ranked[len(head):]
+    estimated = sum(e["status"] == "estimated" for e in estimates.values())
+    seconds = funnel.seconds + sum(float(e.get("seconds") or 0.0) for e in estimates.values())
+    store.record_funnel(design_id, arm, {**funnel.counts, "prerelaxed": estimated}, funnel.rejections, seconds)
+    say(f"  {arm}: pre-relaxed {estimated}/{len(head)}; new order " + ", ".join(p.formula for p in ranked[:3]))
+    return ranked
+
+
 def run_design(store: DesignStore, request: DesignRequest, *, client, design_id: str | None = None,
                table_dir=None, log=None) -> str:
     """Run ``request`` to the end (or cancellation), recording everything in ``store``."""
@@ -115,7 +150,10 @@ def run_design(store: DesignStore, request: DesignRequest, *, client, design_id:
                 funnel = FunnelResult.from_dict(future.result())
                 store.record_funnel(design_id, arm, funnel.counts, funnel.rejections, funnel.seconds)
                 say(f"  {arm}: " + " → ".join(f"{k} {v}" for k, v in funnel.counts.items()))
-                queues[arm] = list(enumerate(funnel.ranked[: request.max_candidates + RESERVE]))
+                ranked = funnel.ranked
+                if arm in PRERELAXED_ARMS and ranked:
+                    ranked = _prerelaxed(client, store, design_id, request, arm, funnel, table_dir, active, say)
+                queues[arm] = list(enumerate(ranked[: request.max_candidates + RESERVE]))
         state = {arm: {"verified": 0, "running": 0, "relaxed": 0} for arm in request.arms}
         verify_futures: dict = {}
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from battgen.data.frameworks import _spread_sites
 from battgen.data.properties import ION_CHARGE, check_ion
+from battgen.design.request import GUIDED_ARMS
 from battgen.design.substitution import ANION_POOL, METAL_POOL, element_probability
 
 PRIOR_TEMPERATURE = 0.05  # overlap 0.1 higher → e² ≈ 7× more likely to be drawn
@@ -267,7 +268,7 @@ def draw_proposals(sources: list[Source], ion: str, arm: str, budget: int, *, pr
         return []
     weights = np.array([substitution_weight(sources[s.source], s, ion) for s in specs])
     overlaps = None
-    if arm == "guided":
+    if arm in GUIDED_ARMS:
         if prior is None:
             raise ValueError("the guided arm needs a composition prior")
         compositions = [_spec_composition(sources[s.source], s) for s in specs]

@@ -13,7 +13,12 @@ import pandas as pd
 from battgen.data.properties import PROPERTY_BY_NAME, PROPERTY_NAMES, PropertyScaler, check_ion
 from battgen.screening.request import ScreeningRequest
 
-ARMS = ("guided", "ion-exchange")
+ARMS = ("guided", "guided-prerelaxed", "ion-exchange")
+# Arms that draw proposals by the composition prior and pre-rank them by the surrogate.
+GUIDED_ARMS = ("guided", "guided-prerelaxed")
+# Arms that give their best surrogate-ranked survivors a short CHGNet relaxation and re-rank them by
+# its voltage before choosing what to verify (battgen/design/prerelax.py).
+PRERELAXED_ARMS = ("guided-prerelaxed",)
 DEFAULT_PROPOSALS = 300  # proposals drawn per arm before the funnel
 MAX_CANDIDATES = 10  # verified candidates per arm; each costs a CHGNet pair relaxation
 DEFAULT_RELAX_STEPS = 120

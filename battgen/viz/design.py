@@ -9,8 +9,9 @@ import plotly.graph_objects as go
 
 from battgen.data.properties import PROPERTY_BY_NAME
 
-ARM_COLORS = {"guided": "#636EFA", "ion-exchange": "#EF553B"}
-ARM_LABELS = {"guided": "guided (prior + surrogate)", "ion-exchange": "ion exchange (baseline)"}
+ARM_COLORS = {"guided": "#636EFA", "guided-prerelaxed": "#00CC96", "ion-exchange": "#EF553B"}
+ARM_LABELS = {"guided": "guided (prior + surrogate)", "guided-prerelaxed": "guided, pre-relaxed (+ short CHGNet)",
+              "ion-exchange": "ion exchange (baseline)"}
 
 
 def funnel_figure(funnels: dict[str, dict], stage_labels: dict[str, str], height: int = 380) -> go.Figure:

@@ -78,3 +78,17 @@ def test_cli_prints_parseable_json_and_lists_the_design(capfd, tmp_path):
         assert {"id", "formula_discharge", "requested", "computed", "e_hull", "competing_phases", "novel"} <= set(r)
     assert main(["design", "--list", "--db", db]) == 0
     assert summary["design_id"] in capfd.readouterr().out
+
+
+def test_the_prerelaxed_arm_reranks_by_short_relaxations(client, tmp_path, monkeypatch):
+    import battgen.design.jobs as jobs
+
+    monkeypatch.setattr(jobs, "PRERELAX_CANDIDATES", 2)  # two short relaxations keep the test short
+    store = DesignStore(tmp_path / "d.sqlite")
+    request = _request(max_candidates=1, proposals=20, relax_steps=3, arms=("guided-prerelaxed",))
+    design_id = run_design(store, request, client=client)
+    assert store.design(design_id)["status"] == "done"
+    counts = store.funnels(design_id)["guided-prerelaxed"]["counts"]
+    assert 0 <= counts["prerelaxed"] <= 2
+    first = store.candidates(design_id, arm="guided-prerelaxed")[0]["proposal"]["estimates"]
+    assert "prerelaxed_average_voltage" in first or "prerelax_failed" in first
