@@ -12,7 +12,8 @@ from battgen.design.evaluate import load_metrics, metrics_table
 from battgen.design.export import candidate_id, csv_bytes, design_records, records_frame, structures_zip
 from battgen.design.funnel import STAGE_LABELS
 from battgen.design.jobs import DesignJobs
-from battgen.design.request import ARMS, DEFAULT_PROPOSALS, DEFAULT_RELAX_STEPS, MAX_CANDIDATES, build_request
+from battgen.design.request import (ARMS, DEFAULT_ARMS, DEFAULT_PROPOSALS, DEFAULT_RELAX_STEPS, MAX_CANDIDATES,
+                                     build_request)
 from battgen.design.store import ACTIVE, DesignStore, default_path
 from battgen.screening.request import ion_medians
 from battgen.ui.jobs import job_runner, show_job_state
@@ -91,9 +92,10 @@ def request_controls(table: pd.DataFrame, scaler: PropertyScaler):
         settings[0].number_input("Verified candidates per arm", 1, MAX_CANDIDATES, value=2, key="design_k",
                                  help="each is a CHGNet relaxation of the discharged and charged structure")
         settings[1].number_input("Proposals per arm", 10, 2000, value=DEFAULT_PROPOSALS, step=50, key="design_proposals")
-        settings[2].multiselect("Arms", ARMS, default=["guided"], key="design_arms",
-                                help="guided: composition prior + surrogate pre-rank; ion-exchange: the baseline, "
-                                     "ranked by substitution probability alone")
+        settings[2].multiselect("Arms", ARMS, default=list(DEFAULT_ARMS), key="design_arms",
+                                help="guided-prerelaxed: composition prior + surrogate pre-rank, then the best 6 "
+                                     "re-ranked by a short CHGNet relaxation; guided: without that step; "
+                                     "ion-exchange: the baseline, ranked by substitution probability alone")
         settings[3].number_input("Relaxation steps", 10, 500, value=DEFAULT_RELAX_STEPS, key="design_steps")
         submitted = st.form_submit_button("Design", type="primary", icon=":material/science:")
     if not submitted:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from battgen import atomic
 from battgen.data.properties import PROPERTY_BY_NAME, PROPERTY_NAMES, WORKING_IONS
-from battgen.design.request import ARMS, DEFAULT_PROPOSALS, DEFAULT_RELAX_STEPS
+from battgen.design.request import ARMS, DEFAULT_ARMS, DEFAULT_PROPOSALS, DEFAULT_RELAX_STEPS
 from battgen.screening.commands import PROPERTY_FLAGS
 
 
@@ -29,8 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             help=f"{p.label} ({p.unit}); default: the ion's median (not targeted)")
     parser.add_argument("--max-candidates", type=int, default=2, help="verified candidates wanted per arm")
     parser.add_argument("--proposals", type=int, default=DEFAULT_PROPOSALS, help="proposals drawn per arm")
-    parser.add_argument("--arms", nargs="+", choices=ARMS, default=["guided"],
-                        help="guided (composition prior + surrogate pre-rank) and/or ion-exchange (baseline)")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(DEFAULT_ARMS),
+                        help="guided-prerelaxed (prior + surrogate, best 6 re-ranked by a short CHGNet relaxation), "
+                             "guided (without that step), ion-exchange (baseline)")
     parser.add_argument("--relax-steps", type=int, default=DEFAULT_RELAX_STEPS, help="optimiser steps per relaxation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1, help="local Dask worker processes (1 torch thread each)")

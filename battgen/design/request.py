@@ -19,6 +19,9 @@ GUIDED_ARMS = ("guided", "guided-prerelaxed")
 # Arms that give their best surrogate-ranked survivors a short CHGNet relaxation and re-rank them by
 # its voltage before choosing what to verify (battgen/design/prerelax.py).
 PRERELAXED_ARMS = ("guided-prerelaxed",)
+# The arm a request uses unless told otherwise: the one the evaluation (assets/design/metrics.json)
+# found closest to the requested voltage.
+DEFAULT_ARMS = ("guided-prerelaxed",)
 DEFAULT_PROPOSALS = 300  # proposals drawn per arm before the funnel
 MAX_CANDIDATES = 10  # verified candidates per arm; each costs a CHGNet pair relaxation
 DEFAULT_RELAX_STEPS = 120
@@ -31,7 +34,7 @@ class DesignRequest:
     properties: dict[str, float]  # all six: targets + the ion's medians for the rest
     max_candidates: int = 2
     proposals: int = DEFAULT_PROPOSALS
-    arms: tuple[str, ...] = ("guided",)
+    arms: tuple[str, ...] = DEFAULT_ARMS
     relax_steps: int = DEFAULT_RELAX_STEPS
     seed: int = 0
     extra: dict = field(default_factory=dict)
@@ -54,7 +57,7 @@ def describe_range(scaler: PropertyScaler, name: str) -> str:
 
 def build_request(table: pd.DataFrame, scaler: PropertyScaler, ion: str, given: dict[str, float | None],
                   *, max_candidates: int = 2, proposals: int = DEFAULT_PROPOSALS,
-                  arms=("guided",), relax_steps: int = DEFAULT_RELAX_STEPS, seed: int = 0) -> DesignRequest:
+                  arms=DEFAULT_ARMS, relax_steps: int = DEFAULT_RELAX_STEPS, seed: int = 0) -> DesignRequest:
     """A checked request; ``ValueError`` with one plain sentence for anything unusable."""
     check_ion(ion)
     if max_candidates < 1:

@@ -20,7 +20,7 @@ def test_targets_are_only_what_was_given(table_and_scaler):
     assert request.targets == {"average_voltage": 3.5, "capacity_grav": 150.0}
     assert set(request.properties) == set(scaler.names)
     assert request.properties["average_voltage"] == 3.5
-    assert request.max_candidates == 2 and request.arms == ("guided",)
+    assert request.max_candidates == 2 and request.arms == ("guided-prerelaxed",)
     assert type(request).from_dict(request.as_dict()) == request
 
 
