@@ -2,14 +2,16 @@
 
 ``train_atom_regressor(AtomRegressorTrainingConfig(data=..., translator=..., out=...))``
 encodes every view once with the frozen translator (posterior mean times its
-``scaling_factor``: the diffusion model's space), then fits :class:`AtomRegressor` to the
+``scaling_factor``: the diffusion model's space) — or, with ``latents=``, reads those means from
+the ``latents.npz`` the translator's training stored, with the atom counts from the electrode
+table, so the regressor can be retrained without the 280 MB dataset — then fits :class:`AtomRegressor` to the
 112-long atom counts with an MSE weighted by inverse working-ion frequency, keeping the epoch
 with the best validation loss. Encoding once makes each epoch cost only the small regressor,
 so the published 400 epochs fit on a CPU.
 
 Left in ``out_dir``: ``config.json`` + safetensors; ``metrics.json`` with the test split in the
 layout of the published per-ion table (:func:`battgen.eval.afm_metrics.atom_regressor_metrics`)
-and the training history; ``metadata.json``; ``predictions.npz`` with the test split's true and
+and the training history (and the ablation table with ``ablation_epochs``); ``metadata.json``; ``predictions.npz`` with the test split's true and
 predicted counts (``true``, ``pred``: (n_test, 112) float32), ``working_ion``, ``material``,
 ``rotation`` and dataset row ``index``, for the app's violin plots and error histograms.
 """
