@@ -168,3 +168,12 @@ def test_robustness_keeps_the_previous_regressors_numbers_as_before(tmp_path):
     frame, about = robustness_frame(tmp_path)
     assert frame["composition R² (previous regressor)"].tolist() == [0.5, 0.1]
     assert "previous regressor" in about
+
+
+def test_a_checkpoint_saved_before_the_switches_loads_as_the_old_network():
+    """The screening pipeline's own copy of the regressor predates pooling/output: it must load unchanged."""
+    directory = REPO / "checkpoints" / "screening" / "atom_regressor"
+    assert "pooling" not in json.loads((directory / "config.json").read_text())
+    model = AtomRegressor.from_pretrained(directory).eval()
+    assert (model.config.pooling, model.config.output) == ("flatten", "counts")
+    assert model.predict_from_mu(torch.zeros(1, 4, 16, 16)).shape == (1, 112)
