@@ -94,10 +94,7 @@ bench: venv
 # with a GPU present every trainer uses it. Set AFM_DATA to keep the 280 MB dataset elsewhere.
 AFM_DATA ?= data/afm
 TRANSLATOR_ARGS := --data $(AFM_DATA) --threads 1 --channels 16,32,64 --epochs 14 --patience 14 --max-minutes 55
-# The regressor reads the translator's stored latents (no second encoding of the dataset); its ablation
-# table (7 variants x 15 epochs, ~10 min of one core) goes into its metrics.json.
-ATOM_REGRESSOR_ARGS := --latents checkpoints/translator/latents.npz --output fractions --ablation-epochs 15 \
-  --threads 1 --max-minutes 10
+ATOM_REGRESSOR_ARGS := --threads 2 --max-minutes 10
 SCREENING_ARGS := --channels 32,64,64 --lr 5e-4 --epochs 1000 --patience 0 --max-minutes 52 --threads 1 \
   --prediction-type v_prediction --zero-terminal-snr --min-snr-gamma 5 --condition-norm zscore --targets canonical \
   --select-by val_composition_r2 --select-every 5

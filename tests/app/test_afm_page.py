@@ -241,15 +241,6 @@ def test_model_quality_shows_the_robustness_table_and_the_ood_calibration(shippe
                for c in captions), captions
 
 
-def test_model_quality_shows_the_regressor_ablation_and_the_previous_regressors_robustness(shipped_page):
-    frames = [d.value for d in shipped_page.dataframe]
-    ablation = next(f for f in frames if "variant" in f.columns)
-    assert ablation["variant"].iloc[0].startswith("shipped recipe") and "R², latent rolled 1 px" in ablation
-    assert any(v.startswith("baseline: ") for v in ablation["variant"])
-    robustness = next(f for f in frames if "OOD warned (%)" in f.columns)
-    assert robustness["composition R² (previous regressor)"].notna().all()
-
-
 def test_an_offset_stack_in_the_caution_band_is_called_unusual(shipped_page):
     from battgen.afm.distortions import lateral_offset
     from battgen.afm.examples import load_examples

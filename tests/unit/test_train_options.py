@@ -189,10 +189,7 @@ def test_the_makefile_training_lines_parse(monkeypatch):
     assert adversarial.adversarial and not ablation.adversarial and not ablation.progress
     assert ablation.out == paths.checkpoint_dir(paths.TRANSLATOR_NOADV) and ablation.data == paths.data_dir(paths.AFM)
     assert ablation.channels == (16, 32, 64) and ablation.epochs == 14 and ablation.max_minutes == 55
-    assert regressor.translator == paths.checkpoint_dir(paths.TRANSLATOR) and regressor.threads == 1
-    assert regressor.latents == paths.checkpoint_dir(paths.TRANSLATOR) / LATENTS_FILENAME
-    assert (regressor.output, regressor.pooling, regressor.augment, regressor.ablation_epochs) == (
-        "fractions", "flatten", "none", 15)
+    assert regressor.translator == paths.checkpoint_dir(paths.TRANSLATOR) and regressor.threads == 2
     assert screening.channels == (32, 64, 64) and screening.lr == 5e-4 and screening.patience == 0
     assert (screening.prediction_type, screening.zero_terminal_snr, screening.min_snr_gamma) == ("v_prediction", True, 5)
     assert (screening.condition_norm, screening.targets, screening.select_by) == ("zscore", "canonical",
