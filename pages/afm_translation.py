@@ -20,8 +20,8 @@ from battgen.data.composition import working_ions_in
 from battgen.data.neighbors import nearest_by_composition
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
 from battgen.data.table import load_table, row_structure
-from battgen.eval.afm_report import (atom_regressor_table, load_regressor_predictions, robustness_frame,
-                                     translator_comparison)
+from battgen.eval.afm_report import (atom_regressor_ablation, atom_regressor_table, load_regressor_predictions,
+                                     robustness_frame, translator_comparison)
 from battgen.jobs import DONE
 from battgen.jobs.tasks import afm_job
 from battgen.ui.jobs import follow as follow_job
@@ -363,8 +363,7 @@ with quality_tab:
     robustness = robustness_frame(paths.checkpoint_dir(paths.TRANSLATOR))
     if robustness is not None:
         frame, about = robustness
-        st.markdown("**Robustness to a microscope's distortions** (shipped models, held-out simulated stacks, "
-                    "no augmentation in training)")
+        st.markdown("**Robustness to a microscope's distortions** (shipped models, held-out simulated stacks)")
         st.dataframe(frame, hide_index=True, key="afm_robustness")
         st.caption(about)
     quality_density, _ = ood_calibration(checkpoint(paths.TRANSLATOR))
@@ -379,6 +378,11 @@ with quality_tab:
     if regressor_metrics:
         st.markdown("**Atom regressor, test split per working ion**")
         st.dataframe(atom_regressor_table(regressor_metrics), hide_index=True, key="afm_regressor_metrics")
+        ablation = atom_regressor_ablation(regressor_metrics)
+        if ablation is not None:
+            st.markdown("**What limits the atom regressor** (ablation, short trainings on the same split)")
+            st.dataframe(ablation[0], hide_index=True, key="afm_regressor_ablation")
+            st.caption(ablation[1])
         predictions = load_regressor_predictions(regressor_dir)
         if predictions is not None:
             left, right = st.columns(2)

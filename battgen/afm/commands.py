@@ -173,7 +173,7 @@ def _robustness(args) -> int:
     from battgen import atomic
     from battgen.afm.loader import load_afm_dataset
     from battgen.afm.ood import LatentDensity
-    from battgen.afm.robustness import ROBUSTNESS_FILENAME, robustness_table
+    from battgen.afm.robustness import ROBUSTNESS_FILENAME, carry_over_before, model_record, robustness_table
     from pathlib import Path
 
     from battgen.afm.translate import LATENTS_FILENAME
@@ -204,6 +204,11 @@ def _robustness(args) -> int:
         check = result["reproduces_stored_latents"]
         print(f"clean stacks vs the translator's stored latents: {check['views_matched']} views matched, "
               f"max |Δ| {check.get('max_abs_latent_difference', float('nan')):.4f}")
+    result["translator"] = model_record(args.translator)
+    if args.regressor:
+        result["regressor"] = model_record(args.regressor)
+    old = Path(args.translator) / ROBUSTNESS_FILENAME
+    result = carry_over_before(result, json.loads(old.read_text()) if old.is_file() else None)
     if not args.no_write:
         path = atomic.write_text(Path(args.translator) / ROBUSTNESS_FILENAME, json.dumps(result, indent=2) + "\n")
         print(f"wrote {path}")

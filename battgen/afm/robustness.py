@@ -132,3 +132,39 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
         **({} if check is None else {"reproduces_stored_latents": check}),
     }
 
+
+
+def model_record(directory: str | Path) -> dict:
+    """Which checkpoint was scored: its folder, the SHA-256 of its weights and config, when and how it was made."""
+    from battgen.artifacts import hash_inputs, read_metadata
+    from battgen.paths import for_display
+
+    directory = Path(directory)
+    files = sorted(p for p in directory.iterdir()
+                   if p.is_file() and (p.name == "config.json" or p.suffix in (".safetensors", ".bin")))
+    digest, _ = hash_inputs(files)
+    made = read_metadata(directory) or {}
+    return {"path": for_display(directory), "sha256": digest, "created_utc": made.get("created_utc"),
+            "command": made.get("command")}
+
+
+def carry_over_before(result: dict, previous: dict | None) -> dict:
+    """``result`` with a ``before`` entry: the composition R² per condition of the regressor that
+    ``previous`` (the robustness.json being replaced) scored, when that was another regressor on the
+    same translator and data; a rerun on the same regressor keeps the ``before`` it already had.
+    """
+    if not previous or previous.get("data", {}).get("sha256") != result.get("data", {}).get("sha256"):
+        return result
+    if previous.get("translator", result.get("translator")) != result.get("translator"):
+        return result
+    regressor = previous.get("regressor")
+    if regressor is not None and regressor.get("sha256") == result.get("regressor", {}).get("sha256"):
+        return {**result, **({"before": previous["before"]} if "before" in previous else {})}
+    rows = [{"condition": r["condition"], "composition_r2": r["composition_r2"],
+             "composition_r2_drop": r.get("composition_r2_drop")}
+            for r in previous.get("rows", []) if "composition_r2" in r]
+    if not rows:
+        return result
+    return {**result, "before": {"regressor": regressor or {"command": previous.get("command"),
+                                                            "sha256": None, "note": "not recorded"},
+                                 "rows": rows}}

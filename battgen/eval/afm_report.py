@@ -79,6 +79,7 @@ def load_regressor_predictions(checkpoint: str | os.PathLike[str]) -> RegressorP
 
 
 _ROBUSTNESS_COLUMNS = {"condition": "condition", "ssim_mean": "SSIM", "ssim_drop": "SSIM drop",
+                       "composition_r2_before": "composition R² (previous regressor)",
                        "composition_r2": "composition R²", "composition_r2_drop": "R² drop",
                        "ood_detection_rate": "OOD warned (%)", "ood_caution_rate": "OOD unusual or warned (%)",
                        "ood_median_percentile": "median OOD percentile"}
@@ -98,6 +99,9 @@ def robustness_frame(checkpoint: str | os.PathLike[str]) -> tuple[pd.DataFrame, 
         return None
     result = json.loads(path.read_text())
     frame = pd.DataFrame(result["rows"])
+    before = {r["condition"]: r["composition_r2"] for r in result.get("before", {}).get("rows", [])}
+    if before:
+        frame["composition_r2_before"] = frame["condition"].map(before)
     for rate in ("ood_detection_rate", "ood_caution_rate"):
         if rate in frame.columns:
             frame[rate] = 100.0 * frame[rate]
@@ -110,6 +114,29 @@ def robustness_frame(checkpoint: str | os.PathLike[str]) -> tuple[pd.DataFrame, 
                f"held-out distances ({result['ood_threshold']:.2f})"
              + (f", unusual = above the {result['ood_caution_percentile']:g}th ({result['ood_caution']:.2f})"
                 if "ood_caution" in result else "")
+             + (f"; atom regressor {_made(result['regressor'])}" if "regressor" in result else "")
+             + (f"; previous regressor {_made(result['before']['regressor'])}" if before else "")
              + ". Issue 16's bar: SSIM drop ≤ "
                f"{bar.get('max_ssim_drop')}, R² drop ≤ {bar.get('max_composition_r2_drop')}. {result['definition']}")
     return frame, about
+
+
+def _made(record: Mapping) -> str:
+    when = record.get("created_utc")
+    return f"{record.get('path', '?')}" + (f" (trained {when[:10]})" if when else " (not recorded)")
+
+
+def atom_regressor_ablation(metrics: Mapping) -> tuple[pd.DataFrame, str] | None:
+    """The ablation table the trainer recorded (one row per variant, then the baselines), and its definition."""
+    ablation = metrics.get("ablation")
+    if not ablation:
+        return None
+    rows = [{"variant": row["variant"], "test R²": row["test_r2"],
+             **{f"R², latent rolled {k.removeprefix('test_r2_rolled_')} px": v for k, v in row.items()
+                if k.startswith("test_r2_rolled_")},
+             "best epoch": row["best_epoch"], "seconds": row["seconds"]}
+            for row in ablation["rows"]]
+    rows += [{"variant": f"baseline: {name}", "test R²": r2} for name, r2 in ablation["baselines"].items()]
+    rows += [{"variant": f"{name}, material-grouped split", "test R²": cost["material_grouped"]}
+             for name, cost in ablation.get("split_cost", {}).items()]
+    return pd.DataFrame(rows).round(3), ablation["definition"]

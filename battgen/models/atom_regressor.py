@@ -10,6 +10,12 @@ is kept in ``latent_scaling_factor`` for callers holding raw posterior means. Ou
 counts indexed by atomic number (H = index 0), ``softplus(.) * count_scale``: softplus keeps
 counts non-negative without the dead zero-gradient region of a ReLU, and ``count_scale`` (the
 largest count in the training split) lets the network work on numbers of order one.
+
+Two switches came out of issue 16's ablation (``metrics.json`` of the checkpoint holds the table):
+``pooling="global"`` averages the conv trunk over the whole latent map before the dense layers,
+so a scan offset by whole latent pixels (4 stack pixels) reads the same; ``output="fractions"``
+predicts the composition as element fractions (softmax) times a total atom count (softplus)
+instead of 112 independent counts.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from battgen.data.composition import N_ELEMENTS
+from battgen.models.atom_regressor_options import OUTPUTS, POOLINGS
 
 # Spatial size the conv trunk pools to: the dense head then has a fixed width whatever the
 # latent grid (16 x 16 for 64-pixel stacks, 32 x 32 for 128).
@@ -30,8 +37,11 @@ POOLED_SIZE = 4
 
 
 class AtomRegressor(ModelMixin, ConfigMixin):
-    """Conv trunk (3x3 convs, SiLU, stride 2 after the first) -> adaptive pool 4x4 -> dense -> softplus.
+    """Conv trunk (3x3 convs, SiLU, stride 2 after the first) -> pool -> dense -> counts.
 
+    pooling "flatten": adaptive average pool to 4x4, flattened (where things are is kept);
+    "global": mean over the whole map. output "counts": softplus per element; "fractions":
+    softmax over elements times a softplus total.
     forward(latents (B, latent_channels, h, w), scaled) -> atom counts (B, n_outputs).
     """
 
@@ -49,12 +59,17 @@ class AtomRegressor(ModelMixin, ConfigMixin):
         count_scale: float = 1.0,
         latent_scaling_factor: float = 1.0,
         output_names: Sequence[str] | None = None,
+        pooling: str = "flatten",
+        output: str = "counts",
     ):
         super().__init__()
         if not conv_channels or min(conv_channels) < 1 or hidden_units < 1:
             raise ValueError("conv_channels and hidden_units must be positive")
         if not count_scale > 0 or not latent_scaling_factor > 0:
             raise ValueError("count_scale and latent_scaling_factor must be positive")
+        if pooling not in POOLINGS or output not in OUTPUTS:
+            raise ValueError(f"pooling must be one of {POOLINGS} and output one of {OUTPUTS}, "
+                             f"got {pooling!r}, {output!r}")
         if output_names is not None and len(output_names) != n_outputs:
             raise ValueError(f"output_names has {len(output_names)} entries for {n_outputs} outputs")
         layers: list[nn.Module] = []
@@ -62,13 +77,15 @@ class AtomRegressor(ModelMixin, ConfigMixin):
         for i, c_out in enumerate(conv_channels):
             layers += [nn.Conv2d(c, c_out, 3, stride=1 if i == 0 else 2, padding=1), nn.SiLU()]
             c = c_out
-        layers.append(nn.AdaptiveAvgPool2d(POOLED_SIZE))
+        pooled = POOLED_SIZE if pooling == "flatten" else 1
+        layers.append(nn.AdaptiveAvgPool2d(pooled))
         self.trunk = nn.Sequential(*layers)
+        # "fractions": one extra output, the total atom count, after the element logits.
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(c * POOLED_SIZE * POOLED_SIZE, hidden_units), nn.SiLU(), nn.Dropout(dropout),
+            nn.Linear(c * pooled * pooled, hidden_units), nn.SiLU(), nn.Dropout(dropout),
             nn.Linear(hidden_units, hidden_units), nn.SiLU(), nn.Dropout(dropout),
-            nn.Linear(hidden_units, n_outputs),
+            nn.Linear(hidden_units, n_outputs + (output == "fractions")),
         )
 
     @torch.no_grad()
@@ -83,16 +100,31 @@ class AtomRegressor(ModelMixin, ConfigMixin):
         """
         mean = torch.as_tensor(mean_scaled_counts, dtype=torch.float32).clamp_min(floor)
         last = self.head[-1]
-        if mean.shape != (last.out_features,):
-            raise ValueError(f"need {last.out_features} means, got {tuple(mean.shape)}")
-        last.bias.copy_((torch.expm1(mean)).log().to(last.bias))  # inverse softplus
+        if mean.shape != (self.config.n_outputs,):
+            raise ValueError(f"need {self.config.n_outputs} means, got {tuple(mean.shape)}")
+        if self.config.output == "fractions":
+            # Softmax of log-fractions is the mean fraction; the total starts at the mean total.
+            total = mean.sum().reshape(1)
+            bias = torch.cat([(mean / total).log(), torch.expm1(total).log()])
+        else:
+            bias = torch.expm1(mean).log()  # inverse softplus
+        last.bias.copy_(bias.to(last.bias))
         last.weight.mul_(0.1)
 
     def forward_scaled(self, latents: torch.Tensor) -> torch.Tensor:
         """Counts divided by ``count_scale`` (what the loss is computed on)."""
+        fractions, total = self.composition_parts(latents)
+        return fractions * total[:, None] if total is not None else fractions
+
+    def composition_parts(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """output "fractions": (element fractions summing to 1, total count / count_scale);
+        output "counts": (counts / count_scale, None)."""
         if latents.ndim != 4 or latents.shape[1] != self.config.latent_channels:
             raise ValueError(f"latents must be (B, {self.config.latent_channels}, h, w), got {tuple(latents.shape)}")
-        return F.softplus(self.head(self.trunk(latents)))
+        out = self.head(self.trunk(latents))
+        if self.config.output == "fractions":
+            return out[:, :-1].softmax(1), F.softplus(out[:, -1])
+        return F.softplus(out), None
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents (B, C, h, w) -> non-negative atom counts (B, n_outputs)."""

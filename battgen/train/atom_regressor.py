@@ -2,14 +2,16 @@
 
 ``train_atom_regressor(AtomRegressorTrainingConfig(data=..., translator=..., out=...))``
 encodes every view once with the frozen translator (posterior mean times its
-``scaling_factor``: the diffusion model's space), then fits :class:`AtomRegressor` to the
+``scaling_factor``: the diffusion model's space) — or, with ``latents=``, reads those means from
+the ``latents.npz`` the translator's training stored, with the atom counts from the electrode
+table, so the regressor can be retrained without the 280 MB dataset — then fits :class:`AtomRegressor` to the
 112-long atom counts with an MSE weighted by inverse working-ion frequency, keeping the epoch
 with the best validation loss. Encoding once makes each epoch cost only the small regressor,
 so the published 400 epochs fit on a CPU.
 
 Left in ``out_dir``: ``config.json`` + safetensors; ``metrics.json`` with the test split in the
 layout of the published per-ion table (:func:`battgen.eval.afm_metrics.atom_regressor_metrics`)
-and the training history; ``metadata.json``; ``predictions.npz`` with the test split's true and
+and the training history (and the ablation table with ``ablation_epochs``); ``metadata.json``; ``predictions.npz`` with the test split's true and
 predicted counts (``true``, ``pred``: (n_test, 112) float32), ``working_ion``, ``material``,
 ``rotation`` and dataset row ``index``, for the app's violin plots and error histograms.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,8 @@ from tqdm.auto import tqdm
 from battgen import atomic
 from battgen.afm.loader import load_afm_dataset
 from battgen.artifacts import write_metadata, write_metrics
+from battgen.data.splits import inverse_frequency_weights
+from battgen.data.table import table_path
 from battgen.device import get_device
 from battgen.eval.afm_report import PREDICTIONS_FILENAME
 from battgen.eval.afm_metrics import atom_regressor_metrics
@@ -36,6 +41,7 @@ from battgen.paths import for_display
 from battgen.train.afm_latents import encode_means
 from battgen.train.common import EarlyStopping, TimeBudget, cpu_state, seed_everything, set_threads
 from battgen.train.configs import AtomRegressorTrainingConfig
+from battgen.train.latent_augment import augment_latents
 from battgen.train.options import command_line
 
 EVAL_BATCH = 1024
@@ -57,79 +63,125 @@ def _evaluate(model: AtomRegressor, latents, targets, weights, idx: torch.Tensor
     return total / len(idx)
 
 
+@torch.no_grad()
+def predict(model: AtomRegressor, latents: torch.Tensor) -> np.ndarray:
+    """Counts (N, n_outputs) float32 of scaled latents (N, C, h, w), in evaluation batches."""
+    model.eval()
+    return torch.cat([model(latents[i:i + EVAL_BATCH]) for i in range(0, len(latents), EVAL_BATCH)]
+                     ).cpu().numpy().astype(np.float32) if len(latents) else np.zeros((0, model.config.n_outputs),
+                                                                                         np.float32)
+
+
 def _translator_files(translator_dir: Path) -> list[Path]:
     """The files that define the translator's weights, for the input hash."""
     return sorted(p for p in translator_dir.iterdir()
                   if p.is_file() and (p.name == "config.json" or p.suffix in (".safetensors", ".bin")))
 
 
-def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
-    """Fit the atom regressor on the translator's latents of ``config.data``; return the metrics.
+@dataclass
+class RegressorInputs:
+    """Scaled latents of every view with their truth: what every fit and the ablation read."""
 
-    patience: the published model ran 400 epochs; early stopping only ends runs that stopped
-    improving. max_minutes: the loop stops before an epoch that would overrun.
-    """
-    t_start = time.perf_counter()
-    translator_dir, out_dir, batch_size = config.translator, config.out, config.batch_size
+    latents: np.ndarray  # (N, C, h, w) float32, mu * scaling_factor
+    counts: np.ndarray  # (N, 112) float32 atom counts of the view's material
+    working_ion: np.ndarray  # (N,) str
+    split: np.ndarray  # (N,) str
+    material: np.ndarray  # (N,) material key (table row or id)
+    rotation: np.ndarray  # (N,) int
+    scaling_factor: float
+    inputs: list[Path]  # files hashed into metadata.json
+    encode_seconds: float
+
+    def indices(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.split == split)
+
+
+def load_inputs(config: AtomRegressorTrainingConfig, device: torch.device) -> RegressorInputs:
+    """The views of ``config.latents`` (the translator's stored latents, counts from the electrode
+    table) or, without it, of ``config.data`` encoded once with the frozen translator."""
+    if config.latents is not None:
+        from battgen.train.screening import load_screening_data
+
+        data = load_screening_data(config.latents)
+        with np.load(config.latents, allow_pickle=False) as npz:
+            rotation = npz["rotation"].astype(np.int64) if "rotation" in npz.files else np.zeros(len(data.split), int)
+        return RegressorInputs(latents=data.latents.astype(np.float32), counts=data.compositions,
+                               working_ion=data.ions, split=data.split, material=data.material, rotation=rotation,
+                               scaling_factor=data.scaling_factor, inputs=[config.latents, table_path()],
+                               encode_seconds=0.0)
+    translator_dir = config.translator
     if not (translator_dir / "config.json").is_file():
         raise ValueError(f"no translator checkpoint at {translator_dir} (train one with "
                          "`python -m battgen train translator`)")
-    set_threads(config.threads)
-    dev = get_device(config.device)
-    gen = seed_everything(config.seed)
-
     data = load_afm_dataset(config.data, dtype=np.float16)
-    counts_np = data.require_composition()
-    train_idx, val_idx, test_idx = (data.indices(s) for s in ("train", "val", "test"))
-    if test_idx.size < 1:
-        raise ValueError(f"{data.path} has an empty test split")
-
-    translator = AFMTranslator.from_pretrained(translator_dir).to(dev).eval()
+    counts = data.require_composition()
+    translator = AFMTranslator.from_pretrained(translator_dir).to(device).eval()
     translator.requires_grad_(False)
     scaling = float(translator.config.scaling_factor)
     t_encode = time.perf_counter()
-    mu = encode_means(translator, torch.from_numpy(data.stacks), np.arange(len(data)), dev)
-    encode_seconds = time.perf_counter() - t_encode
-    del translator
-    latents = torch.as_tensor(mu * scaling, device=dev)
+    mu = encode_means(translator, torch.from_numpy(data.stacks), np.arange(len(data)), device)
+    return RegressorInputs(latents=mu * scaling, counts=np.asarray(counts, np.float32),
+                           working_ion=np.asarray(data.working_ion).astype(str), split=np.asarray(data.split).astype(str),
+                           material=data.material, rotation=data.rotation, scaling_factor=scaling,
+                           inputs=[data.path, *_translator_files(translator_dir)],
+                           encode_seconds=time.perf_counter() - t_encode)
 
-    count_scale = float(max(1.0, counts_np[train_idx].max()))
-    targets = torch.as_tensor(counts_np / count_scale, device=dev)
-    weights_np = np.zeros(len(data), np.float32)
-    for idx in (train_idx, val_idx, test_idx):
-        if idx.size:
-            weights_np[idx] = data.ion_weights(idx)
-    weights = torch.as_tensor(weights_np, device=dev)
 
+@dataclass
+class Fit:
+    model: AtomRegressor
+    history: dict[str, list]
+    best_epoch: int
+    best_val_loss: float
+    stopped: str
+    train_seconds: float
+
+
+def fit_regressor(inputs: RegressorInputs, train_idx: np.ndarray, val_idx: np.ndarray, *, epochs: int,
+                  batch_size: int, lr: float, weight_decay: float, patience: int, augment: str, pooling: str,
+                  output: str, seed: int, device: torch.device, max_minutes: float | None = None,
+                  progress: bool = False) -> Fit:
+    """One regressor fitted on rows ``train_idx``, keeping the epoch of least ion-weighted
+    validation MSE on ``val_idx``; the batch order and the augmentation draw from ``seed``."""
     from battgen.data.composition import element_symbols
 
-    model = AtomRegressor(
-        latent_channels=int(mu.shape[1]), latent_size=int(mu.shape[2]), count_scale=count_scale,
-        latent_scaling_factor=scaling, n_outputs=counts_np.shape[1], output_names=element_symbols(),
-    ).to(dev)
-    model.init_output_bias(targets[torch.as_tensor(train_idx, device=dev)].mean(0))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    gen = seed_everything(seed)
+    latents = torch.as_tensor(inputs.latents, device=device)
+    count_scale = float(max(1.0, inputs.counts[train_idx].max()))
+    targets = torch.as_tensor(inputs.counts / count_scale, device=device)
+    weights_np = np.zeros(len(inputs.split), np.float32)
+    for idx in (train_idx, val_idx):
+        weights_np[idx] = inverse_frequency_weights(inputs.working_ion[idx])
+    weights = torch.as_tensor(weights_np, device=device)
 
-    train_t = torch.as_tensor(train_idx, device=dev)
-    val_t = torch.as_tensor(val_idx, device=dev)
+    model = AtomRegressor(
+        latent_channels=int(latents.shape[1]), latent_size=int(latents.shape[2]), count_scale=count_scale,
+        latent_scaling_factor=inputs.scaling_factor, n_outputs=targets.shape[1], output_names=element_symbols(),
+        pooling=pooling, output=output,
+    ).to(device)
+    train_t = torch.as_tensor(train_idx, device=device)
+    val_t = torch.as_tensor(val_idx, device=device)
+    model.init_output_bias(targets[train_t].mean(0))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
     steps_per_epoch = math.ceil(len(train_idx) / batch_size)
     history: dict[str, list] = {"train_loss": [], "val_loss": [], "epoch_seconds": []}
-    stopper = EarlyStopping(config.patience)
+    stopper = EarlyStopping(patience)
     stopped = "max_epochs"
-    budget = TimeBudget(config.max_minutes)
-
-    bar = tqdm(range(config.epochs), desc="atom-regressor", unit="epoch", disable=not config.progress)
+    budget = TimeBudget(max_minutes)
+    bar = tqdm(range(epochs), desc="atom-regressor", unit="epoch", disable=not progress)
     for epoch in bar:
         if not budget.allows_epoch(history["epoch_seconds"]):
             stopped = "max_minutes"
             break
         t_epoch = time.perf_counter()
         model.train()
-        order = train_t[torch.randperm(len(train_idx), generator=gen).to(dev)]
+        order = train_t[torch.randperm(len(train_idx), generator=gen).to(device)]
         total = 0.0
         for i in range(steps_per_epoch):
             b = order[i * batch_size:(i + 1) * batch_size]
-            loss = _weighted_mse(model, latents[b], targets[b], weights[b])
+            x = augment_latents(latents[b], augment, gen)
+            loss = _weighted_mse(model, x, targets[b], weights[b])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -144,38 +196,66 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
             stopped = reason
             break
     bar.close()
-    train_seconds = budget.elapsed()
     model.load_state_dict(stopper.best())
     model.eval()
+    return Fit(model=model, history=history, best_epoch=stopper.best_epoch + 1, best_val_loss=stopper.best_score,
+               stopped=stopped, train_seconds=budget.elapsed())
 
-    with torch.no_grad():
-        test_t = torch.as_tensor(test_idx, device=dev)
-        pred = torch.cat([model(latents[test_t[i:i + EVAL_BATCH]]) for i in range(0, len(test_idx), EVAL_BATCH)])
-    pred_np = pred.cpu().numpy().astype(np.float32)
-    true_np = counts_np[test_idx].astype(np.float32)
-    test_metrics = atom_regressor_metrics(true_np, pred_np, data.working_ion[test_idx])
+
+def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
+    """Fit the atom regressor on the translator's latents; return the metrics.
+
+    patience: the published model ran 400 epochs; early stopping only ends runs that stopped
+    improving. max_minutes: the loop stops before an epoch that would overrun.
+    ablation_epochs > 0: first the ablation table (:mod:`battgen.train.atom_regressor_ablation`),
+    recorded in metrics.json.
+    """
+    t_start = time.perf_counter()
+    out_dir = config.out
+    set_threads(config.threads)
+    dev = get_device(config.device)
+    inputs = load_inputs(config, dev)
+    train_idx, val_idx, test_idx = (inputs.indices(s) for s in ("train", "val", "test"))
+    if test_idx.size < 1 or train_idx.size < 1 or val_idx.size < 1:
+        raise ValueError("the atom regressor needs views in the train, val and test splits")
+
+    ablation = None
+    if config.ablation_epochs:
+        from battgen.train.atom_regressor_ablation import ablation_table
+
+        ablation = ablation_table(inputs, config, dev)
+
+    fit = fit_regressor(inputs, train_idx, val_idx, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                        weight_decay=config.weight_decay, patience=config.patience, augment=config.augment,
+                        pooling=config.pooling, output=config.output, seed=config.seed, device=dev,
+                        max_minutes=config.max_minutes, progress=config.progress)
+    model, history = fit.model, fit.history
+    pred_np = predict(model, torch.as_tensor(inputs.latents[test_idx], device=dev))
+    true_np = inputs.counts[test_idx].astype(np.float32)
+    test_metrics = atom_regressor_metrics(true_np, pred_np, inputs.working_ion[test_idx])
 
     # Staged beside the checkpoint and swapped in whole: a killed run never leaves half of one.
     with atomic.atomic_directory(out_dir) as staging:
         model.save_pretrained(staging)
         np.savez_compressed(
             staging / PREDICTIONS_FILENAME,
-            true=true_np, pred=pred_np, working_ion=data.working_ion[test_idx],
-            material=data.material[test_idx], rotation=data.rotation[test_idx], index=test_idx.astype(np.int64),
+            true=true_np, pred=pred_np, working_ion=inputs.working_ion[test_idx],
+            material=inputs.material[test_idx], rotation=inputs.rotation[test_idx],
+            index=test_idx.astype(np.int64),
         )
-        epochs_run = len(history["val_loss"])
         metrics = {
             "test": test_metrics,
-            "best_epoch": stopper.best_epoch + 1,
-            "best_val_loss": stopper.best_score,
+            "best_epoch": fit.best_epoch,
+            "best_val_loss": fit.best_val_loss,
             "val_loss": "ion-weighted MSE of counts / count_scale",
-            "epochs_run": epochs_run,
-            "stopped": stopped,
+            "epochs_run": len(history["val_loss"]),
+            "stopped": fit.stopped,
             "seconds_per_epoch": float(np.mean(history["epoch_seconds"])),
-            "train_seconds": train_seconds,
-            "encode_seconds": encode_seconds,
+            "train_seconds": fit.train_seconds,
+            "encode_seconds": inputs.encode_seconds,
             "parameters": model.num_parameters(),
             "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
+            **({} if ablation is None else {"ablation": ablation}),
             "history": history,
         }
         write_metrics(staging, metrics)
@@ -183,14 +263,17 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
             staging,
             command=command_line(config),
             config={
-                "epochs": config.epochs, "batch_size": batch_size, "lr": config.lr, "weight_decay": config.weight_decay,
-                "patience": config.patience, "optimizer": "AdamW", "max_minutes": config.max_minutes, "device": str(dev),
-                "torch_threads": torch.get_num_threads(), "translator": for_display(translator_dir),
-                "sample_weights": "inverse working-ion frequency", "loss": "MSE on counts / count_scale",
+                "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+                "weight_decay": config.weight_decay, "patience": config.patience, "optimizer": "AdamW",
+                "max_minutes": config.max_minutes, "device": str(dev), "torch_threads": torch.get_num_threads(),
+                "translator": for_display(config.translator),
+                "latents": None if config.latents is None else for_display(config.latents),
+                "augment": config.augment, "sample_weights": "inverse working-ion frequency",
+                "loss": "MSE on counts / count_scale",
                 "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
             },
             seed=config.seed,
-            inputs=[data.path, *_translator_files(translator_dir)],
+            inputs=inputs.inputs,
             wall_time_s=time.perf_counter() - t_start,
             extra={"artifact": "afm_atom_regressor"},
         )

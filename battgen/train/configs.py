@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from battgen import paths
+from battgen.models.atom_regressor_options import AUGMENTATIONS, OUTPUTS, POOLINGS
 from battgen.models.screening_options import CONDITION_NORMS, EMBEDDINGS, PREDICTION_TYPES, SELECT_BY, TARGETS
 from battgen.train.options import normalise, option, override
 
@@ -130,9 +131,19 @@ class AtomRegressorTrainingConfig(TrainingConfig):
     data: Path = override(TranslatorTrainingConfig, "data")
     translator: Path = option(help="AFMTranslator checkpoint directory",
                               default_factory=lambda: paths.checkpoint_dir(paths.TRANSLATOR))
+    latents: Path | None = option(None, "train on the translator's stored latents.npz (atom counts from the "
+                                        "electrode table) instead of encoding the dataset's stacks")
     out: Path = option(help="checkpoint directory",
                        default_factory=lambda: paths.checkpoint_dir(paths.ATOM_REGRESSOR))
     weight_decay: float = option(1e-4, "AdamW weight decay", minimum=0)
+    pooling: str = option("flatten", "before the dense head: a 4x4 map flattened, or the mean over the latent map "
+                                     "(insensitive to where the sample sits)", choices=POOLINGS)
+    output: str = option("counts", "112 atom counts, or element fractions times a total atom count",
+                         choices=OUTPUTS)
+    augment: str = option("none", "random rolls of the latent map by up to 3 latent pixels (a 12-pixel scan "
+                                  "offset), optionally with quarter turns and mirror images", choices=AUGMENTATIONS)
+    ablation_epochs: int = option(0, "first train every ablation variant for this many epochs and record the "
+                                     "table in metrics.json; 0 skips it", minimum=0)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -52,7 +52,8 @@ def _non_default_configs(tmp_path: Path):
                                  disc_lr=1e-5, disc_layers=3, disc_channels=8, gan_loss="bce", disc_norm="instance",
                                  **common),
         AtomRegressorTrainingConfig(data=tmp_path / "afm", translator=tmp_path / "tr", out=tmp_path / "reg",
-                                    weight_decay=0.25, **common),
+                                    latents=tmp_path / "l.npz", weight_decay=0.25, pooling="global",
+                                    output="fractions", augment="shift-dihedral", ablation_epochs=3, **common),
         ScreeningTrainingConfig(latents=tmp_path / "l.npz", table=tmp_path / "table", translator=tmp_path / "tr",
                                 atom_regressor=tmp_path / "reg", out=tmp_path / "scr", channels=(32, 64, 64),
                                 cond_dropout=0.0, ema_decay=0.0, weight_decay=0.5, lr_warmup_steps=0, grad_clip=0.0,
@@ -81,7 +82,9 @@ def test_the_recorded_command_of_every_trainer_parses_back_to_an_equal_config(tm
         command = command_line(config)
         assert "--no-progress" in command and "--threads 2" in command and "--lr 0.00035" in command
         assert _replay(command) == config, command
-    sei, translator, _, screening = _non_default_configs(tmp_path)
+    sei, translator, regressor, screening = _non_default_configs(tmp_path)
+    assert ("--pooling global --output fractions --augment shift-dihedral --ablation-epochs 3"
+            in command_line(regressor))
     assert f"sei-cprvae --data '{tmp_path / 'sei data'}'" in command_line(sei)
     assert "--no-adversarial" in command_line(translator) and "--channels 8,16,32" in command_line(translator)
     assert "--no-class-weights" in command_line(sei)
