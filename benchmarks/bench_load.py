@@ -117,6 +117,28 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its living descendants."""
+    tree, todo, total = _children(), [pid], 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    while todo:
+        current = todo.pop()
+        todo += tree.get(current, [])
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent not idle since boot (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def sample_rss(pid: int, started: float, stop: threading.Event, samples: list[tuple[float, float]]) -> None:
     while not stop.is_set():
         samples.append((time.monotonic() - started, tree_rss_mb(pid)))
@@ -256,6 +278,7 @@ def main() -> None:
             print(f"warm-up error in {action}: {messages[0]}")
         rss_after_warm = tree_rss_mb(pid)
         results, samples, stop = Results(), [], threading.Event()
+        server_cpu0, machine_cpu0 = tree_cpu_s(pid), machine_busy_s()
         with cpu_hog(args.cpu_hog):
             started = time.monotonic()
             sampler = threading.Thread(target=sample_rss, args=(pid, started, stop, samples), daemon=True)
@@ -270,7 +293,17 @@ def main() -> None:
                 thread.join(timeout=args.minutes * 60 + ACTION_TIMEOUT_MS / 1000 + 120)
             stop.set()
             sampler.join()
+            elapsed = time.monotonic() - started
+        # Where the cores went: the server (and its job workers) against everything else on this
+        # machine (the browsers this benchmark drives, the hog), so a latency can be read fairly.
+        cpu = {"elapsed_s": elapsed, "available_core_s": elapsed * (os.cpu_count() or 1),
+               "machine_busy_core_s": machine_busy_s() - machine_cpu0, "server_core_s": tree_cpu_s(pid) - server_cpu0}
     out = report(args, results, samples, warm_s, rss_after_warm)
+    out["cpu"] = cpu
+    print(f"CPU during the load: {cpu['machine_busy_core_s']:.0f} of {cpu['available_core_s']:.0f} core-s busy; "
+          f"server and its job workers {cpu['server_core_s']:.0f} core-s "
+          f"({cpu['server_core_s'] / max(cpu['machine_busy_core_s'], 1e-9):.0%} of the busy time), the rest "
+          "browsers, this benchmark and the hog")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 
