@@ -60,7 +60,12 @@ def test_structure_viewer_renders_a_webgl_canvas(streamlit_app, tmp_path):
         assert state["png"].startswith("data:image/png;base64,"), "no WebGL rendering from 3Dmol"
         assert state["problem"] == "", state["problem"]
         assert state["legend"].strip(), "the element legend is missing"
+        # The viewer sits below the filters; bring it into the viewport so the screenshot holds it.
+        page.evaluate("""(() => { for (const f of document.querySelectorAll('iframe')) {
+            let d; try { d = f.contentDocument; } catch (e) { continue; }
+            if (d && d.querySelector('.structure-viewer')) { f.scrollIntoView({block: 'center'}); return; } } })()""")
         time.sleep(1.0)  # let 3Dmol finish its first frame
+        state = _viewer_state(page)  # its box after scrolling
         shot = page.screenshot(tmp_path / "structures.png")
     rendered = Image.open(io.BytesIO(base64.b64decode(state["png"].split(",", 1)[1]))).convert("RGB")
     assert len(rendered.quantize(colors=64).getcolors()) > 8, "the WebGL canvas is blank"

@@ -73,7 +73,7 @@ def test_cli_prints_parseable_json_and_lists_the_design(capfd, tmp_path):
     assert summary["status"] == "done" and summary["request"]["targets"] == {"average_voltage": 3.5,
                                                                              "capacity_grav": 150.0}
     relaxed = summary["candidates"] + summary["not_verified"]
-    assert len(relaxed) == summary["funnel"]["guided"]["counts"]["relaxed"]
+    assert len(relaxed) == summary["funnel"]["guided-prerelaxed"]["counts"]["relaxed"]  # the default arm
     for r in summary["candidates"]:
         assert {"id", "formula_discharge", "requested", "computed", "e_hull", "competing_phases", "novel"} <= set(r)
     assert main(["design", "--list", "--db", db]) == 0
