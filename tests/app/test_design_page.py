@@ -122,6 +122,9 @@ def test_a_design_requested_on_the_page_runs_and_is_stored(tmp_path, monkeypatch
         app.number_input(key="design_k").set_value(1)
         app.number_input(key="design_proposals").set_value(20)
         app.number_input(key="design_steps").set_value(10)
+        # The plain guided arm: the pre-relaxed default's six CHGNet relaxations would run in this test's
+        # in-process Dask worker thread and starve its scheduler of the GIL (the app's workers are processes).
+        app.multiselect(key="design_arms").set_value(["guided"])
         next(b for b in app.button if b.label == "Design").click()
         ok(app.run())
         design_id = app.session_state["design_live"]
