@@ -18,12 +18,14 @@ def test_simulating_a_structure_draws_its_stack(streamlit_app, tmp_path):
             time.sleep(0.5)
         assert time.monotonic() < deadline, "no Simulate button"
         deadline = time.monotonic() + 90
-        # "view 1" is in the subheader of a simulated stack only, never in an example's.
-        while time.monotonic() < deadline and "view 1" not in page.text():
+        # ", view 1" is in the subheader of a simulated stack only, never in an example's; the
+        # running job's progress line ("view 1 of 4") has no comma, and "Tip height" (an axis of
+        # the drawn stack) appears only once the job has ended.
+        while time.monotonic() < deadline and not (", view 1" in (text := page.text()) and "Tip height" in text):
             time.sleep(0.5)
         page.wait_drawn()
         text = page.text()
-        assert "view 1" in text and "Tip height" in text, text[-500:]
+        assert ", view 1" in text and "Tip height" in text, text[-500:]
         assert "h10" in text  # the small multiples of all ten heights
         assert exception_blocks(page.dom()) == []
         plots = page.evaluate("document.querySelectorAll('.js-plotly-plot').length")
