@@ -19,7 +19,7 @@ from battgen.artifacts import read_metrics
 from battgen.data.composition import working_ions_in
 from battgen.data.neighbors import nearest_by_composition
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
-from battgen.data.table import load_table, row_structure
+from battgen.data.table import row_structure
 from battgen.eval.afm_report import (atom_regressor_ablation, atom_regressor_table, load_regressor_predictions,
                                      robustness_frame, translator_comparison)
 from battgen.jobs import DONE
@@ -27,6 +27,7 @@ from battgen.jobs.tasks import afm_job
 from battgen.ui.jobs import follow as follow_job
 from battgen.ui.jobs import start as start_job
 from battgen.ui.structure_panel import show_structure
+from battgen.ui.tables import TABLE_HELP, chosen_table, load_electrodes, table_version
 from battgen.viz import afm as viz
 
 NEIGHBOURS = 5
@@ -71,11 +72,6 @@ def load_latent_index(path: str, table_ids: tuple[str, ...]) -> LatentIndex:
     return LatentIndex.load(path, list(table_ids))
 
 
-@st.cache_resource(show_spinner="Loading the electrode table…")
-def load_electrodes(directory: str) -> pd.DataFrame:
-    return load_table(directory)
-
-
 @st.cache_resource(show_spinner=False)
 def load_example_stacks(path: str, formulas: tuple[tuple[str, str], ...]):
     return load_examples(path, formulas=dict(formulas))
@@ -115,15 +111,33 @@ st.caption("A stack of frequency-shift maps at 10 tip heights goes in; the trans
 
 table_dir = paths.asset_dir(paths.ELECTRODES)
 try:
-    table = load_electrodes(str(table_dir))
+    table = load_electrodes(str(table_dir), table_version(table_dir))  # BattGen's: examples and latents
 except ValueError as exc:
     table = None
     st.warning(str(exc))
+# What a person simulates from and looks neighbours up in: BattGen's table or a fetched MP one.
+lookup_table = table
+if table is not None:
+    _, _, lookup_table = chosen_table("afm_table_source", label="Electrode table",
+                                      help="Where the materials to simulate and the nearest materials by "
+                                           "composition come from. " + TABLE_HELP)
 translator, regressor, problem = model_status()
 if problem:
     st.info(problem)
 grid = int(translator.config.sample_size) if translator is not None else DEFAULT_GRID
 formulas = {} if table is None else dict(zip(table["id"], table["formula_discharge"]))
+if lookup_table is not None:
+    formulas.update(zip(lookup_table["id"], lookup_table["formula_discharge"]))
+
+
+def table_row(material_id: str) -> pd.Series:
+    """The row of ``material_id`` in the chosen table, else in BattGen's (latent neighbours)."""
+    for frame in (lookup_table, table):
+        hit = frame.loc[frame["id"] == material_id]
+        if len(hit):
+            return hit.iloc[0]
+    raise KeyError(material_id)
+
 
 translate_tab, quality_tab = st.tabs(["Translate a stack", "Model quality"])
 
@@ -185,11 +199,11 @@ with translate_tab:
     else:
         pick_column, upload_column = st.columns(2)
         structure, structure_label, ion = None, None, None
-        if table is not None:
-            ids = table["id"].tolist()
+        if lookup_table is not None:
+            ids = lookup_table["id"].tolist()
             material = pick_column.selectbox("Dataset material", ids, key="afm_material",
                                              format_func=lambda i: f"{formulas[i]} · {i}")
-            row = table.loc[table["id"] == material].iloc[0]
+            row = table_row(material)
             structure, structure_label, ion = row_structure(row, "discharge"), f"{formulas[material]} · {material}", row["working_ion"]
         cif = upload_column.file_uploader("…or your own structure (CIF or POSCAR)", key="afm_structure_upload")
         if cif is not None:
@@ -341,14 +355,14 @@ with translate_tab:
             latent_column.dataframe(by_latent[shown + ["latent_distance"]], hide_index=True)
             neighbours += by_latent["id"].tolist()
         if translation.composition is not None:
-            by_composition = nearest_by_composition(table, translation.composition, k=NEIGHBOURS)
+            by_composition = nearest_by_composition(lookup_table, translation.composition, k=NEIGHBOURS)
             composition_column.caption("By predicted composition (fraction of atoms that differ)")
             composition_column.dataframe(by_composition[shown + ["composition_distance"]], hide_index=True)
             neighbours += by_composition["id"].tolist()
         if neighbours:
             chosen = st.selectbox("Show in 3D", list(dict.fromkeys(neighbours)), key="afm_neighbour",
                                   format_func=lambda i: f"{formulas.get(i, i)} · {i}")
-            row = table.loc[table["id"] == chosen].iloc[0]
+            row = table_row(chosen)
             show_structure(row_structure(row, "discharge"), cache_key=f"afm:{chosen}",
                            file_stem=f"{row['formula_discharge']}_{chosen}", key="afm_structure")
 

@@ -21,6 +21,7 @@ from battgen.screening.defaults import (DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, DE
 from battgen.screening.request import ScreeningRequest, ion_medians
 from battgen.screening.session import SCREENING_DIR, ScreeningSession, missing_screening_model
 from battgen.ui.structure_panel import show_structure
+from battgen.ui.tables import TABLE_SOURCES, chosen_table
 from battgen.viz import afm as afm_viz
 from battgen.viz import electrodes as electrode_viz
 from battgen.viz import screening as viz
@@ -458,7 +459,13 @@ try:
 except ValueError as exc:
     st.error(str(exc))
     st.stop()
-if session.latent_index is None:
+source, _, candidate_table = chosen_table("screen_table_source", label="Candidates from",
+                                         on_change=lambda: st.session_state.pop("screen_result", None))
+if source != TABLE_SOURCES[0]:
+    session = session.with_table(candidate_table)
+    st.caption(f"Candidates: the {len(candidate_table):,} electrodes of the Materials Project table, ranked with "
+               "their MP properties; the model and its slider ranges are BattGen's.")
+elif session.latent_index is None:
     st.caption("No translator latents (`checkpoints/translator/latents.npz`): candidates are retrieved by "
                "composition only.")
 

@@ -18,6 +18,7 @@ from battgen.design.store import ACTIVE, DesignStore, default_path
 from battgen.screening.request import ion_medians
 from battgen.ui.jobs import job_runner, show_job_state
 from battgen.ui.structure_panel import show_structure
+from battgen.ui.tables import TABLE_HELP, TABLE_SOURCES, chosen_table
 from battgen.viz import design as viz
 from battgen.viz import electrodes as electrode_viz
 
@@ -39,8 +40,9 @@ RESULT_COLUMNS = {
     "competing_phases": st.column_config.NumberColumn(
         "competing phases", help="compounds in the candidate's chemical system on the hull: with 0, "
                                  "E_hull = 0 means nothing competes, not that it is stable"),
-    "novel": st.column_config.CheckboxColumn("novel", help="no structure match in our table (it may still be "
-                                                          "a known compound elsewhere)"),
+    "novel": st.column_config.CheckboxColumn("novel", help="no structure match in our table, nor in the Materials "
+                                                          "Project table when the request named it (it may still "
+                                                          "be a known compound elsewhere)"),
     "seconds": st.column_config.NumberColumn("seconds", format="%.0f"),
 }
 
@@ -66,7 +68,7 @@ def set_targets_to_medians(table: pd.DataFrame) -> None:
         st.session_state[f"design_{name}"] = float(round(medians[name], 3))
 
 
-def request_controls(table: pd.DataFrame, scaler: PropertyScaler):
+def request_controls(table: pd.DataFrame, scaler: PropertyScaler, novelty_tables=()):
     """The request form; the checked request when it was submitted, else None."""
     st.session_state.setdefault("design_ion", WORKING_IONS[0])
     if any(f"design_{n}" not in st.session_state for n in PROPERTY_NAMES):
@@ -105,14 +107,16 @@ def request_controls(table: pd.DataFrame, scaler: PropertyScaler):
     return build_request(table, scaler, st.session_state["design_ion"], given,
                          max_candidates=int(st.session_state["design_k"]),
                          proposals=int(st.session_state["design_proposals"]),
-                         arms=tuple(st.session_state["design_arms"]), relax_steps=int(st.session_state["design_steps"]))
+                         arms=tuple(st.session_state["design_arms"]), relax_steps=int(st.session_state["design_steps"]),
+                         novelty_tables=novelty_tables)
 
 
 def describe(design: dict) -> str:
     r = design["request"]
     targets = ", ".join(f"{PROPERTY_BY_NAME[k].label.lower()} {electrode_viz.format_property(k, v)} "
                         f"{PROPERTY_BY_NAME[k].unit}" for k, v in r["targets"].items()) or "the ion's medians"
-    return f"{design['id']} · {r['working_ion']}: {targets} · {design['status']}"
+    also = " · novel vs Materials Project too" if (r.get("extra") or {}).get("novelty_tables") else ""
+    return f"{design['id']} · {r['working_ion']}: {targets}{also} · {design['status']}"
 
 
 @st.fragment(run_every=POLL_S)
@@ -216,8 +220,17 @@ def main() -> None:
         st.error(str(exc))
         return
     store = jobs.store
+    # Designs always start from BattGen's frameworks; a fetched MP table only widens "novel".
+    source, mp_dir, _ = chosen_table(
+        "design_table_source", label="Novel against",
+        help="BattGen computed: a candidate is novel when no structure of BattGen's table matches it. Materials "
+             "Project: it must match none of the fetched Materials Project electrodes either. " + TABLE_HELP)
+    novelty_tables = (str(mp_dir),) if source != TABLE_SOURCES[0] else ()
+    if novelty_tables:
+        st.caption("Novelty is checked against BattGen's table **and** the Materials Project table; proposals "
+                   "still come from BattGen's frameworks and pymatgen's prototypes.")
     try:
-        request = request_controls(table, scaler)
+        request = request_controls(table, scaler, novelty_tables)
     except ValueError as exc:
         st.error(str(exc))
         request = None

@@ -23,6 +23,7 @@ from battgen.jobs.tasks import evaluate_job
 from battgen.ui.jobs import follow as follow_job
 from battgen.ui.jobs import start as start_job
 from battgen.ui.structure_panel import show_structure
+from battgen.ui.tables import TABLE_SOURCES, choose_source, load_electrodes, table_directory, table_version, use_source
 from battgen.viz import electrodes as viz
 
 NEIGHBOURS = 5
@@ -61,27 +62,7 @@ COLUMN_CONFIG = {
 }
 
 
-TABLE_SOURCES = ("BattGen computed", "Materials Project")
 MP_KEY_HINT = "check the key you pasted"
-
-
-def table_directory(source: str = TABLE_SOURCES[0]) -> Path:
-    return paths.asset_dir(paths.ELECTRODES) if source == TABLE_SOURCES[0] else local_table_dir()
-
-
-def table_version(directory: Path, filename: str = "electrodes.parquet") -> int:
-    """Modification time of the table file: part of every cache key, so a rebuilt table is re-read."""
-    try:
-        return (directory / filename).stat().st_mtime_ns
-    except OSError:
-        return 0
-
-
-# cache_resource, not cache_data: the table is only read, never modified, and cache_data would
-# copy it (every structure as JSON) on each rerun.
-@st.cache_resource(show_spinner="Loading the electrode table…", max_entries=4)
-def load_electrodes(directory: str, version: int) -> pd.DataFrame:
-    return load_table(directory)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -206,11 +187,12 @@ with st.expander("Materials Project electrodes: fetch them with your API key", i
             except ValueError as exc:
                 st.error(str(exc))
             else:
-                st.session_state["table_source"] = TABLE_SOURCES[1]
+                use_source(TABLE_SOURCES[1])
                 st.success(f"Fetched {len(load_table(fetched.parent)):,} electrodes; the table below shows them.")
 
-source = st.radio("Table", TABLE_SOURCES, horizontal=True, key="table_source",
-                  help="BattGen's own CHGNet-computed electrodes, or those fetched from the Materials Project.")
+source = choose_source("table_source", label="Table",
+                       help="BattGen's own CHGNet-computed electrodes, or those fetched from the Materials Project. "
+                            "The choice holds on every page.")
 directory = table_directory(source)
 version = table_version(directory)
 try:

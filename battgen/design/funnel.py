@@ -116,7 +116,7 @@ def run_funnel(request: DesignRequest, arm: str, table_dir, *, progress=None) ->
     counts["neutral"] = len(neutral)
     unique = [neutral[i] for i in unique_indices([p.structure for p in neutral])]
     counts["unique"] = len(unique)
-    checker = NoveltyChecker.for_table(table_dir)
+    checker = NoveltyChecker.for_tables(table_dir, *request.novelty_tables)
     novel = [p for p in unique if checker.is_novel(p.structure)]
     counts["novel"] = len(novel)
 

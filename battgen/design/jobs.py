@@ -73,9 +73,9 @@ def _funnel_task(request: dict, arm: str, table_dir: str) -> dict:
         return run_funnel(DesignRequest.from_dict(request), arm, table_dir).as_dict()
 
 
-def _verify_task(proposal: dict, ion: str, table_dir: str, steps: int) -> dict:
+def _verify_task(proposal: dict, ion: str, table_dir: str, steps: int, novelty_tables: tuple = ()) -> dict:
     with _quiet():
-        return verify(Proposal.from_dict(proposal), ion, table_dir, steps=steps)
+        return verify(Proposal.from_dict(proposal), ion, table_dir, steps=steps, novelty_tables=novelty_tables)
 
 
 def _wait(client, futures, store, design_id):
@@ -163,7 +163,7 @@ def run_design(store: DesignStore, request: DesignRequest, *, client, design_id:
                 rank, proposal = queues[arm].pop(0)
                 store.add_candidate(design_id, arm, rank, proposal.as_dict())
                 future = client.submit(_verify_task, proposal.as_dict(), request.working_ion, table_dir,
-                                       request.relax_steps, pure=False)
+                                       request.relax_steps, request.novelty_tables, pure=False)
                 verify_futures[future] = (arm, proposal.key)
                 active[future] = arm
                 s["running"] += 1

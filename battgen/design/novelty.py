@@ -2,7 +2,8 @@
 
 Both use pymatgen's ``StructureMatcher`` (default tolerances) and compare only structures of the
 same reduced formula. "Novel" means "not in our table", which holds known compounds too
-(LiMnPO4 is novel here): the UI says so.
+(LiMnPO4 is novel here): the UI says so. A request may name further tables (a fetched Materials
+Project one), and then "novel" means "in none of them".
 """
 
 from __future__ import annotations
@@ -63,6 +64,16 @@ class NoveltyChecker:
         if isinstance(table, pd.DataFrame):
             return cls(table_structures_by_formula(table))
         return cls(_table_by_formula(str(table)))
+
+    @classmethod
+    def for_tables(cls, *tables) -> "NoveltyChecker":
+        """Novel against every table given (frames or table directories)."""
+        merged: dict[str, list[str]] = {}
+        for table in tables:
+            known = table_structures_by_formula(table) if isinstance(table, pd.DataFrame) else _table_by_formula(str(table))
+            for formula, texts in known.items():  # copied: the per-directory dicts are cached
+                merged.setdefault(formula, []).extend(texts)
+        return cls(merged)
 
     def _known(self, formula: str) -> list:
         if formula not in self._parsed:

@@ -39,6 +39,11 @@ class DesignRequest:
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
+    @property
+    def novelty_tables(self) -> tuple[str, ...]:
+        """Tables (directories) besides the design's own that a novel candidate must be absent from."""
+        return tuple(self.extra.get("novelty_tables", ()))
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d["arms"] = list(self.arms)
@@ -57,7 +62,8 @@ def describe_range(scaler: PropertyScaler, name: str) -> str:
 
 def build_request(table: pd.DataFrame, scaler: PropertyScaler, ion: str, given: dict[str, float | None],
                   *, max_candidates: int = 2, proposals: int = DEFAULT_PROPOSALS,
-                  arms=DEFAULT_ARMS, relax_steps: int = DEFAULT_RELAX_STEPS, seed: int = 0) -> DesignRequest:
+                  arms=DEFAULT_ARMS, relax_steps: int = DEFAULT_RELAX_STEPS, seed: int = 0,
+                  novelty_tables=()) -> DesignRequest:
     """A checked request; ``ValueError`` with one plain sentence for anything unusable."""
     check_ion(ion)
     if max_candidates < 1:
@@ -86,5 +92,15 @@ def build_request(table: pd.DataFrame, scaler: PropertyScaler, ion: str, given: 
         raise ValueError("requested outside the electrode table's range, where nothing targets "
                          "the design: " + "; ".join(parts))
     targets = {k: float(v) for k, v in given.items() if v is not None and k in PROPERTY_NAMES}
+    extra = {}
+    if novelty_tables:
+        from battgen.data.table import load_table
+
+        for directory in novelty_tables:
+            try:
+                load_table(directory)
+            except ValueError as err:
+                raise ValueError(f"the table to check novelty against, {directory}, cannot be read: {err}") from None
+        extra["novelty_tables"] = [str(d) for d in novelty_tables]
     return DesignRequest(ion, targets, screening.properties, int(max_candidates), int(proposals),
-                         tuple(arms), int(relax_steps), int(seed))
+                         tuple(arms), int(relax_steps), int(seed), extra)

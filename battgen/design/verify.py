@@ -40,8 +40,10 @@ def one_thread() -> None:
         torch.set_num_threads(1)
 
 
-def verify(proposal: Proposal, ion: str, table_dir, *, steps: int, fmax: float = DEFAULT_FMAX) -> dict:
-    """Relaxed properties, E_hull and novelty of ``proposal``, or ``status: failed`` and the reason."""
+def verify(proposal: Proposal, ion: str, table_dir, *, steps: int, fmax: float = DEFAULT_FMAX,
+           novelty_tables=()) -> dict:
+    """Relaxed properties, E_hull and novelty of ``proposal`` (against ``table_dir`` and
+    ``novelty_tables``), or ``status: failed`` and the reason."""
     from battgen.data.evaluate import evaluate_structure
     from battgen.design.hull import chgnet_entry, e_above_hull
     from battgen.design.novelty import NoveltyChecker
@@ -61,7 +63,7 @@ def verify(proposal: Proposal, ion: str, table_dir, *, steps: int, fmax: float =
     hull_d = e_above_hull(chgnet_entry(discharged.structure.composition, discharged.energy, proposal.key), table_dir)
     hull_c = e_above_hull(chgnet_entry(charged.structure.composition, charged.energy, proposal.key + ":charge"),
                           table_dir)
-    novel = NoveltyChecker.for_table(table_dir).is_novel(discharged.structure)
+    novel = NoveltyChecker.for_tables(table_dir, *novelty_tables).is_novel(discharged.structure)
     return {
         **base, "status": "verified", "reason": "",
         "formula_discharge": evaluation.row["formula_discharge"],

@@ -71,6 +71,16 @@ class ScreeningSession:
         ion = self.pipeline.config.working_ions[0]
         self.screen(self.request(ion), num_candidates=1, num_inference_steps=1)
 
+    def with_table(self, table: pd.DataFrame) -> "ScreeningSession":
+        """The same model ranking another table's electrodes (e.g. fetched from the Materials Project).
+
+        The model's own property ranges stay (its conditions are scaled by them); the latent index
+        covers only the materials the translator saw, so it is dropped.
+        """
+        from dataclasses import replace
+
+        return replace(self, table=table, latent_index=None)
+
     def request(self, ion: str, given: dict | None = None) -> ScreeningRequest:
         return ScreeningRequest.build(self.table, self.scaler, ion, given)
 
