@@ -8,7 +8,7 @@ import streamlit as st
 from battgen import paths
 from battgen.data.properties import PROPERTIES, PROPERTY_BY_NAME, PROPERTY_NAMES, WORKING_IONS, PropertyScaler
 from battgen.data.table import load_scaler, load_table
-from battgen.design.evaluate import load_metrics, metrics_table
+from battgen.design.evaluate import YIELD_COMMAND, YIELD_FILENAME, load_metrics, metrics_table, yield_table
 from battgen.design.export import candidate_id, csv_bytes, design_records, records_frame, structures_zip
 from battgen.design.funnel import STAGE_LABELS
 from battgen.design.jobs import DesignJobs
@@ -200,6 +200,14 @@ def show_evaluation() -> None:
         st.caption("Requests: voltage and gravimetric capacity of held-out test electrodes and midpoints between "
                    "them; `python -m battgen eval design` writes assets/design/metrics.json. The ion-exchange arm "
                    "is the baseline: substitution probability alone, no knowledge of the request.")
+        yields = load_metrics(filename=YIELD_FILENAME)
+        if yields is not None:
+            st.markdown(f"**Proposal yield** ({yields['n_requests']} requests, {yields['settings']['proposals']} "
+                        "proposals each, every novel survivor relaxed): how many proposals end as novel verified "
+                        "electrodes. Above, only the best few of 300 are relaxed, so that share is capped by the "
+                        "budget.")
+            st.dataframe(yield_table(yields), hide_index=True)
+            st.caption(f"`{YIELD_COMMAND}`")
 
 
 def main() -> None:

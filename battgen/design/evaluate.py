@@ -148,9 +148,39 @@ SUMMARY_ROWS = {
 }
 
 
-def load_metrics(path=None) -> dict | None:
+# The yield run: small batches with every survivor relaxed, so "novel verified of proposals" is
+# measured rather than capped by the verification budget (the main evaluation relaxes the top k
+# of 300). Same format as metrics.json.
+YIELD_FILENAME = "yield.json"
+YIELD_COMMAND = ("python -m battgen eval design --requests 6 --proposals 12 --max-candidates 10 --workers 2 "
+                 "--arms guided ion-exchange --db data/design/yield.sqlite --out assets/design/yield.json")
+YIELD_ROWS = {
+    "proposals": "proposals",
+    "validity_pct": "valid (%)",
+    "uniqueness_pct": "unique of valid (%)",
+    "novelty_pct": "novel of unique (%)",
+    "relaxed": "relaxed (every novel survivor)",
+    "novel_verified": "novel verified",
+    "novel_verified_pct_of_proposals": "novel verified of proposals (%)",
+    "median_abs_delta_voltage": "median |ΔV| (V)",
+}
+
+
+def yield_table(metrics: dict) -> pd.DataFrame:
+    """The yield run, one row per measure and one column per arm."""
+    arms = metrics["arms"]
+
+    def value(arm: str, key: str):
+        v = arms[arm]["survival_per_stage"].get("relaxed") if key == "relaxed" else arms[arm].get(key)
+        return round(v, 3) if isinstance(v, float) else v
+
+    return pd.DataFrame({"measure": list(YIELD_ROWS.values()),
+                         **{arm: [value(arm, k) for k in YIELD_ROWS] for arm in arms}})
+
+
+def load_metrics(path=None, filename: str = METRICS_FILENAME) -> dict | None:
     """The stored evaluation (``assets/design/metrics.json``), or None before the first run."""
-    path = Path(path or paths.asset_dir(paths.DESIGN) / METRICS_FILENAME)
+    path = Path(path or paths.asset_dir(paths.DESIGN) / filename)
     if not path.exists():
         return None
     return json.loads(path.read_text())

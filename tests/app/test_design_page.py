@@ -142,3 +142,17 @@ def test_a_design_requested_on_the_page_runs_and_is_stored(tmp_path, monkeypatch
         assert any(design_id in s.value for s in app.subheader)
     finally:
         cluster.close()
+
+
+def test_the_evaluation_shows_the_proposal_yield_beside_the_aim(tmp_path, monkeypatch):
+    from battgen.design.evaluate import YIELD_COMMAND
+
+    root = _root(tmp_path)
+    (root / "assets" / "design").symlink_to(paths.asset_dir(paths.DESIGN))
+    monkeypatch.setenv("BATTGEN_ARTIFACT_ROOT", str(root))
+    app = ok(AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S).run())
+    assert any("Proposal yield" in m.value for m in app.markdown)
+    assert any(YIELD_COMMAND in c.value for c in app.caption)
+    shown = [d.value for d in app.dataframe]
+    yield_frame = next(f for f in shown if "measure" in f.columns)
+    assert "novel verified of proposals (%)" in set(yield_frame["measure"])

@@ -47,3 +47,18 @@ def test_arm_metrics_arithmetic():
     assert m["failure_reasons"] == {"the charged relaxation did not converge": 1}
     table = metrics_table({"arms": {"guided": m}})
     assert table.loc[table["metric"] == "median |ΔV| (V)", "guided"].item() == pytest.approx(0.5)
+
+
+def test_the_shipped_yield_run_relaxed_every_novel_survivor_and_its_table_says_so():
+    from battgen.design.evaluate import YIELD_FILENAME, YIELD_ROWS, load_metrics, yield_table
+
+    yields = load_metrics(filename=YIELD_FILENAME)
+    assert yields is not None and yields["n_requests"] == yields["n_requests_planned"]
+    frame = yield_table(yields).set_index("measure")
+    for arm, m in yields["arms"].items():
+        stages = m["survival_per_stage"]
+        assert stages["relaxed"] == stages["novel"]  # nothing left unrelaxed: the yield is measured
+        assert m["novel_verified_pct_of_proposals"] == pytest.approx(100 * m["novel_verified"] / m["proposals"])
+        assert frame.loc[YIELD_ROWS["novel_verified_pct_of_proposals"], arm] == pytest.approx(
+            m["novel_verified_pct_of_proposals"], abs=1e-3)
+        assert frame.loc[YIELD_ROWS["relaxed"], arm] == stages["relaxed"]
