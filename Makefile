@@ -95,8 +95,8 @@ bench: venv
 AFM_DATA ?= data/afm
 TRANSLATOR_ARGS := --data $(AFM_DATA) --threads 1 --channels 16,32,64 --epochs 14 --patience 14 --max-minutes 55
 ATOM_REGRESSOR_ARGS := --threads 2 --max-minutes 10
-SCREENING_ARGS := --channels 32,64,64 --lr 5e-4 --epochs 1000 --patience 0 --max-minutes 52 --threads 1 \
-  --prediction-type v_prediction --zero-terminal-snr --min-snr-gamma 5 --condition-norm zscore --targets canonical \
+SCREENING_ARGS := --channels 32,64,64 --lr 5e-4 --epochs 1000 --patience 0 --max-minutes 50 --threads 1 \
+  --prediction-type v_prediction --zero-terminal-snr --min-snr-gamma 5 --condition-norm zscore --targets mean \
   --select-by val_composition_r2 --select-every 5
 rebuild-afm-screening: venv
 	$(VENV_PYTHON) -m battgen afm build-dataset --table assets/electrodes --out $(AFM_DATA) --views 4 --grid 64 --workers 2

@@ -238,7 +238,10 @@ def show_candidates(session: ScreeningSession, result: ScreeningResult) -> None:
 def show_samples(session: ScreeningSession, result: ScreeningResult) -> None:
     st.markdown("**Generated samples** (descriptors the model drew for the request, and the composition the "
                 "atom regressor reads from them)")
-    st.caption(f"Type map: {afm_viz.TYPE_MAP_LEGEND}.")
+    st.caption(f"Type map: {afm_viz.TYPE_MAP_LEGEND}."
+               + (" The model generates a material's mean latent over its simulated views (the view's rotation "
+                  "is not something the properties can say), so each descriptor is an average of rotated views: "
+                  "smoother than one AFM image." if session.targets == "mean" else ""))
     formulas = dict(zip(session.table["id"], session.table["formula_discharge"]))
     samples = result.samples.to_dict(orient="records")
     for start in range(0, len(samples), SAMPLE_COLUMNS):

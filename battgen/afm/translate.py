@@ -105,6 +105,16 @@ class LatentIndex:
                 raise ValueError(f"{path} names no material ids; pass the table's ids")
             return cls(mu, ids, z["rotation"], z["split"].astype(str), z["working_ion"].astype(str))
 
+    def per_material_mean(self) -> "LatentIndex":
+        """One entry per material: the mean of its views' latents, which is what a screening model
+        trained on mean latents (``--targets mean``) generates; a single view is the wrong neighbour."""
+        ids, first, inverse = np.unique(self.material_id, return_index=True, return_inverse=True)
+        mu = np.zeros((len(ids), self.mu.shape[1]), np.float64)
+        np.add.at(mu, inverse, self.mu)
+        mu /= np.bincount(inverse)[:, None]
+        return LatentIndex(mu.astype(np.float32), ids, np.zeros(len(ids), np.int64), self.split[first],
+                           self.working_ion[first])
+
     def distances(self, mu: np.ndarray, ion: str | None = None) -> pd.DataFrame:
         """Per material, the smallest per-dimension RMS distance of any of its views to each latent.
 

@@ -32,12 +32,25 @@ def missing_screening_model(root: str | Path) -> str | None:
     return None
 
 
+def training_targets(checkpoint: str | Path) -> str:
+    """What the screening model was trained to generate: every view ("all"), one "canonical" view
+    or the per-material "mean" latent (its metadata; "all" for checkpoints that do not say)."""
+    from battgen.artifacts import read_metadata
+
+    try:
+        meta = read_metadata(checkpoint) or {}
+    except ValueError:  # a corrupt metadata file does not stop screening; the index stays per view
+        return "all"
+    return str((meta.get("config") or {}).get("targets") or "all")
+
+
 @dataclass
 class ScreeningSession:
     pipeline: object  # BattGenScreeningPipeline
     table: pd.DataFrame
     scaler: PropertyScaler
     latent_index: object | None  # LatentIndex, None when the translator's latents are absent
+    targets: str = "all"  # what the model generates: a view ("all", "canonical") or a material's "mean" latent
 
     @classmethod
     def load(cls, root: str | Path, device=None) -> "ScreeningSession":
@@ -61,7 +74,10 @@ class ScreeningSession:
         pipeline.set_progress_bar_config(disable=True)
         latents = root / TRANSLATOR_DIR / "latents.npz"
         index = LatentIndex.load(latents, list(table["id"])) if latents.is_file() else None
-        session = cls(pipeline, table, scaler, index)
+        targets = training_targets(root / SCREENING_DIR)
+        if index is not None and targets == "mean":
+            index = index.per_material_mean()
+        session = cls(pipeline, table, scaler, index, targets)
         session.warm_up()
         return session
 

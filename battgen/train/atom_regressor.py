@@ -100,15 +100,20 @@ def load_inputs(config: AtomRegressorTrainingConfig, device: torch.device) -> Re
     """The views of ``config.latents`` (the translator's stored latents, counts from the electrode
     table) or, without it, of ``config.data`` encoded once with the frozen translator."""
     if config.latents is not None:
-        from battgen.train.screening import load_screening_data
+        from battgen.train.screening import load_screening_data, select_targets
 
         data = load_screening_data(config.latents)
         with np.load(config.latents, allow_pickle=False) as npz:
             rotation = npz["rotation"].astype(np.int64) if "rotation" in npz.files else np.zeros(len(data.split), int)
+        if config.views == "mean":
+            data = select_targets(data, "mean")
+            rotation = np.zeros(len(data.split), np.int64)
         return RegressorInputs(latents=data.latents.astype(np.float32), counts=data.compositions,
                                working_ion=data.ions, split=data.split, material=data.material, rotation=rotation,
                                scaling_factor=data.scaling_factor, inputs=[config.latents, table_path()],
                                encode_seconds=0.0)
+    if config.views != "all":
+        raise ValueError("--views mean averages stored latents: give them with --latents")
     translator_dir = config.translator
     if not (translator_dir / "config.json").is_file():
         raise ValueError(f"no translator checkpoint at {translator_dir} (train one with "

@@ -177,3 +177,20 @@ def test_a_checkpoint_saved_before_the_switches_loads_as_the_old_network():
     model = AtomRegressor.from_pretrained(directory).eval()
     assert (model.config.pooling, model.config.output) == ("flatten", "counts")
     assert model.predict_from_mu(torch.zeros(1, 4, 16, 16)).shape == (1, 112)
+
+
+def test_views_mean_trains_on_one_mean_latent_per_material(tmp_path):
+    from battgen.train.atom_regressor import load_inputs
+    from battgen.train.configs import AtomRegressorTrainingConfig
+
+    latents = _small_latents(tmp_path / "latents.npz")
+    every = load_inputs(AtomRegressorTrainingConfig(latents=latents, out=tmp_path / "a"), torch.device("cpu"))
+    mean = load_inputs(AtomRegressorTrainingConfig(latents=latents, out=tmp_path / "b", views="mean"),
+                       torch.device("cpu"))
+    materials = np.unique(every.material)
+    assert len(mean.material) == len(materials) and sorted(mean.material) == sorted(materials)
+    for m in materials[:3]:
+        got = mean.latents[np.flatnonzero(mean.material == m)[0]]
+        assert np.allclose(got, every.latents[every.material == m].mean(axis=0), atol=1e-6)
+    with pytest.raises(ValueError, match="--latents"):
+        load_inputs(AtomRegressorTrainingConfig(out=tmp_path / "c", views="mean"), torch.device("cpu"))

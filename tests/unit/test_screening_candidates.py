@@ -107,6 +107,45 @@ def test_latent_distances_agree_with_nearest_and_respect_the_ion():
     assert set(index.distances(query, ion="Li").index) == {"a", "b"}
 
 
+def test_a_per_material_mean_index_holds_each_materials_mean_latent():
+    rng = np.random.default_rng(1)
+    ids = np.array(["a", "b", "a", "c", "a"])
+    mu = rng.normal(size=(5, 8)).astype(np.float32)
+    index = LatentIndex(mu, ids, np.arange(5), np.array(["train"] * 5), np.array(["Li", "Na", "Li", "Li", "Li"]))
+    means = index.per_material_mean()
+    assert list(means.material_id) == ["a", "b", "c"]
+    assert np.allclose(means.mu[0], mu[[0, 2, 4]].mean(axis=0), atol=1e-6) and np.allclose(means.mu[1], mu[1])
+    assert list(means.working_ion) == ["Li", "Na", "Li"]
+    # A material's own mean latent is its nearest neighbour at distance zero.
+    assert means.nearest(mu[[0, 2, 4]].mean(axis=0), k=1)["id"].iloc[0] == "a"
+
+
+def test_the_session_indexes_mean_latents_for_a_model_trained_on_them(root, tmp_path):
+    import json
+    import shutil
+
+    from battgen.screening.session import SCREENING_DIR, ScreeningSession, training_targets
+
+    assert training_targets(root / SCREENING_DIR) == "all"  # the toy checkpoint says nothing: per view
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy, symlinks=True)
+    latents = copy / "checkpoints" / "translator" / "latents.npz"
+    with np.load(latents) as z:  # two views per material, so a per-material mean differs from a view
+        stored = {k: z[k] for k in z.files}
+    rng = np.random.default_rng(2)
+    second = (stored["mu"] + rng.normal(size=stored["mu"].shape)).astype(stored["mu"].dtype)
+    doubled = {k: (np.concatenate([v, v]) if v.ndim and k != "mu" else v) for k, v in stored.items()}
+    doubled["mu"] = np.concatenate([stored["mu"], second])
+    np.savez_compressed(latents, **doubled)
+    per_view = ScreeningSession.load(copy).latent_index
+    (copy / SCREENING_DIR / "metadata.json").write_text(json.dumps({"config": {"targets": "mean"}}))
+    per_material = ScreeningSession.load(copy).latent_index
+    assert len(per_view.mu) == 2 * len(per_material.mu) and len(per_material.mu) == len(set(per_view.material_id))
+    first = per_material.material_id[0]
+    views = per_view.mu[per_view.material_id == first]
+    assert np.allclose(per_material.mu[0], views.mean(axis=0), atol=1e-3)
+
+
 def test_screen_cli_prints_json_with_defaults_timing_and_candidates_of_the_ion(root, capsys):
     code = cli_main(["screen", "--root", str(root), "--ion", "Mg", "--voltage", "2.5", "--steps", "3",
                      "--num-candidates", "2", "--json", "--top", "4"])
