@@ -192,5 +192,9 @@ def test_the_makefile_training_lines_parse(monkeypatch):
     assert regressor.translator == paths.checkpoint_dir(paths.TRANSLATOR) and regressor.threads == 2
     assert screening.channels == (32, 64, 64) and screening.lr == 5e-4 and screening.patience == 0
     assert (screening.prediction_type, screening.zero_terminal_snr, screening.min_snr_gamma) == ("v_prediction", True, 5)
-    assert (screening.condition_norm, screening.targets, screening.select_by) == ("zscore", "canonical",
+    assert (screening.condition_norm, screening.targets, screening.select_by) == ("zscore", "mean",
                                                                                   "val_composition_r2")
+    # The rebuild trains what is shipped: the same switches as the checkpoint's own metadata.
+    shipped = json.loads((paths.checkpoint_dir(paths.SCREENING) / "metadata.json").read_text())["config"]
+    assert (shipped["targets"], shipped["condition_norm"], shipped["prediction_type"], shipped["select_by"]) == (
+        screening.targets, screening.condition_norm, screening.prediction_type, screening.select_by)
