@@ -18,7 +18,7 @@ from battgen.design.store import ACTIVE, DesignStore, default_path
 from battgen.screening.request import ion_medians
 from battgen.ui.jobs import job_runner, show_job_state
 from battgen.ui.structure_panel import show_structure
-from battgen.ui.tables import TABLE_HELP, TABLE_SOURCES, chosen_table
+from battgen.ui.tables import TABLE_HELP, TABLE_SOURCES, chosen_table, table_directory
 from battgen.viz import design as viz
 from battgen.viz import electrodes as electrode_viz
 
@@ -45,10 +45,6 @@ RESULT_COLUMNS = {
                                                           "be a known compound elsewhere)"),
     "seconds": st.column_config.NumberColumn("seconds", format="%.0f"),
 }
-
-
-def table_directory():
-    return paths.asset_dir(paths.ELECTRODES)
 
 
 @st.cache_resource(show_spinner="Loading the electrode table…", max_entries=2)

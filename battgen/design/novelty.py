@@ -61,9 +61,7 @@ class NoveltyChecker:
 
     @classmethod
     def for_table(cls, table) -> "NoveltyChecker":
-        if isinstance(table, pd.DataFrame):
-            return cls(table_structures_by_formula(table))
-        return cls(_table_by_formula(str(table)))
+        return cls.for_tables(table)
 
     @classmethod
     def for_tables(cls, *tables) -> "NoveltyChecker":
