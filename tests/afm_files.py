@@ -213,18 +213,27 @@ def gwy_topography_scan(side: int = 256, size_m: float = 5e-6, seed: int = 0) ->
 
 def gwy_brick(
     cube_zyx: np.ndarray, key: str = "/brick/0", extra: dict[str, np.ndarray] | None = None,
-    units: dict[str, str] | None = None,
+    units: dict[str, str] | None = None, calibration: Sequence[float] | None = None,
+    calibration_unit: str = "m",
 ) -> bytes:
-    """Volumes (GwyBrick); ``units`` sets e.g. si_unit_z (the z axis) and si_unit_w (the values)."""
+    """Volumes (GwyBrick); ``units`` sets e.g. si_unit_z (the z axis) and si_unit_w (the values);
+    ``calibration`` the z value of each level (Gwyddion's z-calibration data line)."""
     container = GwyContainer()
     for k, cube in {key: cube_zyx, **(extra or {})}.items():
         zres, yres, xres = cube.shape
-        container[k] = GwyObject("GwyBrick", {
+        items = {
             "xres": xres, "yres": yres, "zres": zres,
-            "xreal": 1e-8, "yreal": 1e-8, "zreal": 1e-9,
+            "xreal": 1e-8, "yreal": 1e-8, "zreal": 1e-9, "zoff": 3e-10,
             "data": np.ascontiguousarray(cube, dtype=np.float64).ravel(),  # x fastest, then y, then z
             **{name: GwySIUnit(unitstr=unit) for name, unit in (units or {}).items()},
-        })
+        }
+        if calibration is not None:
+            items["calibration"] = GwyObject("GwyDataLine", {
+                "res": len(calibration), "real": 1.0,
+                "data": np.asarray(calibration, dtype=np.float64),
+                "si_unit_y": GwySIUnit(unitstr=calibration_unit),
+            })
+        container[k] = GwyObject("GwyBrick", items)
         container[f"{k}/title"] = "df volume"
     return gwy_bytes(container)
 

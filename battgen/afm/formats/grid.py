@@ -9,7 +9,8 @@ Conventions (the network was trained on them, so uploads are brought to them):
   closest map (an explicit flag always wins over metadata).
 * **Heights are resampled to ``n_heights`` by linear interpolation** along the height axis. The
   heights are assumed evenly spaced from the first to the last map unless the file records
-  uneven tip heights (``.sxm`` series), in which case the interpolation is linear in Z.
+  uneven tip heights (``.sxm`` series, a Gwyddion volume's z calibration), in which case the
+  interpolation is linear in Z.
 * **Maps are resampled to ``target_shape`` by bilinear interpolation** with the corner pixels
   kept on the corners (``align_corners`` semantics): the first and last rows and columns of the
   upload land exactly on the first and last rows and columns of the output.

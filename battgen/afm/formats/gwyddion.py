@@ -181,7 +181,9 @@ def decode_gwy(upload: common.Upload, array_key: str | None) -> common.Decoded:
                                            _unit(brick, "si_unit_w"), values)
         channels.check_force_map(label, [volume])
         notes = [f"read volume {key}{shown}: z levels = heights"]
-        return common.Decoded(values, "gwyddion", 0, notes=notes, array_key=key, channels=[volume])
+        decoded = common.Decoded(values, "gwyddion", 0, notes=notes, array_key=key, channels=[volume])
+        _brick_heights(brick, zres, axis_unit, decoded)
+        return decoded
 
     if not fields:
         raise ValueError(f"{label} holds no image channels or volumes")
@@ -219,6 +221,39 @@ def decode_gwy(upload: common.Upload, array_key: str | None) -> common.Decoded:
         notes.append(f"read {len(numbers)} image channels ({shown}) as heights, in order; the file does not "
                      "say what they hold (no unit or telling title), so they are taken to be Δf maps")
     return common.Decoded(np.stack(maps, axis=0), "gwyddion", 0, notes=notes, channels=described)
+
+
+def _brick_heights(brick: _GwyObject, zres: int, axis_unit: str, decoded: common.Decoded) -> None:
+    """Tip heights of a volume's z levels from its z calibration, where the file has one.
+
+    Gwyddion stores a volume's z extent as a positive size (``zreal``) from an offset (``zoff``),
+    so without a calibration the levels are evenly spaced but their direction is not recorded.
+    A ``calibration`` data line gives the z value of every level (e.g. an uneven sweep): those
+    are the heights, larger = farther from the sample, as in the Nanonis readers.
+    """
+    calibration = brick.items.get("calibration")
+    if isinstance(calibration, _GwyObject) and calibration.name == "GwyDataLine":
+        zs = calibration.items.get("data")
+        unit = _unit(calibration, "si_unit_y") or axis_unit
+        usable = (isinstance(zs, np.ndarray) and zs.dtype.kind == "f" and zs.size == zres
+                  and bool(np.isfinite(zs).all()) and np.unique(zs).size == zres)
+        if not usable:
+            decoded.notes.append(f"the volume's z calibration does not give {zres} distinct finite levels, "
+                                 "so it is not used: levels assumed evenly spaced")
+            return
+        if unit and channels.quantity_of("z", unit) != channels.TOPOGRAPHY:
+            decoded.notes.append(f"the volume's z calibration is in {unit}, not a length, so it is not used")
+            return
+        decoded.heights = np.asarray(zs, dtype=np.float64)
+        shown = f" {unit}" if unit else ""
+        decoded.order_source = (f"z calibration in the file, {zs.min():.4g} to {zs.max():.4g}{shown}; "
+                                "larger Z = farther")
+        return
+    zreal, zoff = brick.items.get("zreal"), brick.items.get("zoff", 0.0)
+    if isinstance(zreal, float) and isinstance(zoff, float) and np.isfinite(zreal) and np.isfinite(zoff):
+        shown = f" {axis_unit}" if axis_unit else ""
+        decoded.notes.append(f"z levels evenly spaced over {zoff:.4g} to {zoff + zreal:.4g}{shown}; Gwyddion "
+                             "does not record the direction without a z calibration")
 
 
 def _unit(obj: _GwyObject, key: str) -> str:

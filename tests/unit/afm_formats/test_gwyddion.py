@@ -31,6 +31,40 @@ def test_gwy_brick_is_a_stack() -> None:
     np.testing.assert_allclose(result.stack, expected_linear(20, 18, 6), atol=2e-6)
 
 
+def test_gwy_brick_without_calibration_says_direction_unknown() -> None:
+    stack = linear_stack(16, 16, 5)
+    result = read_stack(gwy_brick(np.moveaxis(stack, 2, 0)), name="vol.gwy")
+    assert any("evenly spaced over 3e-10 to 1.3e-09" in op for op in result.operations)
+    assert any("assumed" in op for op in result.operations)  # order as uploaded, flagged
+
+
+def test_gwy_brick_z_calibration_gives_the_heights() -> None:
+    # Levels recorded closest first and unevenly: 0.1, 0.2, 0.4, 0.8 nm.
+    zs = [1e-10, 2e-10, 4e-10, 8e-10]
+    cube = np.stack([np.full((16, 16), z * 1e10) + np.linspace(0, 0.01, 16) for z in zs])
+    result = read_stack(gwy_brick(cube, calibration=zs), name="vol.gwy", n_heights=8)
+    assert any("reversed" in op and "z calibration in the file" in op for op in result.operations)
+    assert any("linear in the recorded Z" in op for op in result.operations)
+    # value = Z in Å, so farthest first means falling from 8 to 1, evenly in Z after resampling
+    means = result.stack.mean(axis=(0, 1))
+    assert np.all(np.diff(means) < 0)
+    np.testing.assert_allclose(np.diff(means), np.diff(means)[0], rtol=1e-3)
+
+
+@pytest.mark.parametrize("calibration, unit, why", [
+    ([1e-10, 1e-10, 2e-10, 3e-10], "m", "distinct finite"),
+    ([1e-10, 2e-10, 3e-10], "m", "distinct finite"),
+    ([1e-10, np.nan, 2e-10, 3e-10], "m", "distinct finite"),
+    ([0.1, 0.2, 0.3, 0.4], "V", "not a length"),
+])
+def test_gwy_brick_unusable_calibration_is_ignored(calibration, unit, why) -> None:
+    cube = np.moveaxis(linear_stack(16, 16, 4), 2, 0)
+    result = read_stack(gwy_brick(cube, calibration=calibration, calibration_unit=unit), name="vol.gwy")
+    assert any(why in op for op in result.operations)
+    plain = read_stack(gwy_brick(cube), name="vol.gwy")
+    np.testing.assert_array_equal(result.stack, plain.stack)  # read as if there were no calibration
+
+
 def test_gwy_several_bricks_need_array_key() -> None:
     stack = np.moveaxis(linear_stack(16, 16, 4), 2, 0)
     data = gwy_brick(stack, extra={"/brick/1": -stack})
