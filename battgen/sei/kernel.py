@@ -157,11 +157,15 @@ def run_kmc(
     snapshot_every,
     event_counts,
     progress,
+    hop_ratio=0.0,
 ):
     """Run to completion or to a bound. ``code`` holds the nx·ny lattice plus three entries for
     the boundary classes; it is mutated, as are the snapshot and event-count arrays.
     ``progress`` (float64, 2) receives (steps, simulated time) every 65,536 events, so another
     thread can follow a run (the kernel releases the GIL).
+    ``hop_ratio`` > 0 slows the diffusion moves (events 12-15) together, whenever their total
+    rate exceeds ``hop_ratio`` times that of the reactions (events 1-11), to exactly that ratio:
+    an approximation (temporal acceleration), see :func:`battgen.sei.kmc.simulate`. 0 = exact.
     Returns (status, steps, time, n_snapshots, snapshot_every, n_locked_sites)."""
     np.random.seed(seed)
     n = nx * ny
@@ -254,11 +258,22 @@ def run_kmc(
         n_pending = 0
 
         total = 0.0
+        hop_total = 0.0
+        slow_total = 0.0
         reactive = 0
         for t in range(N_TYPES):
-            total += rates[t] * ev_count[t]
-            if t < E12 or t > E15:
+            part = rates[t] * ev_count[t]
+            if t >= E12 and t <= E15:
+                hop_total += part
+            else:
+                total += part
                 reactive += ev_count[t]
+                if t <= E11:
+                    slow_total += part
+        hop_scale = 1.0
+        if hop_ratio > 0.0 and slow_total > 0.0 and hop_total > hop_ratio * slow_total:
+            hop_scale = hop_ratio * slow_total / hop_total
+        total += hop_total * hop_scale
         if total <= 0.0:
             status = STATUS_COMPLETE
             break
@@ -289,7 +304,10 @@ def run_kmc(
         acc = rates[0] * ev_count[0]
         while acc <= target and t < N_TYPES - 1:
             t += 1
-            acc += rates[t] * ev_count[t]
+            if t >= E12 and t <= E15:
+                acc += rates[t] * ev_count[t] * hop_scale
+            else:
+                acc += rates[t] * ev_count[t]
         while ev_count[t] == 0:  # float round-off at the top end
             t -= 1
         pick = int(np.random.random() * ev_count[t])

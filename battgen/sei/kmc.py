@@ -59,6 +59,7 @@ class KMCResult:
     event_counts: np.ndarray  # (19,) executed events per type
     locked_sites: int  # mobile species locked in inert closed pores
     observables: dict[str, float]
+    hop_ratio: float | None = None  # temporal acceleration used (None = exact model)
     snapshots: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.uint8))
     snapshot_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     snapshot_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -99,6 +100,7 @@ class KMCResult:
             "passivated": self.completed,
             "status_reason": describe_result(self).detail,
             "locked_sites": int(self.locked_sites),
+            "hop_ratio": self.hop_ratio,
             "seed": int(self.seed),
             "size": list(self.lattice.shape[::-1]),
             "event_counts": {f"e{i + 1}": int(c) for i, c in enumerate(self.event_counts)},
@@ -134,6 +136,7 @@ def simulate(
     tunnel_rows: int = 4,
     on_progress: Callable[[int, float, np.ndarray], None] | None = None,
     progress_interval_s: float = 0.25,
+    hop_ratio: float | None = None,
 ) -> KMCResult:
     """Grow an SEI from a fresh electrode in pure solvent and return the final state.
 
@@ -142,6 +145,12 @@ def simulate(
     max_steps / max_time: bounds for the caller; the run otherwise goes to completion.
     on_progress: called from this thread every ``progress_interval_s`` with (events so far,
         simulated time, a copy of the live lattice) while the kernel runs in a worker thread.
+    hop_ratio: None runs the model exactly. A number enables temporal acceleration: whenever
+        the diffusion moves (events 12-15) are more than ``hop_ratio`` times as frequent as all
+        reactions (events 1-11) together, their rates are scaled down, all by one factor, to
+        that ratio; each mobile molecule still hops about ``hop_ratio`` times between its own
+        reactions. An approximation: diffusion to the absorbing top is slowed too, so its
+        effect on the observables has to be measured (``benchmarks/sei_acceleration.py``).
     """
     full = resolve_barriers(barriers)
     nx = _check_size("nx", nx)
@@ -158,6 +167,8 @@ def simulate(
         raise ValueError("n_snapshots must be between 0 and 10000")
     if not 1 <= int(tunnel_rows) < ny:
         raise ValueError("tunnel_rows must be at least 1 and below the lattice height")
+    if hop_ratio is not None and not (np.isfinite(hop_ratio) and hop_ratio >= 1.0):
+        raise ValueError(f"hop_ratio must be a number >= 1 (or None for the exact model), got {hop_ratio!r}")
 
     rates = event_rates(full, temperature)
     code = np.full(nx * ny + 3, SOLVENT, np.int8)  # + boundary classes, see the kernel
@@ -172,7 +183,8 @@ def simulate(
 
     progress = np.zeros(2)
     args = (code, rates, nx, ny, int(tunnel_rows), int(seed), steps_bound, time_bound,
-            snapshots, snapshot_steps, snapshot_times, snapshot_every, event_counts, progress)
+            snapshots, snapshot_steps, snapshot_times, snapshot_every, event_counts, progress,
+            float(hop_ratio or 0.0))
     start = _time.perf_counter()
     if on_progress is None:
         outcome = kernel.run_kmc(*args)
@@ -218,6 +230,7 @@ def simulate(
         event_counts=event_counts,
         locked_sites=int(n_locked),
         observables=compute_observables(lattice),
+        hop_ratio=None if hop_ratio is None else float(hop_ratio),
         snapshots=frames,
         snapshot_steps=frame_steps,
         snapshot_times=frame_times,

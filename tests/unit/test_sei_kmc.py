@@ -259,3 +259,31 @@ def test_reference_defaults_lie_inside_the_sampled_ranges():
 
     defaults = DEFAULT_BARRIERS[:15]
     assert np.all(defaults >= BARRIER_RANGES[:, 0]) and np.all(defaults <= BARRIER_RANGES[:, 1])
+
+
+def test_hop_ratio_leaves_runs_alone_when_hops_do_not_dominate():
+    exact = simulate(nx=20, ny=20, seed=5)
+    loose = simulate(nx=20, ny=20, seed=5, hop_ratio=1e12)
+    assert np.array_equal(exact.lattice, loose.lattice) and exact.steps == loose.steps
+    assert exact.hop_ratio is None and loose.summary()["hop_ratio"] == 1e12
+
+
+def test_hop_ratio_caps_diffusion_moves_per_reaction():
+    # Fast O hops (e13 = 0.2 eV) outnumber reactions by two orders of magnitude in the exact model.
+    barriers = {"e13": 0.20, "e5": 0.80}
+    exact = simulate(barriers, nx=20, ny=20, seed=2, max_steps=300_000)
+    capped = simulate(barriers, nx=20, ny=20, seed=2, max_steps=300_000, hop_ratio=10.0)
+
+    def hops_per_reaction(result):
+        counts = result.event_counts
+        return counts[11:15].sum() / max(counts[:11].sum(), 1)
+
+    assert hops_per_reaction(exact) > 100
+    assert hops_per_reaction(capped) < 12  # at most 10 expected: leaving events are not capped
+    assert exact.status == "max_steps" and capped.completed and capped.steps < exact.steps / 10
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.0, -3.0, float("nan"), float("inf")])
+def test_bad_hop_ratio_is_rejected_clearly(ratio):
+    with pytest.raises(ValueError, match="hop_ratio"):
+        simulate(nx=10, ny=10, hop_ratio=ratio)
