@@ -29,6 +29,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--out", default="data/sei")
     build.add_argument("--max-steps", type=int, default=None,
                        help=f"event bound per run (default {DATASET_MAX_EVENTS:,})")
+    build.add_argument("--hop-ratio", type=float, default=None,
+                       help="temporal acceleration of the diffusion moves (default: exact runs); "
+                            "see benchmarks/results/sei_acceleration.md for its measured bias")
+    build.add_argument("--accelerate-after", type=int, default=None,
+                       help="with --hop-ratio: exact for this many events first")
     add_parallel_options(build)
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(func=_build)
@@ -63,7 +68,8 @@ def _build(args) -> int:
     from battgen.sei.dataset import DatasetPlan, build_dataset
 
     plan = DatasetPlan(n=args.n, size=args.size, seed=args.seed,
-                       max_steps=args.max_steps or DATASET_MAX_EVENTS)
+                       max_steps=args.max_steps or DATASET_MAX_EVENTS, hop_ratio=args.hop_ratio,
+                       accelerate_after=args.accelerate_after)
     path = build_dataset(args.out, plan, workers=args.workers, dask_scheduler=args.dask_scheduler,
                          progress=not args.no_progress)
     print(f"wrote {path}")

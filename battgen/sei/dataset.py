@@ -42,12 +42,20 @@ class DatasetPlan(Plan):
     size: int = DEFAULT_SIZE
     seed: int = 0
     max_steps: int = DATASET_MAX_EVENTS
+    # Temporal acceleration (kmc.simulate): None keeps every run exact. Measured bias and
+    # completion: benchmarks/results/sei_acceleration.md. Runs it acted on are labelled.
+    hop_ratio: float | None = None
+    accelerate_after: int | None = None
 
     def __post_init__(self):
         if self.n < 1:
             raise ValueError("n must be at least 1")
         if self.max_steps < 1:
             raise ValueError("max_steps must be at least 1")
+        if self.hop_ratio is not None and not (np.isfinite(self.hop_ratio) and self.hop_ratio >= 1):
+            raise ValueError("hop_ratio must be at least 1 (or None for exact runs)")
+        if self.accelerate_after is not None and (self.hop_ratio is None or self.accelerate_after < 0):
+            raise ValueError("accelerate_after needs a hop_ratio and must be non-negative")
 
 
 def sample_barriers(n: int, seed: int = 0) -> np.ndarray:
@@ -96,7 +104,8 @@ def _simulate_indices(batch: tuple[list[int], np.ndarray], out_dir: str, plan: d
     for index, row in zip(indices, barriers):
         result = simulate(
             row, nx=plan["size"], ny=plan["size"], seed=run_seed(plan["seed"], index),
-            max_steps=plan["max_steps"],
+            max_steps=plan["max_steps"], hop_ratio=plan.get("hop_ratio"),
+            accelerate_after=plan.get("accelerate_after") or 0,
         )
         # Atomic: a killed build never leaves a half-written run.
         atomic.save_npz(
@@ -109,6 +118,7 @@ def _simulate_indices(batch: tuple[list[int], np.ndarray], out_dir: str, plan: d
             wall_time=np.float64(result.wall_time_s),
             status=np.int8(STATUS_CODES[result.status]),
             seed=np.int64(result.seed),
+            accelerated_events=np.int64(result.accelerated_events),
         )
         done.append(index)
     return done
@@ -168,11 +178,12 @@ def consolidate(out_dir: str | Path, plan: DatasetPlan, *, build_seconds: float 
     if missing:
         raise ValueError(f"{len(missing)} runs are missing in {out / RUNS_DIR}; build again")
     fields = {k: [] for k in ("lattice", "barriers", "observables", "steps", "sim_time",
-                              "wall_time", "status", "seed")}
+                              "wall_time", "status", "seed", "accelerated_events")}
     for i in range(plan.n):
         with np.load(_run_file(out, i), allow_pickle=False) as run:
             for key in fields:
-                fields[key].append(run[key])
+                # runs stored before acceleration existed were exact
+                fields[key].append(run[key] if key in run.files else np.int64(0))
         if fields["observables"][-1].shape[0] != len(OBSERVABLE_NAMES):
             # a run stored before an observable was added: every observable follows from the lattice
             observables = compute_observables(fields["lattice"][-1])
@@ -193,6 +204,7 @@ def consolidate(out_dir: str | Path, plan: DatasetPlan, *, build_seconds: float 
         wall_time=np.array(fields["wall_time"], np.float64),
         status=np.array(fields["status"], np.int8),
         status_names=np.array(list(STATUS_CODES)),
+        accelerated_events=np.array(fields["accelerated_events"], np.int64),
     )
     from battgen.artifacts import write_metadata, write_metrics
 
@@ -213,6 +225,7 @@ def consolidate(out_dir: str | Path, plan: DatasetPlan, *, build_seconds: float 
                 name: int((np.array(fields["status"]) == code).sum())
                 for name, code in STATUS_CODES.items()
             },
+            "accelerated_runs": int((np.array(fields["accelerated_events"]) > 0).sum()),
         },
     )
     return path
@@ -231,6 +244,7 @@ class SEIDataset:
     split: np.ndarray  # (N,) int8: 0 train, 1 val, 2 test
     path: Path
     status: np.ndarray | None = None  # (N,) codes of STATUS_CODES
+    accelerated_events: np.ndarray | None = None  # (N,) events drawn with hops slowed (0 = exact)
 
     def properties(self, names=PROPERTY_NAMES) -> np.ndarray:
         missing = [n for n in names if n not in self.observable_names]
@@ -274,6 +288,7 @@ def load_dataset(path: str | Path) -> SEIDataset:
             split=z["split"].astype(np.int8),
             path=path,
             status=z["status"] if "status" in z.files else None,
+            accelerated_events=z["accelerated_events"] if "accelerated_events" in z.files else None,
         )
     n = lattices.shape[0]
     if lattices.ndim != 3 or lattices.shape[1] != lattices.shape[2]:
@@ -314,4 +329,6 @@ def dataset_summary(data: SEIDataset) -> dict:
     }
     if data.status is not None:
         summary["status"] = {name: int((data.status == code).sum()) for name, code in STATUS_CODES.items()}
+    if data.accelerated_events is not None:
+        summary["accelerated_runs"] = int((data.accelerated_events > 0).sum())
     return summary

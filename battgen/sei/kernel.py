@@ -158,6 +158,7 @@ def run_kmc(
     event_counts,
     progress,
     hop_ratio=0.0,
+    accelerate_after=0,
 ):
     """Run to completion or to a bound. ``code`` holds the nx·ny lattice plus three entries for
     the boundary classes; it is mutated, as are the snapshot and event-count arrays.
@@ -166,7 +167,9 @@ def run_kmc(
     ``hop_ratio`` > 0 slows the diffusion moves (events 12-15) together, whenever their total
     rate exceeds ``hop_ratio`` times that of the reactions (events 1-11), to exactly that ratio:
     an approximation (temporal acceleration), see :func:`battgen.sei.kmc.simulate`. 0 = exact.
-    Returns (status, steps, time, n_snapshots, snapshot_every, n_locked_sites)."""
+    It applies from event ``accelerate_after`` on.
+    Returns (status, steps, time, n_snapshots, snapshot_every, n_locked_sites, n_scaled), the
+    last the number of events drawn with the diffusion moves slowed."""
     np.random.seed(seed)
     n = nx * ny
     nslots = 4 * n
@@ -221,6 +224,7 @@ def run_kmc(
     n_snap = 0
     max_snap = snapshots.shape[0]
     last_lock_check = 0
+    n_scaled = 0
     status = STATUS_COMPLETE
 
     while True:
@@ -271,7 +275,8 @@ def run_kmc(
                 if t <= E11:
                     slow_total += part
         hop_scale = 1.0
-        if hop_ratio > 0.0 and slow_total > 0.0 and hop_total > hop_ratio * slow_total:
+        if (hop_ratio > 0.0 and steps >= accelerate_after and slow_total > 0.0
+                and hop_total > hop_ratio * slow_total):
             hop_scale = hop_ratio * slow_total / hop_total
         total += hop_total * hop_scale
         if total <= 0.0:
@@ -298,6 +303,8 @@ def run_kmc(
             status = STATUS_MAX_TIME
             break
         time += dt
+        if hop_scale < 1.0:
+            n_scaled += 1
 
         target = np.random.random() * total
         t = 0
@@ -539,7 +546,7 @@ def run_kmc(
                 snapshot_times[n_snap] = time
                 n_snap += 1
 
-    return status, steps, time, n_snap, snapshot_every, n_locked
+    return status, steps, time, n_snap, snapshot_every, n_locked, n_scaled
 
 
 @njit(cache=True, error_model="numpy")

@@ -71,6 +71,8 @@ class SEITrainingConfig(TrainingConfig):
                                           minimum=0)
     weight_decay: float = option(1e-4, "AdamW weight decay", minimum=0)
     class_weights: bool = option(True, "unweighted reconstruction cross-entropy")
+    runs: str = option("all", "which dataset runs to train and test on: all, or only those that passivated "
+                       "(runs stopped at the event bound are truncated SEIs)", choices=("all", "passivated"))
 
     def __post_init__(self) -> None:
         if self.out is None and self.kind in SEI_CHECKPOINTS:

@@ -26,8 +26,8 @@ from battgen import atomic
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.device import get_device
 from battgen.eval.sei_latent import LATENTS_FILENAME
-from battgen.eval.sei_metrics import sei_test_metrics
-from battgen.sei.dataset import load_dataset
+from battgen.eval.sei_metrics import regression_metrics, sei_test_metrics
+from battgen.sei.dataset import STATUS_CODES, load_dataset
 from battgen.models.prvae import (
     MODEL_KINDS,
     PROPERTY_NAMES,
@@ -110,6 +110,25 @@ def _evaluate_loss(model, lattices, barriers, props, idx, *, beta, lam, class_we
     return {k: v / len(idx) for k, v in sums.items()}
 
 
+def passivated_runs(data) -> np.ndarray:
+    """(N,) bool: runs that ended because no event was possible. Datasets without a status
+    column count every run as passivated."""
+    if data.status is None:
+        return np.ones(len(data), bool)
+    return np.asarray(data.status) == STATUS_CODES["complete"]
+
+
+def passivated_property_metrics(properties_true, properties_pred, mask) -> dict | None:
+    """Property metrics on the passivated test runs only (None for the plain VAE)."""
+    if properties_pred is None:
+        return None
+    mask = np.asarray(mask, bool)
+    result = {"n": int(mask.sum()), "n_truncated": int((~mask).sum())}
+    if mask.sum() >= 2:
+        result["properties"] = regression_metrics(properties_true[mask], properties_pred[mask], PROPERTY_NAMES)
+    return result
+
+
 def train_sei_model(config: SEITrainingConfig) -> dict:
     """Train one SEI model kind ("vae", "prvae", "cprvae") and write its artifacts; return metrics.
 
@@ -130,7 +149,14 @@ def train_sei_model(config: SEITrainingConfig) -> dict:
     gen = seed_everything(seed)
 
     data = load_dataset(config.data)
+    passivated = passivated_runs(data)
     train_idx, val_idx, test_idx = (data.indices(s) for s in ("train", "val", "test"))
+    if config.runs == "passivated":
+        if data.status is None:
+            raise ValueError(f"{data.path} records no run status, so passivated runs cannot be told apart")
+        train_idx, val_idx, test_idx = (idx[passivated[idx]] for idx in (train_idx, val_idx, test_idx))
+        if min(len(train_idx), len(val_idx), len(test_idx)) == 0:
+            raise ValueError(f"{data.path} has a split without passivated runs")
     props_np = data.properties(PROPERTY_NAMES)
     if not np.isfinite(props_np[train_idx]).all():
         raise ValueError("non-finite property values in the train split")
@@ -262,7 +288,11 @@ def train_sei_model(config: SEITrainingConfig) -> dict:
 
         metrics = {
             "kind": kind,
+            "runs": config.runs,
             "test": test_metrics,
+            # Truncated runs are unfinished SEIs: the same model scored on the finished ones alone.
+            "test_passivated": passivated_property_metrics(
+                props_true, test.get("properties_pred"), passivated[test_idx]),
             "best_epoch": stopper.best_epoch + 1,
             "best_val_loss": stopper.best_score,
             "epochs_run": len(history["val_loss"]),

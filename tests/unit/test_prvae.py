@@ -50,7 +50,7 @@ def _barriers(n: int, gen: np.random.Generator) -> np.ndarray:
     return (r[:, 0] + gen.random((n, N_BARRIERS)) * (r[:, 1] - r[:, 0])).astype(np.float32)
 
 
-def _write_dataset(directory, n: int = 40, seed: int = 0):
+def _write_dataset(directory, n: int = 40, seed: int = 0, status=None):
     """A random dataset with the builder's keys, dtypes and split codes (for plumbing only)."""
     gen = np.random.default_rng(seed)
     lattices = gen.choice(7, size=(n, L, L), p=[0.55, 0.02, 0.15, 0.02, 0.02, 0.04, 0.2]).astype(np.uint8)
@@ -67,6 +67,7 @@ def _write_dataset(directory, n: int = 40, seed: int = 0):
         observable_names=np.array(OBS_NAMES),
         split=split,
         seeds=np.arange(n, dtype=np.int64),
+        **({} if status is None else {"status": np.asarray(status, np.int8)}),
     )
     return directory
 
@@ -255,6 +256,28 @@ def test_train_end_to_end(kind, tmp_path):
     train_props = data.properties()[data.indices("train")]
     assert np.allclose(model.config.property_min, train_props.min(0))
     assert np.allclose(model.config.property_max, train_props.max(0))
+
+
+def test_training_on_passivated_runs_only(tmp_path):
+    status = np.zeros(40, np.int8)
+    status[::3] = 2  # every third run stopped at the event bound
+    data_dir = _write_dataset(tmp_path / "data", status=status)
+    common = dict(kind="prvae", data=data_dir, epochs=1, batch_size=16, seed=0, device="cpu", progress=False)
+    everything = train_sei_model(SEITrainingConfig(out=tmp_path / "all", **common))
+    finished = train_sei_model(SEITrainingConfig(out=tmp_path / "done", runs="passivated", **common))
+    test_idx = load_sei_dataset(data_dir).indices("test")
+    n_done = int((status[test_idx] == 0).sum())
+    assert everything["runs"] == "all" and everything["n_test"] == len(test_idx)
+    assert everything["test_passivated"]["n"] == n_done
+    assert everything["test_passivated"]["n_truncated"] == len(test_idx) - n_done
+    assert set(everything["test_passivated"]["properties"]) == set(PROPERTY_NAMES)
+    assert finished["runs"] == "passivated" and finished["n_test"] == n_done
+    assert finished["n_train"] == int((status[load_sei_dataset(data_dir).indices("train")] == 0).sum())
+    z = np.load(tmp_path / "done" / "latents.npz")
+    assert (status[z["indices"]] == 0).all()
+    with pytest.raises(ValueError, match="no run status"):
+        train_sei_model(SEITrainingConfig(out=tmp_path / "x", runs="passivated",
+                                          **{**common, "data": _write_dataset(tmp_path / "plain")}))
 
 
 def test_training_is_deterministic(tmp_path):

@@ -72,3 +72,39 @@ def test_parallel_build_matches_serial(tmp_path):
 def test_missing_dataset_message(tmp_path):
     with pytest.raises(ValueError, match="build-dataset"):
         load_dataset(tmp_path)
+
+
+def test_accelerated_build_labels_the_runs_it_acted_on(tmp_path):
+    exact_plan = DatasetPlan(n=6, size=12, seed=3, max_steps=300_000)
+    exact = load_dataset(build_dataset(tmp_path / "exact", exact_plan, workers=1, progress=False))
+    assert exact.accelerated_events is not None and not exact.accelerated_events.any()
+
+    plan = DatasetPlan(n=6, size=12, seed=3, max_steps=300_000, hop_ratio=10.0, accelerate_after=2_000)
+    data = load_dataset(build_dataset(tmp_path / "fast", plan, workers=1, progress=False))
+    acted = data.accelerated_events > 0
+    assert acted.any()
+    # a run the acceleration never touched is the exact run, event for event
+    for i in np.flatnonzero(~acted):
+        assert np.array_equal(data.lattices[i], exact.lattices[i])
+    meta = json.loads((tmp_path / "fast" / "metadata.json").read_text())
+    assert meta["accelerated_runs"] == int(acted.sum()) and meta["config"]["hop_ratio"] == 10.0
+    assert json.loads((tmp_path / "fast" / "metrics.json").read_text())["accelerated_runs"] == int(acted.sum())
+
+    with pytest.raises(ValueError, match="hop_ratio"):  # never mixed with runs of other settings
+        build_dataset(tmp_path / "fast", DatasetPlan(n=6, size=12, seed=3, max_steps=300_000, hop_ratio=100.0),
+                      workers=1, progress=False)
+    with pytest.raises(ValueError, match="accelerate_after needs a hop_ratio"):
+        DatasetPlan(n=6, accelerate_after=10)
+
+
+def test_runs_stored_before_acceleration_load_as_exact(tmp_path):
+    plan = DatasetPlan(n=8, size=10, seed=4, max_steps=50_000)
+    build_dataset(tmp_path, plan, workers=1, progress=False)
+    for run in (tmp_path / "runs").iterdir():  # the format of older builds: no accelerated_events
+        with np.load(run) as z:
+            arrays = {k: z[k] for k in z.files if k != "accelerated_events"}
+        np.savez_compressed(run, **arrays)
+    from battgen.sei.dataset import consolidate
+
+    data = load_dataset(consolidate(tmp_path, plan))
+    assert data.accelerated_events.tolist() == [0] * 8

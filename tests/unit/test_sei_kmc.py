@@ -287,3 +287,14 @@ def test_hop_ratio_caps_diffusion_moves_per_reaction():
 def test_bad_hop_ratio_is_rejected_clearly(ratio):
     with pytest.raises(ValueError, match="hop_ratio"):
         simulate(nx=10, ny=10, hop_ratio=ratio)
+
+
+def test_acceleration_starts_after_the_exact_events():
+    barriers = {"e13": 0.20, "e5": 0.80}
+    exact = simulate(barriers, nx=20, ny=20, seed=4, max_steps=40_000)
+    delayed = simulate(barriers, nx=20, ny=20, seed=4, max_steps=40_000, hop_ratio=10.0, accelerate_after=40_000)
+    assert np.array_equal(exact.lattice, delayed.lattice) and delayed.accelerated_events == 0
+    later = simulate(barriers, nx=20, ny=20, seed=4, max_steps=80_000, hop_ratio=10.0, accelerate_after=40_000)
+    assert later.accelerated_events > 0 and later.summary()["accelerated_events"] == later.accelerated_events
+    with pytest.raises(ValueError, match="accelerate_after"):
+        simulate(nx=10, ny=10, hop_ratio=10.0, accelerate_after=-1)
