@@ -1,4 +1,4 @@
-"""``python -m battgen eval screening|guidance-sweep``: score a screening checkpoint into its metrics.json."""
+"""``python -m battgen eval ...``: score checkpoints (screening, guidance sweep, SEI runs) into their metrics.json."""
 
 from __future__ import annotations
 
@@ -46,9 +46,31 @@ def register(commands) -> None:
     p.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0])
     p.set_defaults(func=_run_guidance_sweep)
 
+    p = commands.add_parser("sei-runs", help="SEI models' test metrics on the passivated runs alone "
+                                             "(into each checkpoint's metrics.json 'test_passivated')")
+    p.add_argument("--data", default=None, help="SEI dataset (default: the shipped one)")
+    p.set_defaults(func=_run_sei_runs)
+
     from battgen.design.commands import register_eval
 
     register_eval(commands)
+
+
+def _run_sei_runs(args) -> int:
+    from battgen import paths
+    from battgen.eval.sei_report import score_passivated_runs
+    from battgen.sei.dataset import load_dataset
+    from battgen.train.configs import SEI_CHECKPOINTS
+
+    data = load_dataset(args.data or paths.asset_dir(paths.SEI))
+    for kind, name in SEI_CHECKPOINTS.items():
+        result = score_passivated_runs(paths.checkpoint_dir(name), data)
+        if result is None:
+            print(f"sei_{kind}: no property regressor")
+            continue
+        r2 = {k: round(v["r2"], 3) for k, v in result.get("properties", {}).items() if v.get("r2") is not None}
+        print(f"sei_{kind}: {result['n']} passivated of {result['n'] + result['n_truncated']} test runs, R² {r2}")
+    return 0
 
 
 def sensitivity_over_ions(session, seeds: int, **sample_kw) -> dict:

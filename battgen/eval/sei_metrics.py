@@ -6,7 +6,9 @@
   solvent, Li2CO3 and attached organic, so overall accuracy alone rewards ignoring rare species;
 * latent organisation: R² of a linear fit of each property on (PC1, PC2) of the latent means,
   the paper's "does the latent space order the properties" question, for every model kind;
-* the Pearson correlation matrix of dataset observables.
+* the Pearson correlation matrix of dataset observables;
+* the property metrics on the test runs that passivated, apart from those stopped at the event
+  bound (truncated SEIs).
 
 Only numpy: the functions take arrays, so they serve the training script and the app alike.
 """
@@ -158,3 +160,27 @@ def property_correlation(observables, names: Sequence[str], subset: Sequence[str
     corr = np.clip(corr, -1.0, 1.0)
     matrix = [[None if not np.isfinite(v) else float(v) for v in row] for row in corr]
     return {"names": names, "matrix": matrix}
+
+
+# dataset.STATUS_CODES["complete"], spelled here to keep this module free of the simulator
+_STATUS_COMPLETE = 0
+
+
+def passivated_runs(data) -> np.ndarray:
+    """(N,) bool: the runs of an SEI dataset that ended because no event was possible. Datasets
+    without a status column count every run as passivated."""
+    if getattr(data, "status", None) is None:
+        return np.ones(len(data), bool)
+    return np.asarray(data.status) == _STATUS_COMPLETE
+
+
+def passivated_property_metrics(properties_true, properties_pred, mask, names: Sequence[str]) -> dict | None:
+    """Property metrics on the passivated test runs only (``mask``); None without a regressor."""
+    if properties_pred is None:
+        return None
+    mask = np.asarray(mask, bool)
+    result: dict = {"n": int(mask.sum()), "n_truncated": int((~mask).sum())}
+    if mask.sum() >= 2:
+        result["properties"] = regression_metrics(np.asarray(properties_true)[mask],
+                                                  np.asarray(properties_pred)[mask], names)
+    return result

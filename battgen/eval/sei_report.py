@@ -25,14 +25,40 @@ def sei_quality_table(checkpoints: Mapping[str, str | os.PathLike[str]]) -> pd.D
         if not metrics:
             continue
         test = metrics.get("test", {})
+        passivated = (metrics.get("test_passivated") or {}).get("properties", {})
         row = {"model": label,
+               "trained on": {"passivated": "passivated runs"}.get(metrics.get("runs"), "all runs"),
                "site accuracy": test.get("reconstruction", {}).get("accuracy"),
                "balanced accuracy": test.get("reconstruction", {}).get("balanced_accuracy")}
         for name in PROPERTY_NAMES:
             row[f"R² {name}"] = test.get("properties", {}).get(name, {}).get("r2")
+            # the same model on the test runs that passivated (not stopped at the event bound)
+            row[f"R² {name}, passivated runs"] = passivated.get(name, {}).get("r2")
             row[f"PC1-2 R² {name}"] = test.get("latent_pc12_r2", {}).get(name)
         rows.append(row)
     return pd.DataFrame(rows) if rows else None
+
+
+def score_passivated_runs(checkpoint: str | os.PathLike[str], dataset) -> dict | None:
+    """The checkpoint's test metrics on the passivated test runs alone, from its saved test
+    latents (``latents.npz``: indices, true and predicted properties) and the dataset's run status;
+    merged into its ``metrics.json`` as ``test_passivated``. None for a model without a regressor."""
+    import numpy as np
+
+    from battgen.artifacts import write_metrics
+    from battgen.eval.sei_metrics import passivated_property_metrics, passivated_runs
+
+    directory = os.fspath(checkpoint)
+    with np.load(os.path.join(directory, "latents.npz"), allow_pickle=False) as z:
+        if "properties_pred" not in z.files:
+            return None
+        names = [str(n) for n in z["property_names"]]
+        result = passivated_property_metrics(z["properties_true"], z["properties_pred"],
+                                             passivated_runs(dataset)[z["indices"]], names)
+    metrics = read_metrics(directory) or {}
+    metrics["test_passivated"] = result
+    write_metrics(directory, metrics)
+    return result
 
 
 def regressor_r2(metrics: Mapping | None, names) -> list[float | None]:

@@ -26,8 +26,8 @@ from battgen import atomic
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.device import get_device
 from battgen.eval.sei_latent import LATENTS_FILENAME
-from battgen.eval.sei_metrics import regression_metrics, sei_test_metrics
-from battgen.sei.dataset import STATUS_CODES, load_dataset
+from battgen.eval.sei_metrics import passivated_property_metrics, passivated_runs, sei_test_metrics
+from battgen.sei.dataset import load_dataset
 from battgen.models.prvae import (
     MODEL_KINDS,
     PROPERTY_NAMES,
@@ -108,25 +108,6 @@ def _evaluate_loss(model, lattices, barriers, props, idx, *, beta, lam, class_we
             for k in sums:
                 sums[k] += losses[k].item() * len(b)
     return {k: v / len(idx) for k, v in sums.items()}
-
-
-def passivated_runs(data) -> np.ndarray:
-    """(N,) bool: runs that ended because no event was possible. Datasets without a status
-    column count every run as passivated."""
-    if data.status is None:
-        return np.ones(len(data), bool)
-    return np.asarray(data.status) == STATUS_CODES["complete"]
-
-
-def passivated_property_metrics(properties_true, properties_pred, mask) -> dict | None:
-    """Property metrics on the passivated test runs only (None for the plain VAE)."""
-    if properties_pred is None:
-        return None
-    mask = np.asarray(mask, bool)
-    result = {"n": int(mask.sum()), "n_truncated": int((~mask).sum())}
-    if mask.sum() >= 2:
-        result["properties"] = regression_metrics(properties_true[mask], properties_pred[mask], PROPERTY_NAMES)
-    return result
 
 
 def train_sei_model(config: SEITrainingConfig) -> dict:
@@ -292,7 +273,7 @@ def train_sei_model(config: SEITrainingConfig) -> dict:
             "test": test_metrics,
             # Truncated runs are unfinished SEIs: the same model scored on the finished ones alone.
             "test_passivated": passivated_property_metrics(
-                props_true, test.get("properties_pred"), passivated[test_idx]),
+                props_true, test.get("properties_pred"), passivated[test_idx], PROPERTY_NAMES),
             "best_epoch": stopper.best_epoch + 1,
             "best_val_loss": stopper.best_score,
             "epochs_run": len(history["val_loss"]),
