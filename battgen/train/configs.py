@@ -112,6 +112,9 @@ class TranslatorTrainingConfig(TrainingConfig):
     disc_channels: int = option(32, "width of the discriminator's first layer (doubles per layer)", minimum=1)
     gan_loss: str = option("hinge", choices=("hinge", "bce"))
     disc_norm: str = option("spectral", choices=("spectral", "instance"))
+    type_map_weighting: float = option(0.0, "exponent of the inverse-class-frequency weights on the type "
+                                            "map's L1 (0: unweighted; 0.5: square root; 1: inverse frequency)",
+                                       minimum=0)
 
     def __post_init__(self) -> None:
         if self.out is None:

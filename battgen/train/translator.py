@@ -42,10 +42,16 @@ import torch
 from tqdm.auto import tqdm
 
 from battgen import atomic
-from battgen.afm.loader import AFMDataset, load_afm_dataset
+from battgen.afm.loader import GREY_CHANNELS, TYPE_MAP_CHANNELS, AFMDataset, load_afm_dataset
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.device import get_device
-from battgen.eval.afm_metrics import translator_metrics
+from battgen.eval.afm_metrics import (
+    _CLASS_OF_CHANNEL,
+    TYPE_CLASSES,
+    TYPE_MAP_THRESHOLD,
+    translator_metrics,
+    type_map_classes,
+)
 from battgen.eval.sei_latent import LATENTS_FILENAME
 from battgen.models.discriminator import (
     PatchDiscriminator,
@@ -61,15 +67,44 @@ from battgen.train.options import command_line
 DISCRIMINATOR_SUBFOLDER = "discriminator"
 
 
+def type_map_pixel_classes(target: torch.Tensor) -> torch.Tensor:
+    """(B, 6, H, W) descriptors -> (B, H, W) type-map class codes, decoded as the metrics decode them
+    (:func:`battgen.eval.afm_metrics.type_map_classes`)."""
+    rgb = target[:, TYPE_MAP_CHANNELS]
+    lookup = torch.tensor([_CLASS_OF_CHANNEL[c] for c in range(3)], device=target.device)
+    return torch.where(rgb.amax(1) > TYPE_MAP_THRESHOLD, lookup[rgb.argmax(1)], 0)
+
+
+def type_map_class_weights(descriptors: np.ndarray, idx: np.ndarray, power: float,
+                           batch: int = 512) -> np.ndarray:
+    """Per-class weights (of TYPE_CLASSES) for the type-map L1: inverse class frequency over the
+    views ``idx`` raised to ``power`` (0: all 1; 1: full inverse frequency), scaled so that the
+    average pixel weight is 1. The gas-phase class covers about 1 % of the pixels, so unweighted it
+    costs the decoder almost nothing to leave it out."""
+    counts = np.zeros(len(TYPE_CLASSES), np.int64)
+    for start in range(0, len(idx), batch):
+        rgb = descriptors[idx[start:start + batch]][..., TYPE_MAP_CHANNELS]
+        counts += np.bincount(type_map_classes(rgb).ravel(), minlength=len(TYPE_CLASSES))
+    freq = counts / max(1, counts.sum())
+    weights = np.where(freq > 0, np.maximum(freq, 1e-12) ** -float(power), 0.0)
+    return (weights / max((freq * weights).sum(), 1e-12)).astype(np.float32)
+
+
 def translator_loss(out: AFMTranslatorOutput, target: torch.Tensor, weights: torch.Tensor | None,
-                    beta: float) -> dict[str, torch.Tensor]:
+                    beta: float, class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Ion-weighted reconstruction and KL terms.
 
     Returns ``l1_per_channel`` (6,) (weighted mean absolute error of each descriptor), ``recon``
     (their mean), ``kl`` (per-element KL, weighted mean) and ``vae`` = recon + beta * kl.
+    ``class_weights`` (one per type-map class) weight each pixel of the type-map channels by the
+    class the target gives it.
     """
     w = torch.ones(target.shape[0], device=target.device) if weights is None else weights.to(target.dtype)
-    per_channel = (out.descriptors - target).abs().mean(dim=(2, 3))  # (B, 6)
+    error = (out.descriptors - target).abs()
+    if class_weights is not None:
+        pixel = class_weights.to(error.dtype)[type_map_pixel_classes(target)]  # (B, H, W)
+        error = torch.cat([error[:, GREY_CHANNELS], error[:, TYPE_MAP_CHANNELS] * pixel[:, None]], dim=1)
+    per_channel = error.mean(dim=(2, 3))  # (B, 6)
     l1_per_channel = (per_channel * w[:, None]).mean(0)
     recon = l1_per_channel.mean()
     kl = (kl_per_element(out.posterior) * w).mean()
@@ -87,7 +122,7 @@ def _split_weights(data: AFMDataset) -> np.ndarray:
 
 
 @torch.no_grad()
-def _evaluate(model: AFMTranslator, stacks, descriptors, weights, idx, device, beta) -> dict:
+def _evaluate(model: AFMTranslator, stacks, descriptors, weights, idx, device, beta, class_weights=None) -> dict:
     """Validation terms with the posterior mean (deterministic, comparable across epochs)."""
     model.eval()
     n = len(idx)
@@ -96,7 +131,8 @@ def _evaluate(model: AFMTranslator, stacks, descriptors, weights, idx, device, b
     for start in range(0, n, EVAL_BATCH):
         b = torch.as_tensor(idx[start:start + EVAL_BATCH])
         out = model(view_batch(stacks, b, device), sample_posterior=False)
-        losses = translator_loss(out, view_batch(descriptors, b, device), weights[b].to(device), beta)
+        losses = translator_loss(out, view_batch(descriptors, b, device), weights[b].to(device), beta,
+                                 class_weights)
         for k in sums:
             sums[k] += losses[k].item() * len(b)
         per_channel += losses["l1_per_channel"].cpu() * len(b)
@@ -137,6 +173,9 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
     descriptors = torch.from_numpy(data.descriptors)
     weights = torch.from_numpy(_split_weights(data))
     height, width = data.grid
+    type_weights = (type_map_class_weights(data.descriptors, train_idx, config.type_map_weighting)
+                    if config.type_map_weighting > 0 else None)
+    class_weights = None if type_weights is None else torch.from_numpy(type_weights).to(dev)
 
     model = AFMTranslator(
         block_out_channels=block_out_channels,
@@ -194,7 +233,7 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
             y = view_batch(descriptors, b, dev)
             w = weights[b.cpu()].to(dev)
             out = model(x, sample_posterior=True)
-            losses = translator_loss(out, y, w, beta)
+            losses = translator_loss(out, y, w, beta, class_weights)
             loss = losses["vae"]
             g_adv = torch.zeros((), device=dev)
             if adv_on:
@@ -223,7 +262,7 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
                                   **({"d": f"{d_loss.item():.3f}"} if adv_on else {}))
         batch_bar.close()
 
-        val = _evaluate(raw_model, stacks, descriptors, weights, val_idx, dev, beta)
+        val = _evaluate(raw_model, stacks, descriptors, weights, val_idx, dev, beta, class_weights)
         history["adversarial"].append(adv_on)
         for k in sums:
             history[f"train_{k}"].append(sums[k] / max(1, seen))
@@ -258,6 +297,9 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
             hyper={
                 "adversarial": adversarial, "epochs": epochs, "batch_size": config.batch_size, "lr": config.lr,
                 "disc_lr": disc_lr if adversarial else None, "beta": beta,
+                "type_map_weighting": config.type_map_weighting,
+                "type_map_class_weights": (None if type_weights is None
+                                           else dict(zip(TYPE_CLASSES, type_weights.tolist()))),
                 "adv_weight": config.adv_weight if adversarial else 0.0,
                 "adv_warmup_epochs": warmup if adversarial else None, "gan_loss": gan_loss if adversarial else None,
                 "patience": config.patience, "optimizer": "Adam(betas=(0.5, 0.9))", "max_minutes": config.max_minutes,
@@ -313,7 +355,9 @@ def _finish(model: AFMTranslator, disc: PatchDiscriminator | None, best: dict, d
             "test": test_metrics,
             "best_epoch": best["epoch"] + 1,
             "best_val_score": best["score"],
-            "val_score": "ion-weighted L1 + beta * KL, posterior mean",
+            "val_score": "ion-weighted L1 + beta * KL, posterior mean"
+                         + ("" if hyper["type_map_class_weights"] is None else ", type-map L1 class-weighted"),
+            "type_map_class_weights": hyper["type_map_class_weights"],
             "epochs_run": epochs_run,
             "stopped": stopped,
             "seconds_per_epoch": float(np.mean(history["epoch_seconds"])),

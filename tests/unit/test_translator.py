@@ -34,7 +34,7 @@ from battgen.models.discriminator import (
     generator_adversarial_loss,
 )
 from battgen.models.translator import AFMTranslator, channels_first, channels_last, kl_per_element
-from battgen.train.translator import translator_loss
+from battgen.train.translator import translator_loss, type_map_class_weights, type_map_pixel_classes
 
 GRID = 16
 N_VIEWS = 8
@@ -166,6 +166,44 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def _type_map_views() -> np.ndarray:
+    """Two 8x8 views: background, a working-ion block (B), one gas-phase pixel (G), other (R)."""
+    desc = -np.ones((2, 8, 8, 6), np.float32)
+    desc[:, :2, :2, 5] = 1.0  # working ion: 4 pixels per view
+    desc[:, 7, 7, 4] = 0.5  # gas phase: 1 pixel
+    desc[:, 4:6, 4:6, 3] = 0.8  # other: 4 pixels
+    return desc
+
+
+def test_type_map_class_weights_invert_the_class_frequencies():
+    desc = _type_map_views()
+    flat = type_map_classes(desc[..., 3:6]).ravel()
+    assert np.bincount(flat, minlength=4).tolist() == [110, 8, 2, 8]
+    assert np.array_equal(type_map_pixel_classes(channels_first(desc)).numpy().ravel(), flat)  # as the metrics read it
+    none = type_map_class_weights(desc, np.arange(2), power=0.0)
+    assert np.allclose(none, 1.0)
+    full = type_map_class_weights(desc, np.arange(2), power=1.0)
+    freq = np.array([110, 8, 2, 8]) / 128
+    assert np.isclose((freq * full).sum(), 1.0)  # the average pixel keeps weight 1
+    assert np.isclose(full[2] / full[1], 4.0) and np.isclose(full[1] / full[0], 110 / 8)
+    assert full[2] > type_map_class_weights(desc, np.arange(2), power=0.5)[2] > 1
+
+
+def test_class_weights_weight_only_the_type_map_pixels_of_their_class():
+    y = channels_first(_type_map_views())
+    rng = np.random.default_rng(0)
+    stacks = np.tanh(rng.normal(size=(2, 8, 8, 10))).astype(np.float32)
+    real = _tiny_model(sample_size=8)(channels_first(stacks), sample_posterior=False)
+    desc = y.clone()
+    desc[:, 4, 7, 7] = -1.0  # the decoder misses the gas-phase pixel
+    out = dataclasses.replace(real, descriptors=desc)
+    plain = translator_loss(out, y, None, beta=0.0)["l1_per_channel"]
+    weighted = translator_loss(out, y, None, beta=0.0,
+                               class_weights=torch.tensor([1.0, 1.0, 10.0, 1.0]))["l1_per_channel"]
+    assert torch.allclose(weighted[:4], plain[:4]) and torch.allclose(weighted[5], plain[5])
+    assert plain[4] > 0 and torch.isclose(weighted[4], 10 * plain[4])
 
 
 # --------------------------------------------------------------------------- discriminator
@@ -356,7 +394,8 @@ def test_cli_trains_translator_ablation_and_atom_regressor(tmp_path, capsys):
               "--device", "cpu", "--no-progress"]
     adv, noadv = tmp_path / "translator", tmp_path / "translator_noadv"
     assert main(["train", "translator", "--out", str(adv), "--adv-warmup-epochs", "0", *common]) == 0
-    assert main(["train", "translator", "--out", str(noadv), "--no-adversarial", *common]) == 0
+    assert main(["train", "translator", "--out", str(noadv), "--no-adversarial", "--type-map-weighting", "0.5",
+                 *common]) == 0
     assert "type map: mean IoU" in capsys.readouterr().out
 
     for out in (adv, noadv):
@@ -372,8 +411,11 @@ def test_cli_trains_translator_ablation_and_atom_regressor(tmp_path, capsys):
     assert "discriminator" not in m_noadv["parameters"]
     assert set(m_adv["test"]["per_descriptor"]) == {"height", "vdw", "disks", "type_r", "type_g", "type_b"}
     assert "grey" in m_adv["test"]["frechet_distance_random_conv"]
+    assert m_adv["type_map_class_weights"] is None
+    assert set(m_noadv["type_map_class_weights"]) == {"background", "working_ion", "gas_phase", "other"}
     meta = json.loads((noadv / "metadata.json").read_text())
     assert "--no-adversarial" in meta["command"] and meta["seed"] == 0 and meta["input_sha256"]
+    assert "--type-map-weighting 0.5" in meta["command"]
     assert meta["config"]["discriminator"] is None
 
     z = np.load(adv / "latents.npz")
