@@ -112,6 +112,9 @@ class TranslatorTrainingConfig(TrainingConfig):
     disc_channels: int = option(32, "width of the discriminator's first layer (doubles per layer)", minimum=1)
     gan_loss: str = option("hinge", choices=("hinge", "bce"))
     disc_norm: str = option("spectral", choices=("spectral", "instance"))
+    augment: float = option(0.0, "probability that a training view is replaced by a randomly distorted one "
+                                 "(noise, drift, offset, rotation, tip height: battgen/afm/augment.py)",
+                            minimum=0, maximum=1)
     type_map_weighting: float = option(0.0, "exponent of the inverse-class-frequency weights on the type "
                                             "map's L1 (0: unweighted; 0.5: square root; 1: inverse frequency)",
                                        minimum=0)

@@ -26,10 +26,12 @@ _MISSING = dataclasses.MISSING
 
 def option(default: Any = _MISSING, help: str = "", *, default_factory: Callable[[], Any] | None = None,
            minimum: float | None = None, above: float | None = None, below: float | None = None,
+           maximum: float | None = None,
            choices: tuple[str, ...] | None = None, cli: bool = True) -> Any:
-    """A settings field: ``minimum`` (inclusive), ``above`` / ``below`` (exclusive) bound numbers;
+    """A settings field: ``minimum`` / ``maximum`` (inclusive), ``above`` / ``below`` (exclusive) bound numbers;
     ``cli=False`` keeps it off the command line (set by the sub-command itself)."""
-    metadata = {"help": help, "minimum": minimum, "above": above, "below": below, "choices": choices, "cli": cli}
+    metadata = {"help": help, "minimum": minimum, "maximum": maximum, "above": above, "below": below,
+                "choices": choices, "cli": cli}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -100,6 +102,8 @@ def check_value(f: dataclasses.Field, value: Any) -> str | None:
             return f"{name} must be at least {meta['minimum']}, got {value}"
         if meta.get("above") is not None and not value > meta["above"]:
             return f"{name} must be greater than {meta['above']}, got {value}"
+        if meta.get("maximum") is not None and value > meta["maximum"]:
+            return f"{name} must be at most {meta['maximum']}, got {value}"
         if meta.get("below") is not None and not value < meta["below"]:
             return f"{name} must be less than {meta['below']}, got {value}"
     if isinstance(value, tuple):

@@ -42,6 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from battgen import atomic
+from battgen.afm.augment import augment_views
 from battgen.afm.loader import GREY_CHANNELS, TYPE_MAP_CHANNELS, AFMDataset, load_afm_dataset
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.device import get_device
@@ -121,6 +122,14 @@ def _split_weights(data: AFMDataset) -> np.ndarray:
     return w
 
 
+def _augmented_batch(stacks: torch.Tensor, descriptors: torch.Tensor, idx: torch.Tensor, device,
+                     probability: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``idx`` as :func:`view_batch` gives them, each view distorted with ``probability``."""
+    rows = idx.cpu()
+    x, y = augment_views(stacks[rows].float().numpy(), descriptors[rows].float().numpy(), probability, rng)
+    return tuple(torch.from_numpy(a).to(device).permute(0, 3, 1, 2).contiguous() for a in (x, y))
+
+
 @torch.no_grad()
 def _evaluate(model: AFMTranslator, stacks, descriptors, weights, idx, device, beta, class_weights=None) -> dict:
     """Validation terms with the posterior mean (deterministic, comparable across epochs)."""
@@ -173,6 +182,7 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
     descriptors = torch.from_numpy(data.descriptors)
     weights = torch.from_numpy(_split_weights(data))
     height, width = data.grid
+    augment_rng = np.random.default_rng([config.seed, 1])  # its own stream: same batches with or without it
     type_weights = (type_map_class_weights(data.descriptors, train_idx, config.type_map_weighting)
                     if config.type_map_weighting > 0 else None)
     class_weights = None if type_weights is None else torch.from_numpy(type_weights).to(dev)
@@ -229,8 +239,11 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
         seen = 0
         batch_bar = tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=quiet)
         for (b,) in batch_bar:
-            x = view_batch(stacks, b, dev)
-            y = view_batch(descriptors, b, dev)
+            if config.augment > 0:
+                x, y = _augmented_batch(stacks, descriptors, b, dev, config.augment, augment_rng)
+            else:
+                x = view_batch(stacks, b, dev)
+                y = view_batch(descriptors, b, dev)
             w = weights[b.cpu()].to(dev)
             out = model(x, sample_posterior=True)
             losses = translator_loss(out, y, w, beta, class_weights)
@@ -298,6 +311,7 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
                 "adversarial": adversarial, "epochs": epochs, "batch_size": config.batch_size, "lr": config.lr,
                 "disc_lr": disc_lr if adversarial else None, "beta": beta,
                 "type_map_weighting": config.type_map_weighting,
+                "augment": config.augment,
                 "type_map_class_weights": (None if type_weights is None
                                            else dict(zip(TYPE_CLASSES, type_weights.tolist()))),
                 "adv_weight": config.adv_weight if adversarial else 0.0,

@@ -395,7 +395,7 @@ def test_cli_trains_translator_ablation_and_atom_regressor(tmp_path, capsys):
     adv, noadv = tmp_path / "translator", tmp_path / "translator_noadv"
     assert main(["train", "translator", "--out", str(adv), "--adv-warmup-epochs", "0", *common]) == 0
     assert main(["train", "translator", "--out", str(noadv), "--no-adversarial", "--type-map-weighting", "0.5",
-                 *common]) == 0
+                 "--augment", "0.5", *common]) == 0
     assert "type map: mean IoU" in capsys.readouterr().out
 
     for out in (adv, noadv):
@@ -415,7 +415,7 @@ def test_cli_trains_translator_ablation_and_atom_regressor(tmp_path, capsys):
     assert set(m_noadv["type_map_class_weights"]) == {"background", "working_ion", "gas_phase", "other"}
     meta = json.loads((noadv / "metadata.json").read_text())
     assert "--no-adversarial" in meta["command"] and meta["seed"] == 0 and meta["input_sha256"]
-    assert "--type-map-weighting 0.5" in meta["command"]
+    assert "--type-map-weighting 0.5" in meta["command"] and meta["config"]["augment"] == 0.5
     assert meta["config"]["discriminator"] is None
 
     z = np.load(adv / "latents.npz")

@@ -1,0 +1,50 @@
+"""Training-time microscope distortions: a random one of :mod:`battgen.afm.distortions` per view.
+
+The robustness table scores fixed strengths; training draws the kind and the strength afresh for
+every view, across the range a measurement spans (SNR 3-30, up to 6 px of drift, 12 px of offset,
+20°, ±0.2 Å of tip height), so the translator sees more than the table's twelve points. Geometric
+distortions move the target descriptors with the sample (``Distortion.apply_with_truth``): the
+model should follow the sample, not learn to undo the shift.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from battgen.afm.distortions import Distortion
+
+# kind: (low, high, unit) of the strength drawn uniformly (SNR on a log scale)
+TRAINING_RANGES: dict[str, tuple[float, float, str]] = {
+    "gaussian": (3.0, 30.0, "SNR"),
+    "pink": (3.0, 30.0, "SNR"),
+    "drift": (0.5, 6.0, "px"),
+    "offset": (1.0, 12.0, "px"),
+    "rotation": (1.0, 20.0, "deg"),
+    "tip_height": (-2.0, 2.0, "steps of 0.1 Å"),
+}
+
+
+def random_distortion(rng: np.random.Generator) -> Distortion:
+    """One distortion of a random kind at a random strength within :data:`TRAINING_RANGES`."""
+    kind = list(TRAINING_RANGES)[int(rng.integers(len(TRAINING_RANGES)))]
+    low, high, unit = TRAINING_RANGES[kind]
+    if unit == "SNR":
+        value = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    else:
+        value = float(rng.uniform(low, high))
+    return Distortion(f"{kind} {value:.3g} {unit}", kind, value, unit)
+
+
+def augment_views(stacks: np.ndarray, descriptors: np.ndarray, probability: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of (B, H, W, heights) stacks and (B, H, W, 6) descriptors in which each view is, with
+    ``probability``, replaced by a randomly distorted one (its descriptors moved with the sample)."""
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"the augmentation probability must be in [0, 1], got {probability}")
+    stacks = np.array(stacks, np.float32)
+    descriptors = np.array(descriptors, np.float32)
+    for i in np.flatnonzero(rng.random(len(stacks)) < probability):
+        distorted, truth = random_distortion(rng).apply_with_truth(stacks[i], descriptors[i], rng)
+        stacks[i] = distorted
+        descriptors[i] = truth
+    return stacks, descriptors
