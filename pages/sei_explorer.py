@@ -364,12 +364,16 @@ with tab_quality:
         st.dataframe(table, hide_index=True)
         st.caption(PUBLISHED_NOTE)
     if DATASET.exists():
-        from battgen.eval.sei_metrics import property_correlation
+        from battgen.eval.sei_metrics import passivated_runs, property_correlation
 
         data = load_sei_dataset()
         names = list(PROPERTY_NAMES) + ["organic_fraction"]
-        corr = property_correlation(data.observables, data.observable_names, names)
-        st.subheader(f"Property correlations over {len(data):,} simulations")
+        finished = passivated_runs(data)  # runs stopped at the event bound are unfinished SEIs
+        corr = property_correlation(data.observables[finished], data.observable_names, names)
+        st.subheader(f"Property correlations over the {int(finished.sum()):,} passivated simulations")
+        if not finished.all():
+            st.caption(f"{int((~finished).sum()):,} of the dataset's {len(data):,} runs stopped at the event "
+                       "bound before passivating; they are left out here, as in the models' training.")
         st.plotly_chart(viz.correlation_figure(np.array(corr["matrix"], dtype=float), corr["names"]),
                         key="corr")
     else:

@@ -107,7 +107,8 @@ def test_model_quality_tab_shows_metrics_table_and_correlations(page):
     # and is scored apart on the test runs that passivated (not stopped at the event bound)
     assert table["R² thickness, passivated runs"].iloc[1] > 0.5
     assert list(table["trained on"]) == ["passivated runs"] * 3  # truncated SEIs are not learned
-    assert any("correlations" in s.value for s in page.subheader)
+    assert any("correlations over the 1,280 passivated simulations" in s.value for s in page.subheader)
+    assert any("2,720 of the dataset's 4,000 runs stopped" in c.value for c in page.caption)
 
 
 def test_page_without_checkpoints_or_dataset_explains_what_to_build(tmp_path, monkeypatch):
