@@ -50,7 +50,7 @@ def scan_poscar(text: str, filename: str, max_atoms: int) -> None:
     """Refuse a POSCAR whose header and coordinate block do not agree, before pymatgen reads it."""
     lines = text.splitlines()
     if len(lines) < 8:
-        raise ValueError(_poscar(filename) + f"too short (comment, scale, 3 lattice vectors, "
+        raise ValueError(_poscar(filename) + "too short (comment, scale, 3 lattice vectors, "
                          "elements, counts, coordinates)")
     scale = _float(lines[1].split()[0]) if lines[1].split() else None
     if scale is None or not math.isfinite(scale) or scale == 0:
@@ -62,7 +62,7 @@ def scan_poscar(text: str, filename: str, max_atoms: int) -> None:
                              f"found {lines[i].strip()!r}")
     species = lines[5].split()
     if not species:
-        raise ValueError(_poscar(filename) + f"line 6 must list the elements")
+        raise ValueError(_poscar(filename) + "line 6 must list the elements")
     if all(_float(t) is not None for t in species):
         raise ValueError(f"{filename} names no elements (a VASP 4 POSCAR): add a line with the element "
                          "symbols above the counts line")
@@ -86,7 +86,7 @@ def scan_poscar(text: str, filename: str, max_atoms: int) -> None:
     if lines[start].strip()[:1].lower() == "s":  # "Selective dynamics"
         start += 1
     if start >= len(lines) or lines[start].strip()[:1].lower() not in ("d", "c", "k"):
-        raise ValueError(_poscar(filename) + f"expected 'Direct' or 'Cartesian' after the counts line")
+        raise ValueError(_poscar(filename) + "expected 'Direct' or 'Cartesian' after the counts line")
     coordinates = 0
     for line in lines[start + 1:]:
         values = [_float(t) for t in line.split()[:3]]
