@@ -159,6 +159,14 @@ def type_map_classes(rgb, threshold: float = TYPE_MAP_THRESHOLD) -> np.ndarray:
     return np.where(rgb.max(axis=-1) > threshold, lookup[brightest], 0)
 
 
+def type_map_class_tensor(descriptors: torch.Tensor, threshold: float = TYPE_MAP_THRESHOLD) -> torch.Tensor:
+    """(B, 6, H, W) channels-first descriptors -> (B, H, W) class codes, decoded exactly as
+    :func:`type_map_classes` decodes them (for losses computed on the device)."""
+    rgb = descriptors[:, TYPE_MAP_CHANNELS]
+    lookup = torch.tensor([_CLASS_OF_CHANNEL[ch] for ch in range(3)], device=descriptors.device)
+    return torch.where(rgb.amax(1) > threshold, lookup[rgb.argmax(1)], 0)
+
+
 def type_map_metrics(true_rgb, pred_rgb, threshold: float = TYPE_MAP_THRESHOLD) -> dict:
     """Per-class accuracy (recall), IoU, their means, overall pixel accuracy and class fractions.
 

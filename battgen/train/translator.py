@@ -46,13 +46,7 @@ from battgen.afm.augment import augment_views
 from battgen.afm.loader import GREY_CHANNELS, TYPE_MAP_CHANNELS, AFMDataset, load_afm_dataset
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.device import get_device
-from battgen.eval.afm_metrics import (
-    _CLASS_OF_CHANNEL,
-    TYPE_CLASSES,
-    TYPE_MAP_THRESHOLD,
-    translator_metrics,
-    type_map_classes,
-)
+from battgen.eval.afm_metrics import TYPE_CLASSES, translator_metrics, type_map_class_tensor, type_map_classes
 from battgen.eval.sei_latent import LATENTS_FILENAME
 from battgen.models.discriminator import (
     PatchDiscriminator,
@@ -66,14 +60,6 @@ from battgen.train.configs import TranslatorTrainingConfig
 from battgen.train.options import command_line
 
 DISCRIMINATOR_SUBFOLDER = "discriminator"
-
-
-def type_map_pixel_classes(target: torch.Tensor) -> torch.Tensor:
-    """(B, 6, H, W) descriptors -> (B, H, W) type-map class codes, decoded as the metrics decode them
-    (:func:`battgen.eval.afm_metrics.type_map_classes`)."""
-    rgb = target[:, TYPE_MAP_CHANNELS]
-    lookup = torch.tensor([_CLASS_OF_CHANNEL[c] for c in range(3)], device=target.device)
-    return torch.where(rgb.amax(1) > TYPE_MAP_THRESHOLD, lookup[rgb.argmax(1)], 0)
 
 
 def type_map_class_weights(descriptors: np.ndarray, idx: np.ndarray, power: float,
@@ -103,7 +89,7 @@ def translator_loss(out: AFMTranslatorOutput, target: torch.Tensor, weights: tor
     w = torch.ones(target.shape[0], device=target.device) if weights is None else weights.to(target.dtype)
     error = (out.descriptors - target).abs()
     if class_weights is not None:
-        pixel = class_weights.to(error.dtype)[type_map_pixel_classes(target)]  # (B, H, W)
+        pixel = class_weights.to(error.dtype)[type_map_class_tensor(target)]  # (B, H, W)
         error = torch.cat([error[:, GREY_CHANNELS], error[:, TYPE_MAP_CHANNELS] * pixel[:, None]], dim=1)
     per_channel = error.mean(dim=(2, 3))  # (B, 6)
     l1_per_channel = (per_channel * w[:, None]).mean(0)

@@ -24,6 +24,7 @@ from battgen.eval.afm_metrics import (
     mae,
     psnr,
     ssim,
+    type_map_class_tensor,
     type_map_classes,
     type_map_metrics,
 )
@@ -34,7 +35,7 @@ from battgen.models.discriminator import (
     generator_adversarial_loss,
 )
 from battgen.models.translator import AFMTranslator, channels_first, channels_last, kl_per_element
-from battgen.train.translator import translator_loss, type_map_class_weights, type_map_pixel_classes
+from battgen.train.translator import translator_loss, type_map_class_weights
 
 GRID = 16
 N_VIEWS = 8
@@ -181,7 +182,7 @@ def test_type_map_class_weights_invert_the_class_frequencies():
     desc = _type_map_views()
     flat = type_map_classes(desc[..., 3:6]).ravel()
     assert np.bincount(flat, minlength=4).tolist() == [110, 8, 2, 8]
-    assert np.array_equal(type_map_pixel_classes(channels_first(desc)).numpy().ravel(), flat)  # as the metrics read it
+    assert np.array_equal(type_map_class_tensor(channels_first(desc)).numpy().ravel(), flat)  # as the metrics read it
     none = type_map_class_weights(desc, np.arange(2), power=0.0)
     assert np.allclose(none, 1.0)
     full = type_map_class_weights(desc, np.arange(2), power=1.0)
