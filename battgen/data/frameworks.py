@@ -2,13 +2,13 @@
 
 A *template* is a known intercalation structure type with three roles: ``A`` (the sites the
 working ion fills), ``M`` (the redox-active metal) and ``X`` (the anion), plus spectators that
-stay as they are (P in phosphates, C in cyanides). Templates come from pymatgen's bundled
-structures (LiFePO4, NaFePO4, Li3V2(PO4)3, BaNiO3), from the AFLOW prototype library pymatgen
-ships (its ternary ionic prototypes, each with a role per element), or from textbook space
-groups and Wyckoff positions (layered O3, P2, 1T and 2H, spinel, ReO3/perovskite, delafossite,
-rutile channels, anatase, hollandite, Prussian blue); the relaxation fixes their lattice
-constants, so the starting values only need the right topology (``test_data_frameworks``
-checks every template's bond lengths).
+stay as they are (P in phosphates, Si in silicates, C in cyanides). Templates come from
+pymatgen's bundled structures (LiFePO4, NaFePO4, Li3V2(PO4)3, BaNiO3), from the AFLOW prototype
+library pymatgen ships (its ternary ionic prototypes and the pyroxene silicate, each with a role
+per element), or from textbook space groups and Wyckoff positions (layered O3, P2, 1T and 2H,
+spinel, ReO3/perovskite, delafossite, rutile channels, anatase, hollandite, Prussian blue); the
+relaxation fixes their lattice constants, so the starting values only need the right topology
+(``test_data_frameworks`` checks every template's bond lengths).
 
 A candidate substitutes one working ion for ``A``, one metal for ``M`` and one anion for ``X``
 and keeps only charge-balanced pairs: the metal's mean oxidation state must lie inside the range
@@ -40,7 +40,7 @@ REDOX_METALS: tuple[str, ...] = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", 
 ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "F": -1, "N": -3}
 # Cyanide counts as C(+2) N(-3), so a Prussian-blue host with N as its anion role balances
 # like CN- without a molecular-anion rule.
-SPECTATOR_CHARGE = {"P": 5, "C": 2}
+SPECTATOR_CHARGE = {"P": 5, "C": 2, "Si": 4}
 # Placeholders used in template definitions; real elements replace them. S (lithium that stays)
 # and V (sites the working ion leaves on discharge) need stand-ins no template uses otherwise.
 ROLE_SPECIES = {"A": "Li", "M": "Co", "X": "O", "S": "Be", "V": "Mg"}
@@ -165,12 +165,17 @@ TEMPLATES: tuple[Template, ...] = (
     Template("perovskite-2H", "hexagonal perovskite BaNiO3 (P6_3mc, pymatgen's bundled structure), "
              "ions in the channels between face-sharing octahedra", ("O", "S"),
              bundled=("BaNiO3.json", {"Ba": "A", "Ni": "M"})),
+    # Beyond Fe/Mn/Co/Ni: the M2+/M3+ olivine phosphates of high-throughput phosphate screens
+    # (V, Cr, Cu, Ti); the 4d/5d metals stay out, their 2+ state in a phosphate is not known.
     Template("olivine", "olivine LiFePO4 (pymatgen's bundled structure)", ("O",),
              bundled=("LiFePO4.json", {"Li": "A", "Fe": "M"}),
-             metals=("Fe", "Mn", "Co", "Ni")),
+             metals=("Fe", "Mn", "Co", "Ni", "V", "Cr", "Cu", "Ti")),
     Template("olivine-Na", "NaFePO4 (Pnma, pymatgen's bundled structure)", ("O",),
              bundled=("NaFePO4.json", {"Na": "A", "Fe": "M"}),
-             metals=("Fe", "Mn", "Co", "Ni")),
+             metals=("Fe", "Mn", "Co", "Ni", "V", "Cr", "Cu", "Ti")),
+    Template("pyroxene", "pyroxene silicate AMSi2O6 (C2/c; AFLOW's esseneite prototype), ions on the "
+             "M2 site between the SiO4 chains (LiFeSi2O6, NaCrSi2O6)", ("O",),
+             prototype=("ABC6D2_mC40_15_e_e_3f_f", {"Ca": "A", "Fe": "M", "O": "X", "Si": "Si"})),
     Template("nasicon", "Li3V2(PO4)3 (pymatgen's bundled structure)", ("O",),
              bundled=("Li3V2(PO4)3.json", {"Li": "A", "V": "M"}),
              metals=("Ti", "V", "Cr", "Mn", "Fe", "Nb", "Mo"), max_ions_per_metal=1.5),
@@ -221,7 +226,8 @@ def _substitute_roles(structure, role_map: dict) -> None:
 
     dummies = {el: DummySpecies(f"X{role.lower()}") for el, role in role_map.items()}
     structure.replace_species(dummies)
-    structure.replace_species({dummies[el]: ROLE_SPECIES[role] for el, role in role_map.items()})
+    # A role that is not a generic one is a spectator element that stays (Si in a pyroxene).
+    structure.replace_species({dummies[el]: ROLE_SPECIES.get(role, role) for el, role in role_map.items()})
 
 
 @lru_cache(maxsize=None)
