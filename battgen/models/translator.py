@@ -70,6 +70,9 @@ def channels_last(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().permute(0, 2, 3, 1).float().cpu().numpy()
 
 
+OUTPUT_ACTIVATIONS: tuple[str, ...] = ("tanh", "clamp")
+
+
 class AFMTranslator(ModelMixin, ConfigMixin):
     """VAE: AFM stack (10 heights) -> latent 4 x H/4 x W/4 -> 6 descriptor maps.
 
@@ -77,7 +80,13 @@ class AFMTranslator(ModelMixin, ConfigMixin):
     ResNet blocks each, 2x downsampling between blocks) -> mid-block (ResNet, self-attention,
     ResNet) -> GroupNorm/SiLU/conv to mean and log-variance -> 1x1 ``quant_conv``. Decoder: the
     mirror image (``post_quant_conv``, mid-block, up blocks of ``layers_per_block + 1`` ResNet
-    blocks) -> conv to 6 channels -> tanh.
+    blocks) -> conv to 6 channels -> tanh, or (``output_activation="clamp"``) a clamp to [−1, 1]
+    whose gradient passes straight through.
+
+    Why the clamp: a tanh channel whose target is −1 on almost every pixel (the type map's green,
+    gas-phase atoms on 1 % of pixels) is driven deep into saturation early, its gradient vanishes,
+    and it never lights up again — the shipped tanh models predict exactly −1 there everywhere.
+    The straight-through clamp gives the same [−1, 1] output with a gradient that never fades.
 
     ``scaling_factor`` is 1/std of the train-split latent means, set by the trainer after
     training (1.0 in a fresh model). The diffusion model works on ``scale_latents(mu)``;
@@ -101,6 +110,7 @@ class AFMTranslator(ModelMixin, ConfigMixin):
         scaling_factor: float = 1.0,
         descriptor_names: Sequence[str] = DESCRIPTOR_NAMES,
         stack_order: str = "index 0 = farthest tip height",
+        output_activation: str = "tanh",
     ):
         super().__init__()
         block_out_channels = tuple(int(c) for c in block_out_channels)
@@ -113,6 +123,8 @@ class AFMTranslator(ModelMixin, ConfigMixin):
             raise ValueError("layers_per_block and latent_channels must be at least 1")
         if not scaling_factor > 0:
             raise ValueError(f"scaling_factor must be positive, got {scaling_factor}")
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
         n = len(block_out_channels)
         self.encoder = Encoder(
             in_channels=stack_channels,
@@ -167,7 +179,10 @@ class AFMTranslator(ModelMixin, ConfigMixin):
         """Unscaled latents (B, 4, h, w) -> descriptors (B, 6, 4h, 4w) in [−1, 1]."""
         if z.ndim != 4 or z.shape[1] != self.config.latent_channels:
             raise ValueError(f"latents must be (B, {self.config.latent_channels}, h, w), got {tuple(z.shape)}")
-        return torch.tanh(self.decoder(self.post_quant_conv(z)))
+        raw = self.decoder(self.post_quant_conv(z))
+        if self.config.output_activation == "tanh":
+            return torch.tanh(raw)
+        return raw + (raw.clamp(-1.0, 1.0) - raw).detach()
 
     def forward(
         self,

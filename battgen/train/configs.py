@@ -118,6 +118,9 @@ class TranslatorTrainingConfig(TrainingConfig):
     type_map_weighting: float = option(0.0, "exponent of the inverse-class-frequency weights on the type "
                                             "map's L1 (0: unweighted; 0.5: square root; 1: inverse frequency)",
                                        minimum=0)
+    output_activation: str = option("tanh", "bound of the descriptor outputs: tanh, or a clamp with a "
+                                            "straight-through gradient (keeps rare type-map classes alive)",
+                                    choices=("tanh", "clamp"))
 
     def __post_init__(self) -> None:
         if self.out is None:

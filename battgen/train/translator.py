@@ -179,6 +179,7 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
         norm_num_groups=norm_num_groups,
         sample_size=height,
         descriptor_names=list(data.descriptor_names),
+        output_activation=config.output_activation,
     )
     disc = None
     if adversarial:
@@ -298,6 +299,7 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
                 "disc_lr": disc_lr if adversarial else None, "beta": beta,
                 "type_map_weighting": config.type_map_weighting,
                 "augment": config.augment,
+                "output_activation": config.output_activation,
                 "type_map_class_weights": (None if type_weights is None
                                            else dict(zip(TYPE_CLASSES, type_weights.tolist()))),
                 "adv_weight": config.adv_weight if adversarial else 0.0,

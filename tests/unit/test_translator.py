@@ -169,6 +169,30 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch():
     assert losses[-1] < 0.8 * losses[0], losses
 
 
+@pytest.mark.parametrize("activation", ["tanh", "clamp"])
+def test_a_saturated_output_channel_gets_a_gradient_only_through_the_clamp(activation):
+    """The shipped tanh models' green (gas-phase) channel sits at exactly −1 on every pixel: deep
+    in saturation, its gradient is gone. The straight-through clamp keeps the same [−1, 1] range
+    and passes the gradient that can bring the channel back."""
+    model = _tiny_model(output_activation=activation).eval()
+    with torch.no_grad():  # drive channel 4 (type-map green) far below −1 before the bound
+        model.decoder.conv_out.bias[4] = -40.0
+    z = torch.zeros(1, 4, GRID // 4, GRID // 4)
+    out = model.decode(z)
+    assert out.min() >= -1 and out.max() <= 1
+    assert torch.allclose(out[:, 4], torch.full_like(out[:, 4], -1.0))
+    target = out.detach().clone()
+    target[:, 4, :2, :2] = 0.5  # a few gas-phase pixels
+    (out - target).abs().mean().backward()
+    grad = model.decoder.conv_out.bias.grad[4].abs().item()
+    assert (grad > 1e-4) if activation == "clamp" else (grad < 1e-12), grad
+
+
+def test_unknown_output_activation_is_refused():
+    with pytest.raises(ValueError, match="output_activation"):
+        _tiny_model(output_activation="relu")
+
+
 def _type_map_views() -> np.ndarray:
     """Two 8x8 views: background, a working-ion block (B), one gas-phase pixel (G), other (R)."""
     desc = -np.ones((2, 8, 8, 6), np.float32)
