@@ -121,8 +121,14 @@ class TranslatorTrainingConfig(TrainingConfig):
     output_activation: str = option("tanh", "bound of the descriptor outputs: tanh, or a clamp with a "
                                             "straight-through gradient (keeps rare type-map classes alive)",
                                     choices=("tanh", "clamp"))
+    init_from: Path | None = option(None, "start from this translator checkpoint's weights (same block widths; "
+                                          "its discriminator too when there is one)")
+    freeze_encoder: bool = option(False, "with --init-from: train the decoder only, so the latents (and every "
+                                         "model trained on them) stay exactly as they were")
 
     def __post_init__(self) -> None:
+        if self.freeze_encoder and self.init_from is None:
+            raise ValueError("--freeze-encoder needs --init-from: a fresh encoder would stay random")
         if self.out is None:
             name = paths.TRANSLATOR if self.adversarial else paths.TRANSLATOR_NOADV
             object.__setattr__(self, "out", paths.checkpoint_dir(name))

@@ -134,6 +134,24 @@ def _evaluate(model: AFMTranslator, stacks, descriptors, weights, idx, device, b
     return {**{k: v / n for k, v in sums.items()}, "l1_per_channel": (per_channel / n).tolist()}
 
 
+# Config entries that may differ between a checkpoint and the model started from it.
+_INIT_FREE_CONFIG = ("output_activation", "scaling_factor", "descriptor_names", "stack_order")
+
+
+def _load_initial_weights(model: AFMTranslator, disc: PatchDiscriminator | None, source: Path) -> None:
+    """Copy a checkpoint's weights into ``model`` (and ``disc``), refusing another architecture."""
+    start = AFMTranslator.from_pretrained(source)
+    differ = sorted(k for k in model.config if k not in _INIT_FREE_CONFIG and k in start.config
+                    and not k.startswith("_") and list(np.atleast_1d(model.config[k])) !=
+                    list(np.atleast_1d(start.config[k])))
+    if differ:
+        raise ValueError(f"{source} has another architecture ({', '.join(differ)}); "
+                         f"--init-from needs the same block widths and sample size")
+    model.load_state_dict(start.state_dict())
+    if disc is not None and (source / DISCRIMINATOR_SUBFOLDER).is_dir():
+        disc.load_state_dict(PatchDiscriminator.from_pretrained(source / DISCRIMINATOR_SUBFOLDER).state_dict())
+
+
 def train_translator(config: TranslatorTrainingConfig) -> dict:
     """Train the translator on ``config.data`` and write its artifacts to ``config.out``; return the metrics.
 
@@ -188,9 +206,14 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
         if min(height, width) < disc.min_grid():
             raise ValueError(f"the {height} x {width} grid is too small for a {config.disc_layers}-layer discriminator "
                              f"(needs {disc.min_grid()}); lower disc_layers")
+    if config.init_from is not None:
+        _load_initial_weights(model, disc, Path(config.init_from))
+    if config.freeze_encoder:
+        model.encoder.requires_grad_(False)
+        model.quant_conv.requires_grad_(False)
     # Adam with beta1 = 0.5 as in pix2pix / taming: less momentum keeps the two-player game from
     # overshooting. The ablation uses the same optimiser so only the adversarial term differs.
-    opt_g = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.5, 0.9))
+    opt_g = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr, betas=(0.5, 0.9))
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.as_tensor(train_idx)), batch_size=config.batch_size, shuffle=True,
         generator=gen)
@@ -300,6 +323,8 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
                 "type_map_weighting": config.type_map_weighting,
                 "augment": config.augment,
                 "output_activation": config.output_activation,
+                "init_from": None if config.init_from is None else str(config.init_from),
+                "freeze_encoder": config.freeze_encoder,
                 "type_map_class_weights": (None if type_weights is None
                                            else dict(zip(TYPE_CLASSES, type_weights.tolist()))),
                 "adv_weight": config.adv_weight if adversarial else 0.0,

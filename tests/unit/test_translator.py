@@ -472,6 +472,38 @@ def test_cli_trains_translator_ablation_and_atom_regressor(tmp_path, capsys):
     assert json.loads((reg / "metadata.json").read_text())["input_sha256"]
 
 
+def test_decoder_fine_tune_from_a_checkpoint_keeps_the_latents(tmp_path, capsys):
+    """--init-from + --freeze-encoder retrains the decoder (here onto the clamp output) while the
+    encoder, so the latents and every model trained on them, stay exactly as they were."""
+    from battgen.cli import main
+
+    data_dir = write_afm_dataset(tmp_path / "data")
+    common = ["--data", str(data_dir), "--epochs", "1", "--batch-size", "4", "--channels", "8,16,32",
+              "--device", "cpu", "--no-progress", "--adv-warmup-epochs", "0"]
+    start, tuned = tmp_path / "start", tmp_path / "tuned"
+    assert main(["train", "translator", "--out", str(start), *common]) == 0
+    assert main(["train", "translator", "--out", str(tuned), "--init-from", str(start), "--freeze-encoder",
+                 "--output-activation", "clamp", "--lr", "1e-2", *common]) == 0
+    a, b = AFMTranslator.from_pretrained(start), AFMTranslator.from_pretrained(tuned)
+    assert b.config.output_activation == "clamp" and a.config.output_activation == "tanh"
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa if k.startswith(("encoder.", "quant_conv.")))
+    assert not all(torch.equal(sa[k], sb[k]) for k in sa if k.startswith("decoder."))
+    assert np.array_equal(np.load(start / "latents.npz")["mu"], np.load(tuned / "latents.npz")["mu"])
+    assert b.config.scaling_factor == pytest.approx(a.config.scaling_factor)
+    meta = json.loads((tuned / "metadata.json").read_text())
+    assert meta["config"]["freeze_encoder"] and meta["config"]["init_from"] == str(start)
+
+    wider = tmp_path / "wider"
+    capsys.readouterr()
+    assert main(["train", "translator", "--out", str(wider), "--init-from", str(start),
+                 *[c if c != "8,16,32" else "16,32,64" for c in common]]) != 0
+    assert "another architecture (block_out_channels" in capsys.readouterr().err
+    assert main(["train", "translator", "--out", str(wider), "--freeze-encoder", *common]) != 0
+    assert "needs --init-from" in capsys.readouterr().err
+    assert not wider.exists()
+
+
 def test_atom_regressor_needs_composition(tmp_path):
     from battgen.train.atom_regressor import train_atom_regressor
     from battgen.train.configs import AtomRegressorTrainingConfig
