@@ -20,8 +20,8 @@ from battgen.data.composition import working_ions_in
 from battgen.data.neighbors import nearest_by_composition
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
 from battgen.data.table import row_structure
-from battgen.eval.afm_report import (atom_regressor_ablation, atom_regressor_table, load_regressor_predictions,
-                                     robustness_frame, translator_comparison)
+from battgen.eval.afm_report import (atom_regressor_ablation, atom_regressor_table, different_training_data,
+                                     load_regressor_predictions, robustness_frame, translator_comparison)
 from battgen.jobs import DONE
 from battgen.jobs.tasks import afm_job
 from battgen.ui.jobs import follow as follow_job
@@ -367,11 +367,15 @@ with translate_tab:
                            file_stem=f"{row['formula_discharge']}_{chosen}", key="afm_structure")
 
 with quality_tab:
-    comparison = translator_comparison({"translator": paths.checkpoint_dir(paths.TRANSLATOR),
-                                        "translator_noadv": paths.checkpoint_dir(paths.TRANSLATOR_NOADV)})
+    compared = {"translator": paths.checkpoint_dir(paths.TRANSLATOR),
+                "translator_noadv": paths.checkpoint_dir(paths.TRANSLATOR_NOADV)}
+    comparison = translator_comparison(compared)
     if comparison is not None:
         st.markdown("**Translator, test split** (adversarial vs the same network without discriminator)")
         st.dataframe(comparison, key="afm_translator_metrics")
+        caveat = different_training_data(compared)
+        if caveat:
+            st.caption(caveat)
     else:
         st.info("No translator metrics yet.")
     robustness = robustness_frame(paths.checkpoint_dir(paths.TRANSLATOR))

@@ -398,6 +398,9 @@ def show_conditional_quality(metrics: dict) -> None:
         return
     st.markdown("**What each change did** (short runs of equal optimiser steps; the last row is the shipped model)")
     st.dataframe(ablation, hide_index=True, key="screen_quality_ablation")
+    note = (metrics.get("ablation") or {}).get("note")
+    if note:
+        st.caption(note)
 
 
 def show_model_quality(root: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from battgen.artifacts import read_metrics
+from battgen.artifacts import read_metadata, read_metrics
 from battgen.data.properties import WORKING_IONS
 
 # Rajagopal et al. 2025, atom regressor per working ion on their test set: the numbers to beat.
@@ -48,6 +48,25 @@ def translator_comparison(checkpoints: Mapping[str, str | os.PathLike[str]]) -> 
             flat = pd.json_normalize(metrics.get("test", {})).iloc[0]
             columns[name] = {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return pd.DataFrame(columns) if columns else None
+
+
+def different_training_data(checkpoints: Mapping[str, str | os.PathLike[str]]) -> str | None:
+    """A warning when the compared translators learned from different AFM datasets, else None.
+
+    Their test splits then differ too, so a side-by-side column is not a like-for-like ablation.
+    """
+    seen = {}
+    for name, directory in checkpoints.items():
+        meta, metrics = read_metadata(directory), read_metrics(directory)
+        if meta and metrics:
+            seen[name] = (meta.get("input_sha256"), metrics.get("n_train"), metrics.get("n_test"),
+                          str(meta.get("created_utc", ""))[:10])
+    if len({sha for sha, *_ in seen.values()}) < 2:
+        return None
+    parts = [f"{name}: {n_train} training and {n_test} test views, trained {day}"
+             for name, (_, n_train, n_test, day) in seen.items()]
+    return ("These models learned from different AFM datasets, so their test splits differ and the columns are "
+            "not a like-for-like comparison (" + "; ".join(parts) + ").")
 
 
 def atom_regressor_table(metrics: Mapping) -> pd.DataFrame:

@@ -83,3 +83,24 @@ def test_the_table_is_json_and_the_page_frame_reads_it(table, tmp_path):
     assert frame["OOD warned (%)"].iloc[1] == 100.0
     assert "test-split views" in about and "99th percentile" in about
     assert robustness_frame(tmp_path / "none") is None
+
+
+def test_translators_trained_on_different_datasets_are_flagged(tmp_path):
+    from battgen.artifacts import write_metadata, write_metrics
+    from battgen.eval.afm_report import different_training_data
+
+    def checkpoint(name: str, data: bytes, n_train: int) -> Path:
+        source = tmp_path / f"{name}.npz"
+        source.write_bytes(data)
+        folder = tmp_path / name
+        write_metadata(folder, command="python -m battgen train translator", config={}, seed=0,
+                       inputs=[source], wall_time_s=1.0)
+        write_metrics(folder, {"n_train": n_train, "n_test": n_train // 4})
+        return folder
+
+    same = {"a": checkpoint("a", b"one dataset", 400), "b": checkpoint("b", b"one dataset", 400)}
+    assert different_training_data(same) is None
+    other = {"translator": same["a"], "translator_noadv": checkpoint("c", b"an older dataset", 120)}
+    caveat = different_training_data(other)
+    assert "different AFM datasets" in caveat and "120 training and 30 test views" in caveat
+    assert different_training_data({"translator": same["a"], "missing": tmp_path / "nothing"}) is None
