@@ -180,6 +180,8 @@ def _summary(args) -> int:
         return 0
     print(f"{summary['electrodes']} electrodes, {summary['distinct_discharged_formulas']} distinct "
           f"discharged formulas; sources {summary['per_source']}; splits {summary['per_split']}")
+    if "structure_types" in summary:
+        print(f"{summary['structure_types']} structure types, {summary.get('host_frameworks', '?')} host frameworks")
     for ion, stats in summary["per_ion"].items():
         print(f"  {ion:>2}: {stats['count']:5d}  median {stats['median_average_voltage']} V, "
               f"{stats['median_capacity_grav']} mAh/g")

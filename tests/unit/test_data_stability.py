@@ -117,7 +117,10 @@ def test_cli_fills_a_table_written_without_the_new_columns(tmp_path, co_o_rows):
     assert json.loads((directory / "metadata.json").read_text())["stability"]["rows_computed"] == len(co_o_rows)
     summary = subprocess.run([sys.executable, "-m", "battgen", "data", "summary", "--json", "--table",
                               str(directory)], capture_output=True, text=True, cwd=REPO, timeout=300)
-    coverage = json.loads(summary.stdout)["stability"]
+    counted = json.loads(summary.stdout)
+    assert counted["structure_types"] == co_o_rows["structure_type"].nunique() >= 1
+    assert sum(counted["per_structure_type"].values()) == len(co_o_rows) and counted["host_frameworks"] >= 1
+    coverage = counted["stability"]
     assert coverage["discharge"]["coverage"] == 1.0 and coverage["charge"]["with_e_hull"] == len(co_o_rows)
 
 
