@@ -242,6 +242,11 @@ def show_samples(session: ScreeningSession, result: ScreeningResult) -> None:
                + (" The model generates a material's mean latent over its simulated views (the view's rotation "
                   "is not something the properties can say), so each descriptor is an average of rotated views: "
                   "smoother than one AFM image." if session.targets == "mean" else ""))
+    from battgen.eval.screening_report import below_baseline_warning
+
+    weak = below_baseline_warning(read_metrics(paths.artifact_root() / SCREENING_DIR) or {})
+    if weak:
+        st.warning(weak)
     formulas = dict(zip(session.table["id"], session.table["formula_discharge"]))
     samples = result.samples.to_dict(orient="records")
     for start in range(0, len(samples), SAMPLE_COLUMNS):

@@ -60,6 +60,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     examples.add_argument("--data", default=DEFAULT_OUT, help="directory or file of the campaign's dataset.npz")
     examples.add_argument("--out", default=None, help="default: assets/afm/examples.npz")
     examples.add_argument("--per-ion", type=int, default=1)
+    examples.add_argument("--translator", default="checkpoints/translator",
+                          help="skip views above this translator's OOD caution level (when it has a calibration)")
     examples.set_defaults(func=_export_examples)
 
     ood = commands.add_parser("calibrate-ood", help="fit the out-of-distribution score on the translator's "
@@ -141,9 +143,23 @@ def _build(args) -> int:
 def _export_examples(args) -> int:
     from battgen.afm.examples import EXAMPLES_FILE, write_examples
 
-    path = write_examples(args.data, args.out or EXAMPLES_FILE, per_ion=args.per_ion)
+    from pathlib import Path
+
+    from battgen.afm.ood import OOD_FILENAME, LatentDensity
+
+    calibration = Path(args.translator) / OOD_FILENAME
+    check = _typical_views(args.translator, LatentDensity.load(calibration)) if calibration.is_file() else None
+    path = write_examples(args.data, args.out or EXAMPLES_FILE, per_ion=args.per_ion, typical=check)
     print(f"wrote {path}")
     return 0
+
+
+def _typical_views(translator_dir, density):
+    """stacks -> True where the translator's latent lies within the OOD score's caution level."""
+    from battgen.models.translator import AFMTranslator
+
+    translator = AFMTranslator.from_pretrained(translator_dir).eval()
+    return lambda stacks: density.distance(translator.translate(stacks)[1]) <= density.caution
 
 
 def _calibrate_ood(args) -> int:

@@ -66,6 +66,22 @@ def quality_table(metrics: dict | str | Path) -> pd.DataFrame:
         {c: float for c in QUALITY_COLUMNS[3:]})
 
 
+def below_baseline_warning(metrics: dict | str | Path) -> str | None:
+    """A sentence for the page when the generated compositions lose, on the test split, to simply
+    predicting each ion's average composition; None when they win or nothing was evaluated."""
+    try:
+        test = _conditional(metrics).get("test") or {}
+    except ValueError:
+        return None
+    generator = (test.get("generator") or {}).get("r2")
+    baseline = ((test.get("baselines") or {}).get("per_ion_mean") or {}).get("r2")
+    if generator is None or baseline is None or generator >= baseline:
+        return None
+    return (f"On held-out materials the generated compositions are less accurate than each ion's average "
+            f"composition (R² {generator:.2f} vs {baseline:.2f}, Model quality tab): read them as illustrations. "
+            "The candidates are ranked by their real, computed properties.")
+
+
 def condition_effect_table(metrics: dict | str | Path) -> pd.DataFrame:
     """One row per split: condition effect vs noise effect, and where the true material ranks."""
     conditional = _conditional(metrics)

@@ -170,10 +170,16 @@ def test_robustness_keeps_the_previous_regressors_numbers_as_before(tmp_path):
     assert "previous regressor" in about
 
 
-def test_a_checkpoint_saved_before_the_switches_loads_as_the_old_network():
-    """The screening pipeline's own copy of the regressor predates pooling/output: it must load unchanged."""
-    directory = REPO / "checkpoints" / "screening" / "atom_regressor"
-    assert "pooling" not in json.loads((directory / "config.json").read_text())
+def test_a_checkpoint_saved_before_the_switches_loads_as_the_old_network(tmp_path):
+    """Checkpoints written before pooling/output existed (their config.json lacks both) must load unchanged."""
+    import shutil
+
+    directory = tmp_path / "atom_regressor"
+    shutil.copytree(REPO / "checkpoints" / "screening" / "atom_regressor", directory)
+    config = json.loads((directory / "config.json").read_text())
+    config.pop("pooling", None)
+    config.pop("output", None)
+    (directory / "config.json").write_text(json.dumps(config))
     model = AtomRegressor.from_pretrained(directory).eval()
     assert (model.config.pooling, model.config.output) == ("flatten", "counts")
     assert model.predict_from_mu(torch.zeros(1, 4, 16, 16)).shape == (1, 112)

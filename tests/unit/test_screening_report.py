@@ -130,3 +130,17 @@ def test_eval_screening_cli_takes_sampler_and_writes_the_conditional_block(tmp_p
     with pytest.raises(SystemExit):
         main(["eval", "screening", "--root", str(root), "--scheduler", "ddim"])
     assert "unrecognized arguments: --scheduler" in capsys.readouterr().err
+
+
+def test_the_page_is_warned_when_generated_compositions_lose_to_the_per_ion_mean():
+    from battgen.eval.screening_report import below_baseline_warning
+
+    def metrics(generator: float) -> dict:
+        return {"evaluation": {"conditional": {"test": {
+            "generator": {"r2": generator, "mae": 0.1},
+            "baselines": {"per_ion_mean": {"r2": 0.18, "mae": 0.1}}}}}}
+
+    warning = below_baseline_warning(metrics(0.14))
+    assert "R² 0.14 vs 0.18" in warning and "real, computed properties" in warning
+    assert below_baseline_warning(metrics(0.25)) is None
+    assert below_baseline_warning({}) is None

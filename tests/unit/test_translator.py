@@ -534,3 +534,21 @@ def test_atom_regressor_starts_at_the_mean_counts_with_live_gradients():
     assert model.head[-1].bias.grad.abs().min() > 1e-4
     with pytest.raises(ValueError, match="112 means"):
         model.init_output_bias(torch.zeros(3))
+
+
+def test_examples_skip_views_the_models_find_unusual(tmp_path):
+    from battgen.afm.examples import load_examples, write_examples
+
+    data_dir = write_afm_dataset(tmp_path / "data")
+    every = load_examples(write_examples(data_dir, tmp_path / "all.npz"))
+    seen = []
+
+    def all_typical(stacks):
+        seen.append(stacks.shape)
+        return np.ones(len(stacks), bool)
+
+    same = load_examples(write_examples(data_dir, tmp_path / "same.npz", typical=all_typical))
+    assert [e.material_id for e in same] == [e.material_id for e in every]
+    assert seen and all(shape[1:] == (GRID, GRID, 10) for shape in seen)
+    with pytest.raises(ValueError, match="no test-split views"):
+        write_examples(data_dir, tmp_path / "none.npz", typical=lambda stacks: np.zeros(len(stacks), bool))
