@@ -85,6 +85,14 @@ def load_session(root: str, version: int) -> ScreeningSession:
     return ScreeningSession.load(root)
 
 
+@st.cache_data(show_spinner=False, max_entries=2)
+def generator_quality_warning(root: str, version: int) -> str | None:
+    """Read once per checkpoint, not on every rerun that shows samples."""
+    from battgen.eval.screening_report import below_baseline_warning
+
+    return below_baseline_warning(read_metrics(Path(root) / SCREENING_DIR) or {})
+
+
 def slider_bounds(scaler: PropertyScaler, name: str) -> tuple[float, float, float, str, int]:
     """(low, high, step, format, decimals) of a property slider.
 
@@ -242,9 +250,8 @@ def show_samples(session: ScreeningSession, result: ScreeningResult) -> None:
                + (" The model generates a material's mean latent over its simulated views (the view's rotation "
                   "is not something the properties can say), so each descriptor is an average of rotated views: "
                   "smoother than one AFM image." if session.targets == "mean" else ""))
-    from battgen.eval.screening_report import below_baseline_warning
-
-    weak = below_baseline_warning(read_metrics(paths.artifact_root() / SCREENING_DIR) or {})
+    root = paths.artifact_root()
+    weak = generator_quality_warning(str(root), checkpoint_version(root))
     if weak:
         st.warning(weak)
     formulas = dict(zip(session.table["id"], session.table["formula_discharge"]))

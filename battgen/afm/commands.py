@@ -141,10 +141,9 @@ def _build(args) -> int:
 
 
 def _export_examples(args) -> int:
-    from battgen.afm.examples import EXAMPLES_FILE, write_examples
-
     from pathlib import Path
 
+    from battgen.afm.examples import EXAMPLES_FILE, write_examples
     from battgen.afm.ood import OOD_FILENAME, LatentDensity
 
     calibration = Path(args.translator) / OOD_FILENAME
