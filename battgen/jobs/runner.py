@@ -320,7 +320,10 @@ class JobRunner:
             self._progress[job_id] = payload
 
     def _live_workers(self) -> list[str]:
-        addresses = list(self._client.scheduler_info(n_workers=-1).get("workers", {}))  # {} while closing
+        # Asked of the scheduler directly: scheduler_info() returns the client's cached identity, which
+        # its periodic refresh overwrites with a worker-less one (n_workers=0), so a busy moment
+        # between the two read as "every worker died" and failed a job that was still running.
+        addresses = list(self._client.nthreads())
         self._killed &= set(addresses)  # a killed worker's replacement registers under a new address
         new = [a for a in addresses if a not in self._pids]
         if new:

@@ -135,7 +135,7 @@ def test_a_design_requested_on_the_page_runs_and_is_stored(tmp_path, monkeypatch
         while store.design(design_id)["status"] in ("queued", "running") and time.monotonic() < deadline:
             time.sleep(2)
         design = store.design(design_id)
-        assert design["status"] == "done", design
+        assert design["status"] == "done", (design["message"], design)
         relaxed = store.candidates(design_id)
         assert relaxed and all(c["status"] == "verified" or c["reason"] for c in relaxed)
         ok(app.run())

@@ -20,9 +20,10 @@ def nap(seconds: float, value=None):
     return value
 
 
-def tell_pid_then_nap(seconds: float):
+def tell_pid_then_nap(seconds: float, value=None):
     report(pid=os.getpid(), message="working", fraction=0.5)
     time.sleep(seconds)
+    return value
 
 
 def refuse():
@@ -110,6 +111,27 @@ def test_a_job_past_its_time_limit_is_killed(runner):
     assert 1.5 <= view.running_s < 10
     until(lambda: process_gone(pid))
     # The killed worker is replaced: the pool still runs jobs.
+    assert runner.wait(runner.submit("kmc", nap, 0, "after"), timeout=60).result == "after"
+
+
+def test_a_stale_worker_list_in_the_clients_cache_does_not_fail_a_running_job(runner, monkeypatch):
+    # What the client's periodic scheduler-info refresh leaves behind: an identity without workers.
+    # The runner must not read that as every worker having died (it did, once, under load in CI).
+    from distributed.client import SchedulerInfo
+
+    job_id = runner.submit("kmc", tell_pid_then_nap, 1.0, "survived")
+    running_pid(runner, job_id)
+    monkeypatch.setattr(runner._client, "scheduler_info", lambda *a, **k: SchedulerInfo({"workers": {}}))
+    view = runner.wait(job_id, timeout=30)
+    assert view.status == DONE and view.result == "survived", view.message
+
+
+def test_a_worker_that_dies_fails_its_job_with_a_reason(runner):
+    job_id = runner.submit("kmc", tell_pid_then_nap, 60)
+    os.kill(running_pid(runner, job_id), 9)
+    view = runner.wait(job_id, timeout=60)
+    assert view.status == FAILED and ("died" in view.message or "failed" in view.message), view.message
+    # Its replacement takes the next job.
     assert runner.wait(runner.submit("kmc", nap, 0, "after"), timeout=60).result == "after"
 
 
