@@ -385,7 +385,7 @@ def show_sensitivity(session: ScreeningSession) -> None:
 
 def show_conditional_quality(metrics: dict) -> None:
     """Does the generator follow its knobs? Its composition beside the trivial baselines, both splits."""
-    from battgen.eval.screening_report import ablation_table, condition_effect_table, quality_table
+    from battgen.eval.screening_report import ablation_table, condition_effect_table, denoising_table, quality_table
 
     try:
         quality = quality_table(metrics)
@@ -404,6 +404,12 @@ def show_conditional_quality(metrics: dict) -> None:
         st.markdown("**Condition effect vs noise effect** (same noise with another same-ion material's properties, "
                     "vs the same properties with other noise; a model that listens has a ratio well above 0)")
         st.dataframe(effect, hide_index=True, key="screen_quality_effect")
+    denoising = denoising_table(metrics)
+    if not denoising.empty:
+        st.markdown("**Where a sample's identity is decided** (the U-Net's estimate of the clean latent at each "
+                    "noise level: with the material's own condition, another material's, and the constant mean "
+                    "latent that knows nothing; at high noise the own condition must beat both)")
+        st.plotly_chart(viz.denoising_figure(denoising), key="screen_quality_denoising")
     try:
         ablation = ablation_table(metrics)
     except ValueError:

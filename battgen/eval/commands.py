@@ -29,7 +29,18 @@ def register(commands) -> None:
     p.add_argument("--sensitivity-seeds", type=int, default=5, help="seeds of the sensitivity analysis (0: skip)")
     p.add_argument("--conditional-samples", type=int, default=8,
                    help="samples per material of the train/test conditional evaluation and baselines (0: skip)")
+    p.add_argument("--denoising-materials", type=int, default=300,
+                   help="materials per split of the clean-latent error by noise level (0: skip)")
     p.set_defaults(func=_run_screening)
+
+    p = commands.add_parser("screening-denoising", help="the screening U-Net's clean-latent error by noise level, "
+                                                        "own vs shuffled condition vs a constant (into "
+                                                        "metrics.json evaluation.denoising)")
+    p.add_argument("--root", default=".", help="artifact root holding checkpoints/ and assets/")
+    p.add_argument("--materials", type=int, default=300, help="materials per split")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-write", action="store_true", help="print, do not write into the checkpoint's metrics.json")
+    p.set_defaults(func=_run_denoising)
 
     p = commands.add_parser("screening-ablation", help="short trainings, one per model change, scored by "
                                                        "the conditional metrics (into metrics.json 'ablation')")
@@ -136,11 +147,34 @@ def _run_screening(args: argparse.Namespace) -> int:
             session.pipeline, session.table, session.scaler, latent_index=session.latent_index,
             max_materials=args.max_materials, seed=args.seed, samples=args.conditional_samples,
             sampler=args.sampler, num_inference_steps=args.steps, guidance_scale=args.guidance)
+    if args.denoising_materials > 0:
+        metrics["denoising"] = _denoising(session, args.root, args.denoising_materials, args.seed)
     if args.sensitivity_seeds > 0:
         metrics["sensitivity"] = sensitivity_over_ions(
             session, args.sensitivity_seeds, scheduler=args.sampler if args.sampler != "ddpm" else "ddim",
             num_inference_steps=args.steps, guidance_scale=args.guidance)
     _store_evaluation(args, "evaluation", metrics)
+    return 0
+
+
+def _denoising(session, root, materials: int, seed: int) -> dict:
+    from battgen.eval.screening_denoising import denoising_report
+    from battgen.screening.session import TABLE_DIR, TRANSLATOR_DIR
+
+    return denoising_report(session.pipeline, Path(root) / TRANSLATOR_DIR / "latents.npz", Path(root) / TABLE_DIR,
+                            session.targets, max_materials=materials, seed=seed)
+
+
+def _run_denoising(args: argparse.Namespace) -> int:
+    from battgen.artifacts import read_metrics
+    from battgen.screening.session import SCREENING_DIR, ScreeningSession
+
+    if args.materials < 2:
+        raise ValueError("--materials must be at least 2")
+    report = _denoising(ScreeningSession.load(args.root), args.root, args.materials, args.seed)
+    evaluation = dict((read_metrics(Path(args.root) / SCREENING_DIR) or {}).get("evaluation") or {})
+    evaluation["denoising"] = report
+    _store_evaluation(args, "evaluation", evaluation)
     return 0
 
 

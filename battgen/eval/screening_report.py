@@ -108,3 +108,16 @@ def ablation_table(metrics: dict | str | Path) -> pd.DataFrame:
     if not rows:
         raise ValueError("the metrics hold no ablation; run `python -m battgen eval screening-ablation`")
     return pd.DataFrame([{c: row.get(c) for c in ABLATION_COLUMNS} for row in rows], columns=list(ABLATION_COLUMNS))
+
+
+DENOISING_COLUMNS = ("split", "timestep", "snr", "own_mse", "shuffled_mse", "null_mse", "constant_mse",
+                     "own_vs_constant", "condition_gain")
+
+
+def denoising_table(metrics: dict | str | Path) -> pd.DataFrame:
+    """One row per split and noise level of ``eval screening``'s clean-latent error (empty when absent)."""
+    if isinstance(metrics, (str, Path)):
+        metrics = read_metrics(metrics) or {}
+    report = (metrics.get("evaluation") or {}).get("denoising") or {}
+    rows = [{"split": split, **row} for split in ("train", "test") for row in (report.get(split) or {}).get("rows", [])]
+    return pd.DataFrame([{c: r.get(c) for c in DENOISING_COLUMNS} for r in rows], columns=list(DENOISING_COLUMNS))

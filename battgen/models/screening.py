@@ -109,19 +109,24 @@ def make_training_scheduler(prediction_type: str = "epsilon", zero_terminal_snr:
 SAMPLE_X0_BOUND = 4.0
 
 
+def predicted_clean_latent(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor,
+                           prediction_type: str) -> torch.Tensor:
+    """The clean latent a U-Net ``output`` of ``prediction_type`` implies at noisy input ``x_t``."""
+    a = torch.as_tensor(alpha_bar).to(x_t)
+    if prediction_type == "epsilon":
+        return (x_t - (1 - a).sqrt() * output) / a.sqrt()
+    if prediction_type == "v_prediction":
+        return a.sqrt() * x_t - (1 - a).sqrt() * output
+    if prediction_type == "sample":
+        return output
+    raise ValueError(f"unknown prediction type {prediction_type!r}")
+
+
 def bound_prediction(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str,
                      bound: float = SAMPLE_X0_BOUND) -> torch.Tensor:
     """The U-Net ``output`` (of ``prediction_type``) whose implied clean latent is clipped to [-bound, bound]."""
     a = alpha_bar.to(x_t)
-    if prediction_type == "epsilon":
-        x0 = (x_t - (1 - a).sqrt() * output) / a.sqrt()
-    elif prediction_type == "v_prediction":
-        x0 = a.sqrt() * x_t - (1 - a).sqrt() * output
-    elif prediction_type == "sample":
-        x0 = output
-    else:
-        raise ValueError(f"unknown prediction type {prediction_type!r}")
-    x0 = x0.clamp(-bound, bound)
+    x0 = predicted_clean_latent(output, x_t, a, prediction_type).clamp(-bound, bound)
     if prediction_type == "sample":
         return x0
     # 1 - alpha_bar >= beta_start > 0 at every timestep, so the noise is always recoverable.

@@ -148,3 +148,26 @@ def guidance_sweep_table(sweep: Mapping | None) -> pd.DataFrame:
         return frame
     frame = frame[[c for c in GUIDANCE_SWEEP_COLUMNS if c in frame.columns]].sort_values("guidance_scale")
     return frame.rename(columns=GUIDANCE_SWEEP_COLUMNS).reset_index(drop=True)
+
+
+def denoising_figure(table: pd.DataFrame, *, height: int = 340) -> go.Figure:
+    """Clean-latent error against noise level: the U-Net with its own and a shuffled condition,
+    and the constant mean latent, one panel per split (``eval.screening_report.denoising_table``)."""
+    from plotly.subplots import make_subplots
+
+    splits = [s for s in ("train", "test") if (table["split"] == s).any()]
+    fig = make_subplots(rows=1, cols=max(len(splits), 1), subplot_titles=[f"{s} split" for s in splits],
+                        shared_yaxes=True)
+    styles = {"own_mse": ("own condition", "#1f77b4", "solid"),
+              "shuffled_mse": ("another material's", "#ff7f0e", "dot"),
+              "constant_mse": ("constant mean latent", "#7f7f7f", "dash")}
+    for col, split in enumerate(splits, start=1):
+        rows = table[table["split"] == split].sort_values("timestep")
+        for column, (name, color, dash) in styles.items():
+            fig.add_trace(go.Scatter(x=rows["timestep"].tolist(), y=rows[column].tolist(), name=name,
+                                     legendgroup=column, showlegend=col == 1, mode="lines+markers",
+                                     line=dict(color=color, dash=dash)), row=1, col=col)
+        fig.update_xaxes(title_text="timestep (1000 = pure noise)", row=1, col=col)
+    fig.update_yaxes(title_text="clean-latent MSE", row=1, col=1)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3))
+    return fig

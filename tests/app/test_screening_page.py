@@ -295,6 +295,13 @@ def test_model_quality_shows_the_shipped_models_baselines_and_condition_effect(p
         assert test_r2["generator"] == pytest.approx(shipped["evaluation"]["conditional"]["test"]["generator"]["r2"])
         effect = next(t for t in tables if "split" in t.columns)
         assert set(effect["split"]) == {"train", "test"}
+        # Where identity is decided: own vs shuffled condition vs the constant, per noise level and split.
+        denoising = shipped["evaluation"]["denoising"]
+        traces = plotly_spec(page, "screen_quality_denoising")["data"]
+        own = [t for t in traces if t["name"] == "own condition"]
+        assert len(own) == 2 and len(traces) == 6
+        expected = sorted(denoising["test"]["rows"], key=lambda r: r["timestep"])
+        assert own[1]["y"] == pytest.approx([r["own_mse"] for r in expected])
     finally:
         metrics_path.unlink()
 

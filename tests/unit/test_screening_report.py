@@ -6,6 +6,8 @@ say nothing about model quality; the tests check what is compared with what.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -123,10 +125,17 @@ def test_eval_screening_cli_takes_sampler_and_writes_the_conditional_block(tmp_p
 
     root = build_screening_root(tmp_path)
     code = main(["eval", "screening", "--root", str(root), "--sampler", "ddim", "--steps", "2", "--samples", "1",
-                 "--max-materials", "4", "--sensitivity-seeds", "0", "--conditional-samples", "2"])
+                 "--max-materials", "4", "--sensitivity-seeds", "0", "--conditional-samples", "2",
+                 "--denoising-materials", "3"])
     assert code == 0
     table = quality_table(root / "checkpoints" / "screening")
     assert table.set_index("predictor").loc["generator", ["train_r2", "test_r2"]].notna().all()
+    metrics = json.loads((root / "checkpoints" / "screening" / "metrics.json").read_text())
+    assert metrics["evaluation"]["denoising"]["test"]["materials"] == 3
+    # The denoising check alone refreshes its block and keeps the rest of the evaluation.
+    assert main(["eval", "screening-denoising", "--root", str(root), "--materials", "5"]) == 0
+    metrics = json.loads((root / "checkpoints" / "screening" / "metrics.json").read_text())
+    assert metrics["evaluation"]["denoising"]["train"]["materials"] == 5 and "conditional" in metrics["evaluation"]
     with pytest.raises(SystemExit):
         main(["eval", "screening", "--root", str(root), "--scheduler", "ddim"])
     assert "unrecognized arguments: --scheduler" in capsys.readouterr().err
