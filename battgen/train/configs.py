@@ -126,9 +126,15 @@ class TranslatorTrainingConfig(TrainingConfig):
     freeze_encoder: bool = option(False, "with --init-from: train the decoder only, so the latents (and every "
                                          "model trained on them) stay exactly as they were")
 
+    reinit_output: bool = option(False, "with --init-from: start the decoder's last convolution afresh (a "
+                                        "tanh-trained one leaves a dead channel's pre-activation far outside "
+                                        "a clamp's range, where Adam needs ~10^5 steps to climb back)")
+
     def __post_init__(self) -> None:
         if self.freeze_encoder and self.init_from is None:
             raise ValueError("--freeze-encoder needs --init-from: a fresh encoder would stay random")
+        if self.reinit_output and self.init_from is None:
+            raise ValueError("--reinit-output needs --init-from: a fresh model's output layer is new anyway")
         if self.out is None:
             name = paths.TRANSLATOR if self.adversarial else paths.TRANSLATOR_NOADV
             object.__setattr__(self, "out", paths.checkpoint_dir(name))

@@ -208,6 +208,8 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
                              f"(needs {disc.min_grid()}); lower disc_layers")
     if config.init_from is not None:
         _load_initial_weights(model, disc, Path(config.init_from))
+    if config.reinit_output:
+        model.decoder.conv_out.reset_parameters()
     if config.freeze_encoder:
         model.encoder.requires_grad_(False)
         model.quant_conv.requires_grad_(False)
@@ -325,6 +327,7 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
                 "output_activation": config.output_activation,
                 "init_from": None if config.init_from is None else str(config.init_from),
                 "freeze_encoder": config.freeze_encoder,
+                "reinit_output": config.reinit_output,
                 "type_map_class_weights": (None if type_weights is None
                                            else dict(zip(TYPE_CLASSES, type_weights.tolist()))),
                 "adv_weight": config.adv_weight if adversarial else 0.0,

@@ -494,6 +494,15 @@ def test_decoder_fine_tune_from_a_checkpoint_keeps_the_latents(tmp_path, capsys)
     meta = json.loads((tuned / "metadata.json").read_text())
     assert meta["config"]["freeze_encoder"] and meta["config"]["init_from"] == str(start)
 
+    # --reinit-output starts the last convolution afresh and keeps every other decoder weight.
+    fresh = tmp_path / "fresh"
+    assert main(["train", "translator", "--out", str(fresh), "--init-from", str(start), "--freeze-encoder",
+                 "--reinit-output", "--output-activation", "clamp", "--lr", "1e-12", *common]) == 0
+    sf = AFMTranslator.from_pretrained(fresh).state_dict()
+    assert not torch.allclose(sa["decoder.conv_out.weight"], sf["decoder.conv_out.weight"])
+    assert all(torch.allclose(sa[k], sf[k], atol=1e-6) for k in sa if not k.startswith("decoder.conv_out."))
+    assert json.loads((fresh / "metadata.json").read_text())["config"]["reinit_output"]
+
     wider = tmp_path / "wider"
     capsys.readouterr()
     assert main(["train", "translator", "--out", str(wider), "--init-from", str(start),
@@ -501,6 +510,8 @@ def test_decoder_fine_tune_from_a_checkpoint_keeps_the_latents(tmp_path, capsys)
     assert "another architecture (block_out_channels" in capsys.readouterr().err
     assert main(["train", "translator", "--out", str(wider), "--freeze-encoder", *common]) != 0
     assert "needs --init-from" in capsys.readouterr().err
+    assert main(["train", "translator", "--out", str(wider), "--reinit-output", *common]) != 0
+    assert "--reinit-output needs --init-from" in capsys.readouterr().err
     assert not wider.exists()
 
 
