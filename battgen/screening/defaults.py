@@ -19,6 +19,6 @@ DEFAULT_SEED = 0
 # How candidates are ordered: by the match of their real properties to the request. The
 # generated composition is shown beside it but does not rank until it beats the property lookup
 # on the held-out leave-one-out test (checkpoints/screening/metrics.json, leave_one_out_top1:
-# top candidate 0.16 V off for the lookup, 0.49 V for the property/composition mean score).
+# top candidate 0.14 V off for the lookup, 0.33 V for the property/composition mean score).
 RANKINGS = ("property_match", "score", "composition_similarity")
 DEFAULT_RANKING = RANKINGS[0]

@@ -105,9 +105,15 @@ def load_inputs(config: AtomRegressorTrainingConfig, device: torch.device) -> Re
         data = load_screening_data(config.latents)
         with np.load(config.latents, allow_pickle=False) as npz:
             rotation = npz["rotation"].astype(np.int64) if "rotation" in npz.files else np.zeros(len(data.split), int)
-        if config.views == "mean":
-            data = select_targets(data, "mean")
-            rotation = np.zeros(len(data.split), np.int64)
+        if config.views in ("mean", "all+mean"):
+            means = select_targets(data, "mean")
+            # A mean latent has no rotation of its own: -1 keeps it apart from every real view.
+            mean_rotation = np.full(len(means.split), -1, np.int64)
+            if config.views == "mean":
+                data, rotation = means, mean_rotation
+            else:
+                data = data.concat(means)
+                rotation = np.concatenate([rotation, mean_rotation])
         return RegressorInputs(latents=data.latents.astype(np.float32), counts=data.compositions,
                                working_ion=data.ions, split=data.split, material=data.material, rotation=rotation,
                                scaling_factor=data.scaling_factor, inputs=[config.latents, table_path()],

@@ -160,8 +160,8 @@ class AtomRegressorTrainingConfig(TrainingConfig):
                        default_factory=lambda: paths.checkpoint_dir(paths.ATOM_REGRESSOR))
     weight_decay: float = option(1e-4, "AdamW weight decay", minimum=0)
     views: str = option("all", "with --latents: every view is a sample, or one per material, its mean latent "
-                               "(what a screening model trained with --targets mean generates)",
-                        choices=("all", "mean"))
+                               "(what a screening model trained with --targets mean generates), or both",
+                        choices=("all", "mean", "all+mean"))
     pooling: str = option("flatten", "before the dense head: a 4x4 map flattened, or the mean over the latent map "
                                      "(insensitive to where the sample sits)", choices=POOLINGS)
     output: str = option("counts", "112 atom counts, or element fractions times a total atom count",

@@ -93,6 +93,17 @@ class ScreeningData:
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
 
+    def concat(self, other: "ScreeningData") -> "ScreeningData":
+        """These rows followed by ``other``'s (same scaling and scaler)."""
+        if other.scaling_factor != self.scaling_factor:
+            raise ValueError("cannot join latents of different scaling factors")
+        join = lambda a, b: np.concatenate([a, b])  # noqa: E731
+        return ScreeningData(latents=join(self.latents, other.latents), conditions=join(self.conditions, other.conditions),
+                             ions=join(self.ions, other.ions), split=join(self.split, other.split),
+                             scaling_factor=self.scaling_factor, scaler=self.scaler,
+                             material=join(self.material, other.material),
+                             compositions=join(self.compositions, other.compositions))
+
     def subset(self, rows: np.ndarray, latents: np.ndarray | None = None) -> "ScreeningData":
         rows = np.asarray(rows)
         return ScreeningData(latents=self.latents[rows] if latents is None else latents,
@@ -194,8 +205,13 @@ def min_snr_weights(noise_scheduler, timesteps: torch.Tensor, gamma: float) -> t
     """Min-SNR-gamma loss weights (Hang et al. 2023) for the scheduler's prediction type.
 
     Every timestep's loss is reweighted to that of x0-prediction capped at SNR = gamma, so the
-    nearly clean timesteps (huge SNR, easy) stop dominating and the noisy ones, where a
-    sample's identity is decided, get their share.
+    nearly clean timesteps (huge SNR, easy) stop dominating. In clean-latent terms the weight is
+    min(SNR, gamma), which vanishes at high noise: with zero-terminal SNR the timesteps where a
+    sample's identity is decided get no weight at all. Measured on the grown table (``eval
+    screening-denoising``): with gamma 5 the U-Net's clean-latent estimate at t = 999 was 2.3x
+    worse than the constant mean latent and its condition changed it by 1 %; trained without it
+    (plain v-loss, the shipped recipe), 0.32x on the train split, the condition cutting the error
+    by 79 %.
     """
     a = noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
     snr = a / (1 - a)

@@ -198,5 +198,15 @@ def test_views_mean_trains_on_one_mean_latent_per_material(tmp_path):
     for m in materials[:3]:
         got = mean.latents[np.flatnonzero(mean.material == m)[0]]
         assert np.allclose(got, every.latents[every.material == m].mean(axis=0), atol=1e-6)
+    assert (mean.rotation == -1).all()
+    # Both: every view, then one mean latent per material, each with its material's counts.
+    both = load_inputs(AtomRegressorTrainingConfig(latents=latents, out=tmp_path / "d", views="all+mean"),
+                       torch.device("cpu"))
+    assert len(both.material) == len(every.material) + len(materials)
+    assert np.array_equal(both.latents[:len(every.material)], every.latents)
+    assert np.array_equal(both.latents[len(every.material):], mean.latents)
+    assert np.array_equal(both.counts[len(every.material):], mean.counts)
+    assert np.array_equal(both.split[len(every.material):], mean.split)
+    assert (both.rotation[len(every.material):] == -1).all() and (both.rotation[:len(every.material)] >= 0).all()
     with pytest.raises(ValueError, match="--latents"):
         load_inputs(AtomRegressorTrainingConfig(out=tmp_path / "c", views="mean"), torch.device("cpu"))

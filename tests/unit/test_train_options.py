@@ -184,17 +184,22 @@ def test_the_makefile_training_lines_parse(monkeypatch):
         return line
 
     configs = [_parse(shlex.split(expand(line))) for line in lines]
-    assert [c.command_name() for c in configs] == ["translator", "translator", "atom-regressor", "screening"]
-    adversarial, ablation, regressor, screening = configs
+    assert [c.command_name() for c in configs] == ["translator", "translator", "atom-regressor", "atom-regressor",
+                                                   "screening"]
+    adversarial, ablation, regressor, mean_regressor, screening = configs
     assert adversarial.adversarial and not ablation.adversarial and not ablation.progress
     assert ablation.out == paths.checkpoint_dir(paths.TRANSLATOR_NOADV) and ablation.data == paths.data_dir(paths.AFM)
     assert ablation.channels == (16, 32, 64) and ablation.epochs == 14 and ablation.max_minutes == 55
     assert regressor.translator == paths.checkpoint_dir(paths.TRANSLATOR) and regressor.threads == 2
     assert screening.channels == (32, 64, 64) and screening.lr == 5e-4 and screening.patience == 0
-    assert (screening.prediction_type, screening.zero_terminal_snr, screening.min_snr_gamma) == ("v_prediction", True, 5)
+    assert (screening.prediction_type, screening.zero_terminal_snr, screening.min_snr_gamma) == ("v_prediction", True, 0)
+    # The screening model's compositions are read by a regressor of mean latents, which it is trained with.
+    assert mean_regressor.views == "mean" and str(mean_regressor.latents).endswith("translator/latents.npz")
+    assert screening.atom_regressor == mean_regressor.out
     assert (screening.condition_norm, screening.targets, screening.select_by) == ("zscore", "mean",
                                                                                   "val_composition_r2")
     # The rebuild trains what is shipped: the same switches as the checkpoint's own metadata.
     shipped = json.loads((paths.checkpoint_dir(paths.SCREENING) / "metadata.json").read_text())["config"]
-    assert (shipped["targets"], shipped["condition_norm"], shipped["prediction_type"], shipped["select_by"]) == (
-        screening.targets, screening.condition_norm, screening.prediction_type, screening.select_by)
+    assert (shipped["targets"], shipped["condition_norm"], shipped["prediction_type"], shipped["select_by"],
+            shipped["min_snr_gamma"] or 0.0) == (screening.targets, screening.condition_norm, screening.prediction_type,
+                                          screening.select_by, screening.min_snr_gamma)
