@@ -414,7 +414,8 @@ def show_conditional_quality(metrics: dict) -> None:
         ablation = ablation_table(metrics)
     except ValueError:
         return
-    st.markdown("**What each change did** (short runs of equal optimiser steps; the last row is the shipped model)")
+    st.markdown("**What each change did** (one row per change; the caption says how each was run; the last row is "
+                "the shipped model)")
     st.dataframe(ablation, hide_index=True, key="screen_quality_ablation")
     note = (metrics.get("ablation") or {}).get("note")
     if note:
