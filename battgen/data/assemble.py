@@ -74,9 +74,10 @@ def candidate_row(candidate: Candidate, discharged: RelaxResult, charged: RelaxR
 
 
 def assemble_table(out_dir: str | Path, plan: BuildPlan, *, cache_dir: str | Path,
-                   build_seconds: float = 0.0, allow_missing: bool = True) -> Path:
+                   build_seconds: float = 0.0, allow_missing: bool = True,
+                   keep_splits: dict[str, str] | None = None) -> Path:
     """Write ``electrodes.parquet`` (E_hull filled), ``rejected.csv``, metadata and metrics into
-    ``out_dir``."""
+    ``out_dir``; ``keep_splits`` (discharged formula -> split) fixes those formulas' splits."""
     from tqdm.auto import tqdm
 
     from battgen.artifacts import write_metadata, write_metrics
@@ -114,7 +115,7 @@ def assemble_table(out_dir: str | Path, plan: BuildPlan, *, cache_dir: str | Pat
         raise ValueError("no electrode survived; nothing to write")
     df = pd.DataFrame(rows)
     df["split"] = grouped_split(df["formula_discharge"], df["working_ion"], seed=plan.seed,
-                                 strict=False)
+                                 strict=False, keep=keep_splits)
     df, stability = stability_columns(df)
     out = Path(out_dir)
     save_table(df, out)

@@ -140,11 +140,13 @@ def run_task(cache_dir: str, task: RelaxTask, fmax: float, steps: int, device: s
 def build_electrodes(out_dir: str | Path, plan: BuildPlan | None = None, *,
                      cache_dir: str | Path = DEFAULT_CACHE_DIR, workers: int | None = None,
                      dask_scheduler: str | None = None, device: str | None = None,
-                     progress: bool = True, relax_only: bool = False) -> Path | None:
+                     progress: bool = True, relax_only: bool = False,
+                     keep_splits: dict[str, str] | None = None) -> Path | None:
     """Run every missing relaxation of ``plan``, then assemble the table into ``out_dir``.
 
     Relaxations go to ``workers`` local processes, or to the Dask cluster at ``dask_scheduler``
-    (see :func:`battgen.parallel.parallel_map`).
+    (see :func:`battgen.parallel.parallel_map`). ``keep_splits`` (discharged formula -> split)
+    keeps those formulas' splits (see :func:`battgen.data.splits.grouped_split`).
     """
     plan = plan or BuildPlan()
     cache = Path(cache_dir)
@@ -169,4 +171,5 @@ def build_electrodes(out_dir: str | Path, plan: BuildPlan | None = None, *,
         return None
     from battgen.data.assemble import assemble_table
 
-    return assemble_table(out_dir, plan, cache_dir=cache, build_seconds=time.perf_counter() - start)
+    return assemble_table(out_dir, plan, cache_dir=cache, build_seconds=time.perf_counter() - start,
+                          keep_splits=keep_splits)

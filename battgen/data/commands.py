@@ -38,6 +38,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help=f"ASE optimiser (default {DEFAULT_OPTIMIZER})")
     add_parallel_options(build)
     build.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    build.add_argument("--keep-splits-from", default=None,
+                       help="a table being grown (e.g. assets/electrodes): its materials keep their split, "
+                            "only new formulas are dealt (otherwise every split is drawn afresh)")
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(func=_build)
 
@@ -91,10 +94,12 @@ def _build(args) -> int:
         plan.steps = args.steps
     if args.optimizer is not None:
         plan.optimizer = args.optimizer
+    from battgen.data.table import load_table, table_splits
+
+    keep = table_splits(load_table(args.keep_splits_from)) if args.keep_splits_from else None
     path = build_electrodes(args.out, plan, cache_dir=args.cache, workers=args.workers,
                             dask_scheduler=args.dask_scheduler, device=args.device,
-                            progress=not args.no_progress)
-    from battgen.data.table import load_table
+                            progress=not args.no_progress, keep_splits=keep)
 
     print(f"wrote {path} ({len(load_table(args.out))} electrodes)")
     return 0

@@ -98,6 +98,15 @@ def load_table(directory: str | Path | None = None) -> pd.DataFrame:
     return df
 
 
+def table_splits(df: pd.DataFrame) -> dict[str, str]:
+    """Discharged formula -> split of a table (the grouping its split was drawn by)."""
+    pairs = df[["formula_discharge", "split"]].drop_duplicates()
+    clash = pairs["formula_discharge"].duplicated(keep=False)
+    if clash.any():
+        raise ValueError(f"formula {pairs.loc[clash, 'formula_discharge'].iloc[0]!r} sits in two splits")
+    return dict(zip(pairs["formula_discharge"].astype(str), pairs["split"].astype(str)))
+
+
 def load_scaler(directory: str | Path | None = None) -> PropertyScaler:
     path = Path(directory or SHIPPED_DIR) / RANGES_FILENAME
     if not path.exists():

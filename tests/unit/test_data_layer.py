@@ -78,6 +78,37 @@ def test_grouped_split_keeps_groups_whole_and_every_ion_in_every_split(seed):
     assert 0.55 < share < 0.85
 
 
+def test_a_grown_table_keeps_the_old_splits_and_deals_only_the_new_groups():
+    groups, ions = _synthetic_groups(1)
+    old = grouped_split(groups, ions, seed=0)
+    keep = dict(zip(groups, old))
+    # The same groups plus new ones: 30 % more rows, new formulas for every ion.
+    extra = np.array([f"new{i}" for i in range(len(groups) // 3)], dtype=object)
+    extra_ions = ions[: len(extra)]
+    grown_groups, grown_ions = np.concatenate([groups, extra]), np.concatenate([ions, extra_ions])
+    grown = grouped_split(grown_groups, grown_ions, seed=0, keep=keep)
+    assert (grown[: len(groups)] == old).all()
+    assert set(grown[len(groups):]) == set(SPLITS)  # the new groups are dealt too, not all to train
+    drawn_afresh = grouped_split(grown_groups, grown_ions, seed=0)
+    assert (drawn_afresh[: len(groups)] != old).any()  # what keep prevents
+    # Without keep nothing changes: the shipped table's splits stay reproducible.
+    assert (grouped_split(groups, ions, seed=0, keep=None) == old).all()
+    with pytest.raises(ValueError, match="unknown splits"):
+        grouped_split(groups, ions, keep={groups[0]: "holdout"})
+
+
+def test_a_tables_splits_are_read_by_discharged_formula():
+    import pandas as pd
+
+    from battgen.data.table import table_splits
+
+    df = pd.DataFrame({"formula_discharge": ["LiCoO2", "LiCoO2", "NaFePO4"], "split": ["test", "test", "train"]})
+    assert table_splits(df) == {"LiCoO2": "test", "NaFePO4": "train"}
+    df.loc[1, "split"] = "train"
+    with pytest.raises(ValueError, match="LiCoO2.*two splits"):
+        table_splits(df)
+
+
 def test_grouped_split_is_deterministic_and_refuses_ions_with_too_few_groups():
     groups, ions = _synthetic_groups(3)
     assert (grouped_split(groups, ions, seed=7) == grouped_split(groups, ions, seed=7)).all()

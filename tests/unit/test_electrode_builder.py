@@ -118,6 +118,11 @@ def test_builder_writes_a_table_resumes_from_its_cache_and_records_rejects(tmp_p
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.json")} == stamps  # nothing re-run
     first = plan.candidates()[0]
     assert cache_file(cache, "discharged", first.key).exists()
+    # A table grown from this one keeps its materials' splits (here: one moved to test by hand).
+    formula = df["formula_discharge"].iloc[0]
+    build_electrodes(out, plan, cache_dir=cache, workers=1, progress=False, keep_splits={formula: "test"})
+    again = load_table(out)
+    assert set(again.loc[again["formula_discharge"] == formula, "split"]) == {"test"}
 
 
 @pytest.mark.parametrize("data,name,message", [
