@@ -98,8 +98,6 @@ def test_a_grown_table_keeps_the_old_splits_and_deals_only_the_new_groups():
 
 
 def test_a_tables_splits_are_read_by_discharged_formula():
-    import pandas as pd
-
     from battgen.data.table import table_splits
 
     df = pd.DataFrame({"formula_discharge": ["LiCoO2", "LiCoO2", "NaFePO4"], "split": ["test", "test", "train"]})
