@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,12 +97,9 @@ class ScreeningData:
         """These rows followed by ``other``'s (same scaling and scaler)."""
         if other.scaling_factor != self.scaling_factor:
             raise ValueError("cannot join latents of different scaling factors")
-        join = lambda a, b: np.concatenate([a, b])  # noqa: E731
-        return ScreeningData(latents=join(self.latents, other.latents), conditions=join(self.conditions, other.conditions),
-                             ions=join(self.ions, other.ions), split=join(self.split, other.split),
-                             scaling_factor=self.scaling_factor, scaler=self.scaler,
-                             material=join(self.material, other.material),
-                             compositions=join(self.compositions, other.compositions))
+        rows = {f.name: np.concatenate([getattr(self, f.name), getattr(other, f.name)])
+                for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)}
+        return replace(self, **rows)
 
     def subset(self, rows: np.ndarray, latents: np.ndarray | None = None) -> "ScreeningData":
         rows = np.asarray(rows)
