@@ -73,6 +73,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     ood.add_argument("--split", choices=("val", "test"), default="val", help="held-out split to calibrate on")
     ood.set_defaults(func=_calibrate_ood)
 
+    encode = commands.add_parser("encode-latents",
+                                 help="rewrite a translator's latents.npz from an AFM dataset (e.g. one grown "
+                                      "since the translator was trained), weights unchanged")
+    encode.add_argument("--data", default=DEFAULT_OUT, help="directory or file of the campaign's dataset.npz")
+    encode.add_argument("--translator", default="checkpoints/translator")
+    encode.add_argument("--out", default=None, help="default: TRANSLATOR/latents.npz")
+    encode.add_argument("--threads", type=int, default=1, help="torch threads")
+    encode.add_argument("--no-progress", action="store_true")
+    encode.set_defaults(func=_encode_latents)
+
     robust = commands.add_parser("robustness", help="SSIM, composition R² and OOD warnings of the shipped "
                                                     "models on held-out stacks, clean vs distorted")
     robust.add_argument("--data", default=DEFAULT_OUT, help="directory or file of an AFM dataset.npz "
@@ -227,4 +237,35 @@ def _robustness(args) -> int:
     if not args.no_write:
         path = atomic.write_text(Path(args.translator) / ROBUSTNESS_FILENAME, json.dumps(result, indent=2) + "\n")
         print(f"wrote {path}")
+    return 0
+
+
+def _encode_latents(args) -> int:
+    from pathlib import Path
+
+    from battgen import atomic
+    from battgen.device import get_device
+    from battgen.train.afm_latents import encode_dataset
+    from battgen.train.common import set_threads
+    from battgen.train.configs import LATENTS_FILENAME
+
+    set_threads(args.threads)
+    out = Path(args.out) if args.out else Path(args.translator) / LATENTS_FILENAME
+    if out.suffix != ".npz":
+        raise ValueError(f"--out must name a .npz file, got {out}")
+    previous = set()
+    if out.is_file():
+        with np.load(out, allow_pickle=False) as old:
+            if "material_id" in old.files:
+                previous = set(old["material_id"].astype(str))
+    arrays, data = encode_dataset(args.translator, args.data, device=get_device(),
+                                  progress=not args.no_progress)
+    atomic.save_npz(out, **arrays)
+    ids = set(arrays["material_id"].astype(str)) if "material_id" in arrays else set()
+    splits = {s: int(np.sum(arrays["split"] == s)) for s in ("train", "val", "test")}
+    print(f"wrote {out}: {len(data)} views of {len(np.unique(arrays['material']))} materials "
+          f"({', '.join(f'{k} {v}' for k, v in splits.items())} views)")
+    if previous:
+        print(f"materials: {len(ids - previous)} new, {len(previous - ids)} dropped, "
+              f"{len(ids & previous)} kept since the file it replaces")
     return 0

@@ -70,7 +70,16 @@ def channels_last(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().permute(0, 2, 3, 1).float().cpu().numpy()
 
 
-OUTPUT_ACTIVATIONS: tuple[str, ...] = ("tanh", "clamp")
+OUTPUT_ACTIVATIONS: tuple[str, ...] = ("tanh", "clamp", "clamp-type-map")
+
+
+def clamped_channels(output_activation: str, descriptor_names: Sequence[str]) -> list[bool]:
+    """Which output channels ``output_activation`` clamps (True) rather than passes through tanh."""
+    if output_activation not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
+    if output_activation == "clamp-type-map":
+        return [str(name).startswith("type_") for name in descriptor_names]
+    return [output_activation == "clamp"] * len(descriptor_names)
 
 
 class AFMTranslator(ModelMixin, ConfigMixin):
@@ -87,6 +96,8 @@ class AFMTranslator(ModelMixin, ConfigMixin):
     gas-phase atoms on 1 % of pixels) is driven deep into saturation early, its gradient vanishes,
     and it never lights up again — the shipped tanh models predict exactly −1 there everywhere.
     The straight-through clamp gives the same [−1, 1] output with a gradient that never fades.
+    ``"clamp-type-map"`` clamps the three type-map channels only and keeps tanh on the grey maps,
+    so a tanh-trained decoder can be fine-tuned for the type map without relearning the others.
 
     ``scaling_factor`` is 1/std of the train-split latent means, set by the trainer after
     training (1.0 in a fresh model). The diffusion model works on ``scale_latents(mu)``;
@@ -123,8 +134,7 @@ class AFMTranslator(ModelMixin, ConfigMixin):
             raise ValueError("layers_per_block and latent_channels must be at least 1")
         if not scaling_factor > 0:
             raise ValueError(f"scaling_factor must be positive, got {scaling_factor}")
-        if output_activation not in OUTPUT_ACTIVATIONS:
-            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
+        clamped = clamped_channels(output_activation, descriptor_names)
         n = len(block_out_channels)
         self.encoder = Encoder(
             in_channels=stack_channels,
@@ -149,6 +159,8 @@ class AFMTranslator(ModelMixin, ConfigMixin):
         # last encoder conv, which keeps the checkpoint layout of the diffusers VAE family.
         self.quant_conv = nn.Conv2d(2 * latent_channels, 2 * latent_channels, 1)
         self.post_quant_conv = nn.Conv2d(latent_channels, latent_channels, 1)
+        # Not persistent: it follows from the config, and checkpoints saved before it existed still load.
+        self.register_buffer("_clamp_mask", torch.tensor(clamped).view(1, -1, 1, 1), persistent=False)
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -180,9 +192,12 @@ class AFMTranslator(ModelMixin, ConfigMixin):
         if z.ndim != 4 or z.shape[1] != self.config.latent_channels:
             raise ValueError(f"latents must be (B, {self.config.latent_channels}, h, w), got {tuple(z.shape)}")
         raw = self.decoder(self.post_quant_conv(z))
+        clamped = raw + (raw.clamp(-1.0, 1.0) - raw).detach()
+        if self.config.output_activation == "clamp":
+            return clamped
         if self.config.output_activation == "tanh":
             return torch.tanh(raw)
-        return raw + (raw.clamp(-1.0, 1.0) - raw).detach()
+        return torch.where(self._clamp_mask.to(raw.device), clamped, torch.tanh(raw))
 
     def forward(
         self,

@@ -119,16 +119,18 @@ class TranslatorTrainingConfig(TrainingConfig):
                                             "map's L1 (0: unweighted; 0.5: square root; 1: inverse frequency)",
                                        minimum=0)
     output_activation: str = option("tanh", "bound of the descriptor outputs: tanh, or a clamp with a "
-                                            "straight-through gradient (keeps rare type-map classes alive)",
-                                    choices=("tanh", "clamp"))
+                                            "straight-through gradient (keeps rare type-map classes alive), "
+                                            "or that clamp on the type map only (clamp-type-map)",
+                                    choices=("tanh", "clamp", "clamp-type-map"))
     init_from: Path | None = option(None, "start from this translator checkpoint's weights (same block widths; "
                                           "its discriminator too when there is one)")
     freeze_encoder: bool = option(False, "with --init-from: train the decoder only, so the latents (and every "
                                          "model trained on them) stay exactly as they were")
 
-    reinit_output: bool = option(False, "with --init-from: start the decoder's last convolution afresh (a "
-                                        "tanh-trained one leaves a dead channel's pre-activation far outside "
-                                        "a clamp's range, where Adam needs ~10^5 steps to climb back)")
+    reinit_output: bool = option(False, "with --init-from: start the decoder's last convolution afresh, only the "
+                                        "rows of channels whose activation changed if any did (a tanh-trained "
+                                        "one leaves a dead channel's pre-activation far outside a clamp's "
+                                        "range, where Adam needs ~10^5 steps to climb back)")
 
     def __post_init__(self) -> None:
         if self.freeze_encoder and self.init_from is None:

@@ -53,8 +53,14 @@ from battgen.models.discriminator import (
     discriminator_loss,
     generator_adversarial_loss,
 )
-from battgen.models.translator import AFMTranslator, AFMTranslatorOutput, channels_last, kl_per_element
-from battgen.train.afm_latents import EVAL_BATCH, encode_means, view_batch
+from battgen.models.translator import (
+    AFMTranslator,
+    AFMTranslatorOutput,
+    channels_last,
+    clamped_channels,
+    kl_per_element,
+)
+from battgen.train.afm_latents import EVAL_BATCH, encode_means, latents_arrays, view_batch
 from battgen.train.common import EarlyStopping, TimeBudget, cpu_state, make_accelerator, seed_everything, set_threads
 from battgen.train.configs import TranslatorTrainingConfig
 from battgen.train.options import command_line
@@ -152,6 +158,21 @@ def _load_initial_weights(model: AFMTranslator, disc: PatchDiscriminator | None,
         disc.load_state_dict(PatchDiscriminator.from_pretrained(source / DISCRIMINATOR_SUBFOLDER).state_dict())
 
 
+def _reinit_output_rows(model: AFMTranslator, start_activation: str) -> None:
+    """Start afresh the output rows whose activation differs from the starting checkpoint's (all rows
+    when it is the same): a row trained through tanh is wrong behind a clamp, one trained for its own
+    activation is kept."""
+    names = model.config.descriptor_names
+    now = clamped_channels(model.config.output_activation, names)
+    before = clamped_channels(start_activation, names)
+    rows = [i for i, (a, b) in enumerate(zip(now, before)) if a != b] or list(range(len(names)))
+    conv = model.decoder.conv_out
+    fresh = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding)
+    with torch.no_grad():
+        conv.weight[rows] = fresh.weight[rows].to(conv.weight)
+        conv.bias[rows] = fresh.bias[rows].to(conv.bias)
+
+
 def train_translator(config: TranslatorTrainingConfig) -> dict:
     """Train the translator on ``config.data`` and write its artifacts to ``config.out``; return the metrics.
 
@@ -209,7 +230,7 @@ def train_translator(config: TranslatorTrainingConfig) -> dict:
     if config.init_from is not None:
         _load_initial_weights(model, disc, Path(config.init_from))
     if config.reinit_output:
-        model.decoder.conv_out.reset_parameters()
+        _reinit_output_rows(model, AFMTranslator.load_config(str(config.init_from)).get("output_activation", "tanh"))
     if config.freeze_encoder:
         model.encoder.requires_grad_(False)
         model.quant_conv.requires_grad_(False)
@@ -368,16 +389,8 @@ def _finish(model: AFMTranslator, disc: PatchDiscriminator | None, best: dict, d
         if disc is not None and best["disc_state"] is not None:
             disc.load_state_dict(best["disc_state"])
             disc.save_pretrained(staging / DISCRIMINATOR_SUBFOLDER)
-        np.savez_compressed(
-            staging / LATENTS_FILENAME,
-            mu=mu.astype(np.float16),
-            material=data.material,
-            rotation=data.rotation,
-            split=data.split,
-            working_ion=data.working_ion,
-            scaling_factor=np.float32(model.config.scaling_factor),
-            **({} if data.material_id is None else {"material_id": data.material_id}),
-        )
+        np.savez_compressed(staging / LATENTS_FILENAME,
+                            **latents_arrays(mu, data, float(model.config.scaling_factor)))
         epochs_run = len(history["epoch_seconds"])
         metrics = {
             "adversarial": adversarial,

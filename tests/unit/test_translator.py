@@ -169,7 +169,7 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch():
     assert losses[-1] < 0.8 * losses[0], losses
 
 
-@pytest.mark.parametrize("activation", ["tanh", "clamp"])
+@pytest.mark.parametrize("activation", ["tanh", "clamp", "clamp-type-map"])
 def test_a_saturated_output_channel_gets_a_gradient_only_through_the_clamp(activation):
     """The shipped tanh models' green (gas-phase) channel sits at exactly −1 on every pixel: deep
     in saturation, its gradient is gone. The straight-through clamp keeps the same [−1, 1] range
@@ -185,7 +185,19 @@ def test_a_saturated_output_channel_gets_a_gradient_only_through_the_clamp(activ
     target[:, 4, :2, :2] = 0.5  # a few gas-phase pixels
     (out - target).abs().mean().backward()
     grad = model.decoder.conv_out.bias.grad[4].abs().item()
-    assert (grad > 1e-4) if activation == "clamp" else (grad < 1e-12), grad
+    assert (grad > 1e-4) if activation != "tanh" else (grad < 1e-12), grad
+
+
+def test_clamp_type_map_keeps_tanh_on_the_grey_maps():
+    tanh, mixed = _tiny_model(output_activation="tanh").eval(), _tiny_model(output_activation="clamp-type-map").eval()
+    mixed.load_state_dict(tanh.state_dict())  # the mask is config, not a weight: old checkpoints load
+    with torch.no_grad():
+        tanh.decoder.conv_out.bias += 0.7
+        mixed.decoder.conv_out.bias += 0.7
+        z = torch.randn(2, 4, GRID // 4, GRID // 4)
+        a, b = tanh.decode(z), mixed.decode(z)
+    assert torch.equal(a[:, :3], b[:, :3])  # height, vdW, disks
+    assert not torch.allclose(a[:, 3:], b[:, 3:]) and b.min() >= -1 and b.max() <= 1
 
 
 def test_unknown_output_activation_is_refused():
@@ -502,6 +514,13 @@ def test_decoder_fine_tune_from_a_checkpoint_keeps_the_latents(tmp_path, capsys)
     assert not torch.allclose(sa["decoder.conv_out.weight"], sf["decoder.conv_out.weight"])
     assert all(torch.allclose(sa[k], sf[k], atol=1e-6) for k in sa if not k.startswith("decoder.conv_out."))
     assert json.loads((fresh / "metadata.json").read_text())["config"]["reinit_output"]
+    # only the rows whose activation changed start afresh: tanh -> clamp-type-map resets the type map's three
+    mixed = tmp_path / "mixed"
+    assert main(["train", "translator", "--out", str(mixed), "--init-from", str(start), "--freeze-encoder",
+                 "--reinit-output", "--output-activation", "clamp-type-map", "--lr", "1e-12", *common]) == 0
+    wm = AFMTranslator.from_pretrained(mixed).state_dict()["decoder.conv_out.weight"]
+    assert torch.allclose(sa["decoder.conv_out.weight"][:3], wm[:3], atol=1e-6)
+    assert not any(torch.allclose(sa["decoder.conv_out.weight"][i], wm[i]) for i in range(3, 6))
 
     wider = tmp_path / "wider"
     capsys.readouterr()
@@ -513,6 +532,34 @@ def test_decoder_fine_tune_from_a_checkpoint_keeps_the_latents(tmp_path, capsys)
     assert main(["train", "translator", "--out", str(wider), "--reinit-output", *common]) != 0
     assert "--reinit-output needs --init-from" in capsys.readouterr().err
     assert not wider.exists()
+
+
+def test_encode_latents_rewrites_a_translators_latents_for_a_grown_dataset(tmp_path, capsys):
+    """A dataset grown since training (new materials appended) is encoded by the unchanged translator:
+    the old views keep their latents, the new ones get theirs, the scaling factor stays."""
+    from battgen.cli import main
+
+    ids = np.array([f"m{i}" for i in range(6)])  # one per material, two views each
+    old = write_afm_dataset(tmp_path / "old", material_ids=ids[:4])
+    grown = write_afm_dataset(tmp_path / "grown", n=12, material_ids=ids)
+    ckpt = tmp_path / "translator"
+    assert main(["train", "translator", "--out", str(ckpt), "--data", str(old), "--epochs", "1", "--batch-size",
+                 "4", "--channels", "8,16,32", "--device", "cpu", "--no-progress", "--no-adversarial"]) == 0
+    before = dict(np.load(ckpt / "latents.npz"))
+    weights = (ckpt / "diffusion_pytorch_model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["afm", "encode-latents", "--data", str(grown), "--translator", str(ckpt), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "12 views of 6 materials" in out and "2 new, 0 dropped, 4 kept" in out
+    z = np.load(ckpt / "latents.npz")
+    assert z["mu"].shape == (12, 4, GRID // 4, GRID // 4) and z["material_id"].tolist() == np.repeat(ids, 2).tolist()
+    assert np.array_equal(z["mu"][:N_VIEWS], before["mu"])
+    assert float(z["scaling_factor"]) == float(before["scaling_factor"])
+    assert (ckpt / "diffusion_pytorch_model.safetensors").read_bytes() == weights
+
+    assert main(["afm", "encode-latents", "--data", str(tmp_path / "nowhere"), "--translator", str(ckpt)]) != 0
+    assert "no AFM dataset" in capsys.readouterr().err
+    assert np.load(ckpt / "latents.npz")["mu"].shape[0] == 12  # a failed call leaves the file as it was
 
 
 def test_atom_regressor_needs_composition(tmp_path):
