@@ -451,7 +451,8 @@ def show_model_quality(root: Path) -> None:
             st.caption(sensitivity["definition"])
     sweep = viz.guidance_sweep_table(metrics.get("guidance_sweep"))
     if not sweep.empty:
-        st.markdown("**Guidance scale** (the test evaluation at each scale; 0 ignores the request, "
+        sweep_split = (metrics["guidance_sweep"].get("settings") or {}).get("split", "test")
+        st.markdown(f"**Guidance scale** (the {sweep_split}-split evaluation at each scale; 0 ignores the request, "
                     f"the default is {DEFAULT_GUIDANCE:g})")
         st.dataframe(sweep, hide_index=True, key="screen_quality_guidance",
                      column_config={c: st.column_config.NumberColumn(format=viz.GUIDANCE_SWEEP_FORMATS.get(c, "%.3f"))

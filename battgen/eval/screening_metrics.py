@@ -262,7 +262,8 @@ def guidance_sweep(pipeline, table: pd.DataFrame, scaler: PropertyScaler, guidan
     return {
         "rows": rows,
         "settings": settings,
-        "definition": "the test-split evaluation repeated at each guidance scale with the same materials and "
+        "definition": f"the {settings.get('split', 'test')}-split evaluation repeated at each guidance scale with "
+                      "the same materials and "
                       "initial noise; condition_effect_mae = composition MAE with another material's properties "
                       "minus with the material's own (> 0: the properties steer the composition)",
     }
