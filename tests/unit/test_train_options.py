@@ -184,10 +184,17 @@ def test_the_makefile_training_lines_parse(monkeypatch):
         return line
 
     configs = [_parse(shlex.split(expand(line))) for line in lines]
-    assert [c.command_name() for c in configs] == ["translator", "translator", "atom-regressor", "atom-regressor",
-                                                   "screening"]
-    adversarial, ablation, regressor, mean_regressor, screening = configs
+    assert [c.command_name() for c in configs] == ["translator", "translator", "translator", "atom-regressor",
+                                                   "atom-regressor", "screening"]
+    adversarial, ablation, type_map_tune, regressor, mean_regressor, screening = configs
     assert adversarial.adversarial and not ablation.adversarial and not ablation.progress
+    # The fine-tune starts from the adversarial run and overwrites it with the decoder retrained only.
+    assert Path(type_map_tune.init_from).resolve() == adversarial.out.resolve() == type_map_tune.out.resolve()
+    assert type_map_tune.freeze_encoder
+    assert (type_map_tune.output_activation, type_map_tune.reinit_output, type_map_tune.max_minutes) == (
+        "clamp-type-map", True, 50)
+    shipped_translator = json.loads((paths.checkpoint_dir(paths.TRANSLATOR) / "config.json").read_text())
+    assert shipped_translator["output_activation"] == type_map_tune.output_activation
     assert ablation.out == paths.checkpoint_dir(paths.TRANSLATOR_NOADV) and ablation.data == paths.data_dir(paths.AFM)
     assert ablation.channels == (16, 32, 64) and ablation.epochs == 14 and ablation.max_minutes == 55
     assert regressor.translator == paths.checkpoint_dir(paths.TRANSLATOR) and regressor.threads == 2
