@@ -97,7 +97,7 @@ AFM_DATA ?= data/afm
 TRANSLATOR_ARGS := --data $(AFM_DATA) --threads 1 --channels 16,32,64 --epochs 14 --patience 14 --max-minutes 55
 ATOM_REGRESSOR_ARGS := --threads 2 --max-minutes 10
 # The screening model generates a material's mean latent, so its compositions are read by an atom
-# regressor trained on mean latents (the AFM page's, trained on single views, reads them at R2 0.30).
+# regressor trained on mean latents (the AFM page's, trained on single views, reads them at R2 0.33).
 SCREENING_REGRESSOR ?= data/screening_atom_regressor
 SCREENING_ARGS := --channels 32,64,64 --lr 5e-4 --epochs 1000 --patience 0 --max-minutes 75 --threads 1 \
   --prediction-type v_prediction --zero-terminal-snr --min-snr-gamma 0 --condition-norm zscore --targets mean \
