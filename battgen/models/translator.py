@@ -192,11 +192,11 @@ class AFMTranslator(ModelMixin, ConfigMixin):
         if z.ndim != 4 or z.shape[1] != self.config.latent_channels:
             raise ValueError(f"latents must be (B, {self.config.latent_channels}, h, w), got {tuple(z.shape)}")
         raw = self.decoder(self.post_quant_conv(z))
+        if self.config.output_activation == "tanh":
+            return torch.tanh(raw)
         clamped = raw + (raw.clamp(-1.0, 1.0) - raw).detach()
         if self.config.output_activation == "clamp":
             return clamped
-        if self.config.output_activation == "tanh":
-            return torch.tanh(raw)
         return torch.where(self._clamp_mask.to(raw.device), clamped, torch.tanh(raw))
 
     def forward(
