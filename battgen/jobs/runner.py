@@ -274,7 +274,9 @@ class JobRunner:
                     self._end(self._jobs[self._queue.popleft()], FAILED,
                               message=f"the job runner could not start: {self._start_error}")
                 return
-            if self._client is None:
+            # A client closed under us (distributed closes clients at interpreter exit, before this
+            # thread stops) has no scheduler to ask: there is nothing left to serve.
+            if self._client is None or self._client.status in ("closing", "closed"):
                 return
             live = self._live_workers()
             self._settle(live)

@@ -157,6 +157,21 @@ def thread_settings() -> dict:
     return {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "NUMBA_NUM_THREADS")}
 
 
+def test_a_client_closed_under_the_runner_stops_its_ticks_quietly(capsys):
+    """distributed closes its clients at interpreter exit while the runner's thread still ticks;
+    a tick then must not raise (it printed an AttributeError traceback at the end of every test run)."""
+    r = JobRunner(workers=1, poll_s=0.05)
+    try:
+        assert r.wait(r.submit("kmc", nap, 0, "ok"), timeout=60).status == DONE
+        capsys.readouterr()
+        r._client.close()
+        time.sleep(0.3)  # the runner's own thread ticks several times meanwhile
+        r._tick()
+        assert "Traceback" not in capsys.readouterr().err
+    finally:
+        r.close()
+
+
 def test_workers_run_with_the_servers_thread_policy(runner):
     from battgen.runtime import requested_threads
 
