@@ -216,3 +216,13 @@ def test_pairs_counted_twice_doubles_exactly_the_symmetric_pair_rates():
     doubled = [3, 4, 5, 9]  # e4 P+P, e5 O+O, e6 O+OO, e10 OO+OO
     assert np.allclose(ratio[doubled], 2.0)
     assert np.allclose(np.delete(ratio, doubled), 1.0)
+
+
+def test_dimer_moves_as_reference_raises_only_the_dimer_hop_rate_by_half():
+    from battgen.sei.barriers import DEFAULT_BARRIERS
+    from battgen.sei.kmc import event_rates
+
+    harness = _load("sei_reference")
+    ratio = event_rates(harness.dimer_moves_as_reference(DEFAULT_BARRIERS)) / event_rates(DEFAULT_BARRIERS)
+    assert np.isclose(ratio[11], 1.5)  # e12: OO diffuses
+    assert np.allclose(np.delete(ratio, 11), 1.0)
