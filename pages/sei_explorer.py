@@ -9,7 +9,7 @@ import streamlit as st
 
 from battgen import paths
 from battgen.artifacts import read_metrics
-from battgen.eval.sei_report import PUBLISHED_NOTE, regressor_r2, sei_quality_table
+from battgen.eval.sei_report import PUBLISHED_NOTE, regressor_r2, sei_baseline_table, sei_quality_table
 from battgen.jobs import DONE
 from battgen.jobs.tasks import kmc_job, kmc_runs_inline
 from battgen.sei.barriers import (
@@ -363,6 +363,13 @@ with tab_quality:
         st.subheader("Test metrics")
         st.dataframe(table, hide_index=True)
         st.caption(PUBLISHED_NOTE)
+    baselines = sei_baseline_table({MODEL_LABELS[kind]: CHECKPOINTS[kind] for kind in ("prvae", "cprvae")})
+    if baselines is not None:
+        st.subheader("Regressors beside trivial baselines")
+        st.dataframe(baselines, hide_index=True)
+        st.caption("Same train and test runs for every row. The properties are exact functions of the "
+                   "lattice, so a forest on each row's species fractions is the bar a latent regressor "
+                   "must reach; the barrier-only forest shows what the conditions alone predict.")
     if DATASET.exists():
         from battgen.eval.sei_metrics import passivated_runs, property_correlation
 

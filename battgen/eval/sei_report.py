@@ -65,3 +65,34 @@ def regressor_r2(metrics: Mapping | None, names) -> list[float | None]:
     """Test R² of the property regressor per name (None where absent), for the parity plots' titles."""
     properties = (metrics or {}).get("test", {}).get("properties", {})
     return [properties.get(n, {}).get("r2") for n in names]
+
+
+def sei_baseline_table(checkpoints: Mapping[str, str | os.PathLike[str]]) -> pd.DataFrame | None:
+    """Test R² per property of each model's regressor beside the trivial baselines scored on
+    the same test runs (``metrics.json`` → ``baselines``, written by training).
+
+    Models without a regressor are left out. The baselines come from the first model that has
+    them; a model trained on other runs (all vs passivated) is marked so in its row. None when
+    no model has baselines.
+    """
+    from battgen.eval.sei_baselines import BASELINE_LABELS
+
+    rows, baselines, baseline_runs = [], None, None
+    for label, directory in checkpoints.items():
+        metrics = read_metrics(directory) if os.path.isdir(directory) else None
+        properties = (metrics or {}).get("test", {}).get("properties")
+        if not properties:
+            continue
+        if baselines is None and metrics.get("baselines"):
+            baselines, baseline_runs = metrics["baselines"], metrics.get("runs")
+        rows.append({"model": f"{label} regressor", "runs": metrics.get("runs"),
+                     **{f"R² {n}": properties.get(n, {}).get("r2") for n in PROPERTY_NAMES}})
+    if baselines is None:
+        return None
+    for key, label in BASELINE_LABELS.items():
+        if key in baselines:
+            rows.append({"model": f"baseline: {label}", "runs": baseline_runs,
+                         **{f"R² {n}": baselines[key].get(n, {}).get("r2") for n in PROPERTY_NAMES}})
+    table = pd.DataFrame(rows)
+    table["runs"] = table["runs"].map({"passivated": "passivated runs"}).fillna("all runs")
+    return table

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from battgen import atomic
 from battgen.artifacts import write_metadata, write_metrics
 from battgen.device import get_device
+from battgen.eval.sei_baselines import property_baselines
 from battgen.eval.sei_latent import LATENTS_FILENAME
 from battgen.eval.sei_metrics import passivated_property_metrics, passivated_runs, sei_test_metrics
 from battgen.sei.dataset import load_dataset
@@ -271,6 +272,11 @@ def train_sei_model(config: SEITrainingConfig) -> dict:
             "kind": kind,
             "runs": config.runs,
             "test": test_metrics,
+            # The simplest readers of the same lattices (and the barriers), on the same runs.
+            "baselines": property_baselines(
+                lattices=data.lattices, barriers=data.barriers, properties=props_np,
+                train_idx=train_idx, test_idx=test_idx, names=PROPERTY_NAMES,
+                num_species=model.num_classes, seed=seed),
             # Truncated runs are unfinished SEIs: the same model scored on the finished ones alone.
             "test_passivated": passivated_property_metrics(
                 props_true, test.get("properties_pred"), passivated[test_idx], PROPERTY_NAMES),

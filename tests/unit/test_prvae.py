@@ -232,6 +232,9 @@ def test_train_end_to_end(kind, tmp_path):
     assert set(on_disk["test"]["reconstruction"]["per_species"]) <= set(SPECIES_NAMES)
     assert ("properties" in on_disk["test"]) == (kind != "vae")
     assert metrics["n_test"] == 6
+    assert set(on_disk["baselines"]) == {"train_mean", "species_fractions_linear", "row_profile_forest",
+                                         "barriers_forest"}
+    assert set(on_disk["baselines"]["row_profile_forest"]) == set(PROPERTY_NAMES)
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["command"] == command_line(config) and meta["seed"] == 0 and meta["input_sha256"]
     assert f"train sei-{kind} --data {config.data} --out {config.out} --epochs 2 --batch-size 16" in meta["command"]
