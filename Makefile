@@ -20,7 +20,7 @@ THREEDMOL_JS := static/vendor/3Dmol-min.js
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: app test test-fast bench assets venv rebuild-afm-screening rebuild-screening screening-from-latents
+.PHONY: app test test-fast bench assets venv rebuild-afm-screening rebuild-screening screening-from-latents rebuild-sei
 
 venv: $(INSTALL_STAMP)
 
@@ -137,3 +137,16 @@ screening-from-latents: venv
 	$(VENV_PYTHON) -m battgen eval screening --afm-data $(AFM_DATA)
 	$(VENV_PYTHON) -m battgen eval guidance-sweep --afm-data $(AFM_DATA) --split val
 
+# Rebuild the SEI dataset and its three models: 4,000 KMC runs at the 12 M-event bound (about
+# 1.6 h on 2 CPU cores; resumable), then the VAE, prVAE and cprVAE on the runs that passivated,
+# side by side (25 min). Set SEI_DATA to keep the dataset elsewhere.
+SEI_DATA ?= data/sei
+SEI_TRAIN_ARGS := --data $(SEI_DATA) --runs passivated --epochs 150 --patience 12 --kl-warmup-epochs 12 \
+  --max-minutes 25 --threads 1 --no-progress
+rebuild-sei: venv
+	$(VENV_PYTHON) -m battgen sei build-dataset --n 4000 --size 50 --out $(SEI_DATA) --workers 2
+	cp $(SEI_DATA)/dataset.npz $(SEI_DATA)/metadata.json $(SEI_DATA)/metrics.json assets/sei/
+	$(VENV_PYTHON) -m battgen train sei-vae $(SEI_TRAIN_ARGS) & vae=$$!; \
+	$(VENV_PYTHON) -m battgen train sei-prvae $(SEI_TRAIN_ARGS) & prvae=$$!; \
+	$(VENV_PYTHON) -m battgen train sei-cprvae $(SEI_TRAIN_ARGS) & cprvae=$$!; \
+	wait $$vae && wait $$prvae && wait $$cprvae

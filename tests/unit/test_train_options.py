@@ -185,8 +185,14 @@ def test_the_makefile_training_lines_parse(monkeypatch):
 
     configs = [_parse(shlex.split(expand(line))) for line in lines]
     assert [c.command_name() for c in configs] == ["translator", "translator", "translator", "atom-regressor",
-                                                   "atom-regressor", "screening"]
-    adversarial, ablation, type_map_tune, regressor, mean_regressor, screening = configs
+                                                   "atom-regressor", "screening", "sei-vae", "sei-prvae",
+                                                   "sei-cprvae"]
+    adversarial, ablation, type_map_tune, regressor, mean_regressor, screening, *sei = configs
+    # The SEI models learn finished SEIs only, all three from the same dataset and budget.
+    for model in sei:
+        assert model.runs == "passivated" and model.kl_warmup_epochs == 12 and model.threads == 1
+        assert model.data == paths.data_dir(paths.SEI) and model.max_minutes == 25
+        assert model.out == paths.checkpoint_dir(f"sei_{model.kind}")
     assert adversarial.adversarial and not ablation.adversarial and not ablation.progress
     # The fine-tune starts from the adversarial run and overwrites it with the decoder retrained only.
     assert Path(type_map_tune.init_from).resolve() == adversarial.out.resolve() == type_map_tune.out.resolve()
