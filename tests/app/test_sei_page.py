@@ -107,8 +107,16 @@ def test_model_quality_tab_shows_metrics_table_and_correlations(page):
     # and is scored apart on the test runs that passivated (not stopped at the event bound)
     assert table["R² thickness, passivated runs"].iloc[1] > 0.5
     assert list(table["trained on"]) == ["passivated runs"] * 3  # truncated SEIs are not learned
-    assert any("correlations over the 1,280 passivated simulations" in s.value for s in page.subheader)
-    assert any("2,720 of the dataset's 4,000 runs stopped" in c.value for c in page.caption)
+    assert any("correlations over the 1,638 passivated simulations" in s.value for s in page.subheader)
+    assert any("2,362 of the dataset's 4,000 runs stopped" in c.value for c in page.caption)
+    # the regressors beside the trivial baselines fitted on the same runs
+    baselines = next(df.value for df in page.dataframe if "runs" in df.value.columns)
+    models = list(baselines["model"])
+    assert models[:2] == ["prVAE regressor", "conditional prVAE regressor"]
+    assert "baseline: random forest on per-row species fractions" in models
+    forest = baselines[baselines["model"] == "baseline: random forest on per-row species fractions"].iloc[0]
+    # the shipped prVAE reads the Li2CO3 fraction better than a forest on the depth profile
+    assert baselines["R² inorganic_fraction"].iloc[0] > forest["R² inorganic_fraction"]
 
 
 def test_page_without_checkpoints_or_dataset_explains_what_to_build(tmp_path, monkeypatch):
