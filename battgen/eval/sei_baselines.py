@@ -47,9 +47,11 @@ def row_profiles(lattices, num_species: int) -> np.ndarray:
 
 def species_fractions(lattices, num_species: int) -> np.ndarray:
     """(N, rows, columns) species codes -> (N, num_species) fractions over the whole lattice."""
-    profiles = row_profiles(lattices, num_species)
-    n = profiles.shape[0]
-    return profiles.reshape(n, -1, num_species).mean(axis=1)
+    return _fractions_from_profiles(row_profiles(lattices, num_species), num_species)
+
+
+def _fractions_from_profiles(profiles: np.ndarray, num_species: int) -> np.ndarray:
+    return profiles.reshape(len(profiles), -1, num_species).mean(axis=1)
 
 
 def _least_squares(x_train, y_train, x_test) -> np.ndarray:
@@ -89,8 +91,8 @@ def property_baselines(
     lattices = np.asarray(lattices)
     profiles = row_profiles(lattices[np.concatenate([train_idx, test_idx])], num_species)
     prof_train, prof_test = profiles[:len(train_idx)], profiles[len(train_idx):]
-    frac_train = prof_train.reshape(len(train_idx), -1, num_species).mean(axis=1)
-    frac_test = prof_test.reshape(len(test_idx), -1, num_species).mean(axis=1)
+    frac_train = _fractions_from_profiles(prof_train, num_species)
+    frac_test = _fractions_from_profiles(prof_test, num_species)
     barriers = np.asarray(barriers, dtype=np.float64)
 
     predictions = {
