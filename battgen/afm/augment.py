@@ -5,6 +5,10 @@ every view, across the range a measurement spans (SNR 3-30, up to 6 px of drift,
 20°, ±0.2 Å of tip height), so the translator sees more than the table's twelve points. Geometric
 distortions move the target descriptors with the sample (``Distortion.apply_with_truth``): the
 model should follow the sample, not learn to undo the shift.
+
+:func:`distorted_pairs` gives the robust-encoder fine-tune (:mod:`battgen.train.robust_encoder`)
+each distorted stack beside the clean stack a perfect microscope would have recorded of the
+sample where the distortion left it: what the encoder should read the distorted one as.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from battgen.afm.distortions import Distortion
+from battgen.afm.formats.grid import to_unit_range
 
 # kind: (low, high, unit) of the strength drawn uniformly (SNR on a log scale)
 TRAINING_RANGES: dict[str, tuple[float, float, str]] = {
@@ -48,3 +53,18 @@ def augment_views(stacks: np.ndarray, descriptors: np.ndarray, probability: floa
         stacks[i] = distorted
         descriptors[i] = truth
     return stacks, descriptors
+
+
+def distorted_pairs(stacks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(distorted, reference, kinds) for (B, H, W, heights) stacks: every view distorted at random
+    (:func:`random_distortion`), and its reference, the clean stack moved with the sample (offset,
+    rotation, half the drift; unmoved for noise and tip height) and min–max normalised as an
+    upload is. The encoder that reads each distorted stack as its reference is robust to them."""
+    stacks = np.asarray(stacks, np.float32)
+    distorted, reference, kinds = np.empty_like(stacks), np.empty_like(stacks), []
+    for i, stack in enumerate(stacks):
+        distortion = random_distortion(rng)
+        distorted[i], moved = distortion.apply_with_truth(stack, stack, rng)
+        reference[i] = to_unit_range(moved)
+        kinds.append(distortion.kind)
+    return distorted, reference, kinds

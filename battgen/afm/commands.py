@@ -94,6 +94,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     robust.add_argument("--seed", type=int, default=0)
     robust.add_argument("--threads", type=int, default=1, help="torch threads")
     robust.add_argument("--no-write", action="store_true", help="print, do not write robustness.json")
+    robust.add_argument("--before", default=None,
+                        help="the robustness.json of the models these replace (default: the one in the "
+                             "translator's folder); its numbers become the table's 'before' columns")
     robust.set_defaults(func=_robustness)
 
 
@@ -232,7 +235,9 @@ def _robustness(args) -> int:
     result["translator"] = model_record(args.translator)
     if args.regressor:
         result["regressor"] = model_record(args.regressor)
-    old = Path(args.translator) / ROBUSTNESS_FILENAME
+    old = Path(args.before) if args.before else Path(args.translator) / ROBUSTNESS_FILENAME
+    if args.before and not old.is_file():
+        raise ValueError(f"no robustness table at {old}")
     result = carry_over_before(result, json.loads(old.read_text()) if old.is_file() else None)
     if not args.no_write:
         path = atomic.write_text(Path(args.translator) / ROBUSTNESS_FILENAME, json.dumps(result, indent=2) + "\n")

@@ -148,23 +148,37 @@ def model_record(directory: str | Path) -> dict:
             "command": made.get("command")}
 
 
-def carry_over_before(result: dict, previous: dict | None) -> dict:
-    """``result`` with a ``before`` entry: the composition R² per condition of the regressor that
-    ``previous`` (the robustness.json being replaced) scored, when that was another regressor on the
-    same translator and data; a rerun on the same regressor keeps the ``before`` it already had.
+def _same_views(result: dict, previous: dict) -> bool:
+    """Whether two robustness tables scored the same held-out views with the same distortion draws.
+
+    The same dataset file, or two builds of the same split whose stacks both reproduce the stored
+    latents view for view (a held-out campaign rebuilt with ``build-dataset --split test``).
     """
-    if not previous or previous.get("data", {}).get("sha256") != result.get("data", {}).get("sha256"):
+    keys = ("split", "seed", "views", "materials")
+    if any(result.get(k) != previous.get(k) for k in keys):
+        return False
+    if previous.get("data", {}).get("sha256") == result.get("data", {}).get("sha256"):
+        return True
+    return all(table.get("reproduces_stored_latents", {}).get("views_matched") == table.get("views")
+               for table in (result, previous))
+
+
+def carry_over_before(result: dict, previous: dict | None) -> dict:
+    """``result`` with a ``before`` entry: SSIM and composition R² per condition of the models that
+    ``previous`` (the robustness.json being replaced) scored, when those were other models (a new
+    translator encoder or a new regressor) on the same views; a rerun on the same models keeps the
+    ``before`` it already had.
+    """
+    if not previous or not _same_views(result, previous):
         return result
-    if previous.get("translator", result.get("translator")) != result.get("translator"):
-        return result
-    regressor = previous.get("regressor")
-    if regressor is not None and regressor.get("sha256") == result.get("regressor", {}).get("sha256"):
+    same = all(previous.get(k, {}).get("sha256") == result.get(k, {}).get("sha256")
+               for k in ("translator", "regressor"))
+    if same:
         return {**result, **({"before": previous["before"]} if "before" in previous else {})}
-    rows = [{"condition": r["condition"], "composition_r2": r["composition_r2"],
-             "composition_r2_drop": r.get("composition_r2_drop")}
-            for r in previous.get("rows", []) if "composition_r2" in r]
+    fields = ("ssim_mean", "ssim_drop", "composition_r2", "composition_r2_drop")
+    rows = [{"condition": r["condition"], **{k: r[k] for k in fields if k in r}} for r in previous.get("rows", [])]
     if not rows:
         return result
-    return {**result, "before": {"regressor": regressor or {"command": previous.get("command"),
-                                                            "sha256": None, "note": "not recorded"},
-                                 "rows": rows}}
+    unrecorded = {"command": previous.get("command"), "sha256": None, "note": "not recorded"}
+    return {**result, "before": {"translator": previous.get("translator", unrecorded),
+                                 "regressor": previous.get("regressor", unrecorded), "rows": rows}}

@@ -97,8 +97,10 @@ def load_regressor_predictions(checkpoint: str | os.PathLike[str]) -> RegressorP
         return RegressorPredictions(z["true"], z["pred"], z["working_ion"].astype(str))
 
 
-_ROBUSTNESS_COLUMNS = {"condition": "condition", "ssim_mean": "SSIM", "ssim_drop": "SSIM drop",
-                       "composition_r2_before": "composition R² (previous regressor)",
+_ROBUSTNESS_COLUMNS = {"condition": "condition", "ssim_before": "SSIM before", "ssim_drop_before": "SSIM drop before",
+                       "ssim_mean": "SSIM", "ssim_drop": "SSIM drop",
+                       "composition_r2_before": "composition R² before",
+                       "composition_r2_drop_before": "R² drop before",
                        "composition_r2": "composition R²", "composition_r2_drop": "R² drop",
                        "ood_detection_rate": "OOD warned (%)", "ood_caution_rate": "OOD unusual or warned (%)",
                        "ood_median_percentile": "median OOD percentile"}
@@ -118,9 +120,11 @@ def robustness_frame(checkpoint: str | os.PathLike[str]) -> tuple[pd.DataFrame, 
         return None
     result = json.loads(path.read_text())
     frame = pd.DataFrame(result["rows"])
-    before = {r["condition"]: r["composition_r2"] for r in result.get("before", {}).get("rows", [])}
-    if before:
-        frame["composition_r2_before"] = frame["condition"].map(before)
+    before = {r["condition"]: r for r in result.get("before", {}).get("rows", [])}
+    for key in ("ssim_mean", "ssim_drop", "composition_r2", "composition_r2_drop"):
+        values = {condition: row[key] for condition, row in before.items() if key in row}
+        if values:
+            frame[key.replace("_mean", "") + "_before"] = frame["condition"].map(values)
     for rate in ("ood_detection_rate", "ood_caution_rate"):
         if rate in frame.columns:
             frame[rate] = 100.0 * frame[rate]
@@ -133,8 +137,10 @@ def robustness_frame(checkpoint: str | os.PathLike[str]) -> tuple[pd.DataFrame, 
                f"held-out distances ({result['ood_threshold']:.2f})"
              + (f", unusual = above the {result['ood_caution_percentile']:g}th ({result['ood_caution']:.2f})"
                 if "ood_caution" in result else "")
+             + (f"; translator {_made(result['translator'])}" if "translator" in result else "")
              + (f"; atom regressor {_made(result['regressor'])}" if "regressor" in result else "")
-             + (f"; previous regressor {_made(result['before']['regressor'])}" if before else "")
+             + (f"; before = the models this table replaced: translator {_made(result['before']['translator'])}, "
+                f"atom regressor {_made(result['before']['regressor'])}" if before else "")
              + ". Issue 16's bar: SSIM drop ≤ "
                f"{bar.get('max_ssim_drop')}, R² drop ≤ {bar.get('max_composition_r2_drop')}. {result['definition']}")
     return frame, about

@@ -95,6 +95,18 @@ class RegressorInputs:
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
 
+    def concat(self, other: "RegressorInputs") -> "RegressorInputs":
+        """These views followed by ``other``'s (same latent space: the same scaling factor)."""
+        if not np.isclose(other.scaling_factor, self.scaling_factor):
+            raise ValueError("the two sets of latents come from translators with different scaling factors")
+        return RegressorInputs(
+            latents=np.concatenate([self.latents, other.latents]), counts=np.concatenate([self.counts, other.counts]),
+            working_ion=np.concatenate([self.working_ion, other.working_ion]),
+            split=np.concatenate([self.split, other.split]),
+            material=np.concatenate([self.material, other.material]),
+            rotation=np.concatenate([self.rotation, other.rotation]), scaling_factor=self.scaling_factor,
+            inputs=[*self.inputs, *other.inputs], encode_seconds=self.encode_seconds + other.encode_seconds)
+
 
 def load_inputs(config: AtomRegressorTrainingConfig, device: torch.device) -> RegressorInputs:
     """The views of ``config.latents`` (the translator's stored latents, counts from the electrode
@@ -136,6 +148,42 @@ def load_inputs(config: AtomRegressorTrainingConfig, device: torch.device) -> Re
                            material=data.material, rotation=data.rotation, scaling_factor=scaling,
                            inputs=[data.path, *_translator_files(translator_dir)],
                            encode_seconds=time.perf_counter() - t_encode)
+
+
+def distorted_inputs(translator_dir: Path, data_path: Path, copies: int, seed: int,
+                     device: torch.device) -> RegressorInputs:
+    """``copies`` randomly distorted versions of every training view of ``data_path``
+    (:func:`battgen.afm.augment.distorted_pairs`), encoded with the translator of ``translator_dir``.
+
+    A regressor that reads clean latents only learns nothing of what noise, drift, an offset or a
+    rotation do to them; these views show it, with the truth of the clean view.
+    """
+    from battgen.afm.augment import distorted_pairs
+    from battgen.models.translator import channels_first
+
+    translator = AFMTranslator.from_pretrained(translator_dir).to(device).eval().requires_grad_(False)
+    data = load_afm_dataset(data_path, dtype=np.float16, required_splits=("train",))
+    counts = data.require_composition()
+    rows = data.indices("train")
+    if not len(rows):
+        raise ValueError(f"{data.path} has no training views to distort")
+    rng = np.random.default_rng([seed, 4])
+    scaling = float(translator.config.scaling_factor)
+    started = time.perf_counter()
+    latents = []
+    for _ in range(copies):
+        for i in range(0, len(rows), EVAL_BATCH // 8):
+            distorted, _, _ = distorted_pairs(np.asarray(data.stacks[rows[i:i + EVAL_BATCH // 8]], np.float32), rng)
+            with torch.no_grad():
+                mu = translator.encode(channels_first(distorted, device)).mode()
+            latents.append(mu.float().cpu().numpy() * scaling)
+    every = np.tile(rows, copies)
+    return RegressorInputs(latents=np.concatenate(latents), counts=np.asarray(counts[every], np.float32),
+                           working_ion=np.asarray(data.working_ion[every]).astype(str),
+                           split=np.full(len(every), "train"), material=np.asarray(data.material[every]),
+                           rotation=np.asarray(data.rotation[every]), scaling_factor=scaling,
+                           inputs=[data.path, *_translator_files(translator_dir)],
+                           encode_seconds=time.perf_counter() - started)
 
 
 @dataclass
@@ -236,6 +284,18 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
 
         ablation = ablation_table(inputs, config, dev)
 
+    n_distorted = 0
+    if config.distorted_data is not None:  # after the ablation, whose grouped split must not move them
+        extra = distorted_inputs(Path(config.translator), Path(config.distorted_data), config.distorted_copies,
+                                 config.seed, dev)
+        n_distorted = len(extra.split)
+        held_out = set(inputs.material[np.isin(inputs.split, ("val", "test"))].tolist())
+        if held_out & set(extra.material.tolist()):
+            raise ValueError(f"{config.distorted_data} holds views of validation or test materials; "
+                             "distort training materials only")
+        inputs = inputs.concat(extra)
+        train_idx = inputs.indices("train")
+
     fit = fit_regressor(inputs, train_idx, val_idx, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                         weight_decay=config.weight_decay, patience=config.patience, augment=config.augment,
                         pooling=config.pooling, output=config.output, seed=config.seed, device=dev,
@@ -266,6 +326,7 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
             "encode_seconds": inputs.encode_seconds,
             "parameters": model.num_parameters(),
             "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
+            "n_train_distorted": n_distorted,
             **({} if ablation is None else {"ablation": ablation}),
             "history": history,
         }
@@ -280,6 +341,8 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
                 "translator": for_display(config.translator),
                 "latents": None if config.latents is None else for_display(config.latents),
                 "augment": config.augment, "sample_weights": "inverse working-ion frequency",
+                "distorted_data": None if config.distorted_data is None else for_display(config.distorted_data),
+                "distorted_copies": config.distorted_copies if config.distorted_data is not None else None,
                 "loss": "MSE on counts / count_scale",
                 "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
             },

@@ -12,6 +12,7 @@ import argparse
 from battgen.paths import for_display
 from battgen.train.configs import (
     AtomRegressorTrainingConfig,
+    RobustEncoderTrainingConfig,
     ScreeningTrainingConfig,
     SEITrainingConfig,
     TranslatorTrainingConfig,
@@ -68,6 +69,27 @@ def _run_translator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_robust_encoder(args: argparse.Namespace) -> int:
+    from battgen.train.robust_encoder import train_robust_encoder
+
+    config = parse_config(args)
+    metrics = train_robust_encoder(config)
+    summary = metrics["robust_encoder"]
+    print(f"saved {for_display(config.out)}: best epoch {summary['best_epoch']}/{summary['epochs_run']} "
+          f"({summary['stopped']}), {summary['n_train']} training views of {summary['train_materials']} materials")
+    before, after = summary["validation_before"], summary["validation"]
+    print(f"  validation latent MSE, distorted vs clean reference: teacher {before['distorted_mse_teacher']:.4f} "
+          f"-> student {after['distorted_mse']:.4f}; clean vs teacher {after['clean_mse']:.5f}")
+    for kind, m in after["per_kind"].items():
+        print(f"    {kind:>10}: teacher {m['teacher_mse']:.4f} -> student {m['student_mse']:.4f} ({m['views']} views)")
+    if "test_teacher" in metrics:
+        ssim = {name: (metrics["test_teacher"]["per_descriptor"][name]["ssim"], m["ssim"])
+                for name, m in metrics["test"]["per_descriptor"].items()}
+        print("  clean test SSIM, teacher -> student: "
+              + ", ".join(f"{name} {a:.3f} -> {b:.3f}" for name, (a, b) in ssim.items()))
+    return 0
+
+
 def _run_atom_regressor(args: argparse.Namespace) -> int:
     from battgen.train.atom_regressor import train_atom_regressor
 
@@ -112,6 +134,9 @@ def register(subparsers) -> None:
     _add(subparsers,
          "AFM translator: stack -> descriptors VAE with a two-branch PatchGAN (or --no-adversarial)",
          TranslatorTrainingConfig, _run_translator)
+    _add(subparsers, "the translator's encoder fine-tuned to read distorted stacks (noise, drift, offset, "
+                     "rotation, tip height) as the clean ones; decoder and latent space kept",
+         RobustEncoderTrainingConfig, _run_robust_encoder)
     _add(subparsers, "atom regressor: frozen translator latent -> 112 atom counts",
          AtomRegressorTrainingConfig, _run_atom_regressor)
     _add(subparsers,

@@ -144,6 +144,30 @@ class TranslatorTrainingConfig(TrainingConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RobustEncoderTrainingConfig(TrainingConfig):
+    """The translator's encoder taught to read distorted stacks as their clean references, decoder and
+    latent space kept (:func:`battgen.train.robust_encoder.train_robust_encoder`)."""
+
+    COMMAND: ClassVar[str] = "robust-encoder"
+
+    epochs: int = override(TrainingConfig, "epochs", 12)
+    batch_size: int = override(TrainingConfig, "batch_size", 16)
+    lr: float = override(TrainingConfig, "lr", 1e-4)
+    patience: int = override(TrainingConfig, "patience", 3)
+    data: Path = override(TranslatorTrainingConfig, "data")
+    teacher: Path = option(help="the translator whose latents the student must reproduce",
+                           default_factory=lambda: paths.checkpoint_dir(paths.TRANSLATOR))
+    out: Path = option(help="checkpoint directory of the student (a whole translator)",
+                       default_factory=lambda: paths.checkpoint_dir(paths.TRANSLATOR))
+    eval_data: Path | None = option(None, "an AFM dataset whose test views score the student's descriptors "
+                                          "(e.g. one built with build-dataset --split test)")
+    clean_weight: float = option(1.0, "weight of the clean-stack term that keeps the latent space where it was",
+                                 minimum=0)
+    holdout: float = option(0.1, "share of the training materials held out to pick the best epoch when the "
+                                 "data has no val split", above=0, below=1)
+
+
+@dataclass(frozen=True, kw_only=True)
 class AtomRegressorTrainingConfig(TrainingConfig):
     """Atom regressor on the frozen translator's latents (:func:`battgen.train.atom_regressor.train_atom_regressor`)."""
 
@@ -170,6 +194,10 @@ class AtomRegressorTrainingConfig(TrainingConfig):
                          choices=OUTPUTS)
     augment: str = option("none", "random rolls of the latent map by up to 3 latent pixels (a 12-pixel scan "
                                   "offset), optionally with quarter turns and mirror images", choices=AUGMENTATIONS)
+    distorted_data: Path | None = option(None, "an AFM dataset whose training views, randomly distorted as a "
+                                               "microscope would (battgen/afm/augment.py) and encoded with the "
+                                               "translator, join the training set")
+    distorted_copies: int = option(2, "distorted copies of each of those views", minimum=1)
     ablation_epochs: int = option(0, "first train every ablation variant for this many epochs and record the "
                                      "table in metrics.json; 0 skips it", minimum=0)
 

@@ -144,30 +144,41 @@ def test_the_ion_mean_baseline_predicts_each_ions_training_mean():
     assert len(np.unique(inputs.material[split == "test"])) == 2  # as many test materials as before
 
 
-def test_robustness_keeps_the_previous_regressors_numbers_as_before(tmp_path):
+def test_robustness_keeps_the_previous_models_numbers_as_before(tmp_path):
     from battgen.afm.robustness import carry_over_before
 
+    views = {"split": "test", "seed": 0, "views": 2, "materials": 1}
     data = {"sha256": "d"}
-    old = {"data": data, "translator": {"sha256": "t"}, "regressor": {"sha256": "old"},
-           "rows": [{"condition": "clean", "composition_r2": 0.5}, {"condition": "offset", "composition_r2": 0.1}]}
-    new = {"data": data, "translator": {"sha256": "t"}, "regressor": {"sha256": "new"},
+    old = {**views, "data": data, "translator": {"sha256": "t"}, "regressor": {"sha256": "old"},
+           "rows": [{"condition": "clean", "composition_r2": 0.5, "ssim_mean": 0.9},
+                    {"condition": "offset", "composition_r2": 0.1, "ssim_mean": 0.8}]}
+    new = {**views, "data": data, "translator": {"sha256": "t"}, "regressor": {"sha256": "new"},
            "rows": [{"condition": "clean", "composition_r2": 0.6}, {"condition": "offset", "composition_r2": 0.55}]}
     after = carry_over_before(new, old)
-    assert after["before"]["regressor"]["sha256"] == "old"
+    assert after["before"]["regressor"]["sha256"] == "old" and after["before"]["translator"]["sha256"] == "t"
     assert [r["composition_r2"] for r in after["before"]["rows"]] == [0.5, 0.1]
     assert carry_over_before(new, after)["before"] == after["before"]  # a rerun keeps what came before
-    assert "before" not in carry_over_before(new, {**old, "translator": {"sha256": "other"}})
+    # a new encoder is a change of model too: its table keeps the old translator's SSIM and R²
+    encoder = carry_over_before({**new, "translator": {"sha256": "student"}, "regressor": {"sha256": "old"}}, old)
+    assert encoder["before"]["translator"]["sha256"] == "t" and encoder["before"]["rows"][1]["ssim_mean"] == 0.8
+    # other views (another split, or another file without the stored-latent check) are not compared
+    assert "before" not in carry_over_before({**new, "views": 3}, old)
+    assert "before" not in carry_over_before({**new, "data": {"sha256": "other"}}, old)
+    matched = {"reproduces_stored_latents": {"views_matched": 2}}
+    rebuilt = carry_over_before({**new, **matched, "data": {"sha256": "other"}}, {**old, **matched})
+    assert rebuilt["before"]["regressor"]["sha256"] == "old"  # a rebuilt held-out campaign of the same views
     assert "before" not in carry_over_before(new, None)
 
     from battgen.afm.robustness import ROBUSTNESS_FILENAME
     from battgen.eval.afm_report import robustness_frame
 
     (tmp_path / ROBUSTNESS_FILENAME).write_text(json.dumps({
-        **after, "views": 2, "split": "test", "ood_threshold_percentile": 99, "ood_threshold": 2.0,
+        **after, "ood_threshold_percentile": 99, "ood_threshold": 2.0,
         "definition": "d", "rows": [{**r, "ssim_mean": 0.9} for r in after["rows"]]}))
     frame, about = robustness_frame(tmp_path)
-    assert frame["composition R² (previous regressor)"].tolist() == [0.5, 0.1]
-    assert "previous regressor" in about
+    assert frame["composition R² before"].tolist() == [0.5, 0.1]
+    assert frame["SSIM before"].tolist() == [0.9, 0.8]
+    assert "before = the models this table replaced" in about
 
 
 def test_a_checkpoint_saved_before_the_switches_loads_as_the_old_network(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from battgen import paths
 from battgen.train import commands
 from battgen.train.configs import (
+    RobustEncoderTrainingConfig,
     LATENTS_FILENAME,
     AtomRegressorTrainingConfig,
     ScreeningTrainingConfig,
@@ -53,17 +54,20 @@ def _non_default_configs(tmp_path: Path):
                                  **common),
         AtomRegressorTrainingConfig(data=tmp_path / "afm", translator=tmp_path / "tr", out=tmp_path / "reg",
                                     latents=tmp_path / "l.npz", weight_decay=0.25, pooling="global",
-                                    output="fractions", augment="shift-dihedral", ablation_epochs=3, **common),
+                                    output="fractions", augment="shift-dihedral", ablation_epochs=3,
+                                distorted_data=tmp_path / "sub", distorted_copies=3, **common),
         ScreeningTrainingConfig(latents=tmp_path / "l.npz", table=tmp_path / "table", translator=tmp_path / "tr",
                                 atom_regressor=tmp_path / "reg", out=tmp_path / "scr", channels=(32, 64, 64),
                                 cond_dropout=0.0, ema_decay=0.0, weight_decay=0.5, lr_warmup_steps=0, grad_clip=0.0,
                                 **common),
+        RobustEncoderTrainingConfig(data=tmp_path / "sub", teacher=tmp_path / "tr", out=tmp_path / "student",
+                                    eval_data=tmp_path / "test", clean_weight=0.5, holdout=0.2, **common),
     ]
 
 
 DEFAULT_CONFIGS = [SEITrainingConfig(kind="vae"), SEITrainingConfig(kind="prvae"), TranslatorTrainingConfig(),
                    TranslatorTrainingConfig(adversarial=False), AtomRegressorTrainingConfig(),
-                   ScreeningTrainingConfig()]
+                   ScreeningTrainingConfig(), RobustEncoderTrainingConfig()]
 
 
 @pytest.mark.parametrize("config", DEFAULT_CONFIGS, ids=lambda c: c.command_name())
@@ -82,9 +86,10 @@ def test_the_recorded_command_of_every_trainer_parses_back_to_an_equal_config(tm
         command = command_line(config)
         assert "--no-progress" in command and "--threads 2" in command and "--lr 0.00035" in command
         assert _replay(command) == config, command
-    sei, translator, regressor, screening = _non_default_configs(tmp_path)
-    assert ("--pooling global --output fractions --augment shift-dihedral --ablation-epochs 3"
-            in command_line(regressor))
+    sei, translator, regressor, screening, robust = _non_default_configs(tmp_path)
+    assert ("--pooling global --output fractions --augment shift-dihedral --distorted-copies 3 --ablation-epochs 3"
+            in command_line(regressor)) and f"--distorted-data {tmp_path / 'sub'}" in command_line(regressor)
+    assert f"robust-encoder --data {tmp_path / 'sub'} --teacher {tmp_path / 'tr'}" in command_line(robust)
     assert f"sei-cprvae --data '{tmp_path / 'sei data'}'" in command_line(sei)
     assert "--no-adversarial" in command_line(translator) and "--channels 8,16,32" in command_line(translator)
     assert "--no-class-weights" in command_line(sei)

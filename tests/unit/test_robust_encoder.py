@@ -1,0 +1,115 @@
+"""The robust-encoder fine-tune (battgen/train/robust_encoder.py) on tiny inputs: what it trains,
+what it keeps, what it writes, and the distorted/reference pairs it learns from."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from battgen.afm.augment import TRAINING_RANGES, distorted_pairs
+from battgen.models.translator import AFMTranslator
+from tests.unit.test_translator import GRID, write_afm_dataset
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_pairs_keep_the_reference_clean_and_moved_with_the_sample():
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:GRID, 0:GRID] / GRID
+    blob = np.exp(-((y - 0.3) ** 2 + (x - 0.4) ** 2) / 0.02)
+    stacks = np.repeat(np.stack([blob * (k + 1) for k in range(10)], -1)[None], 60, 0) * 0.2 - 1
+    distorted, reference, kinds = distorted_pairs(stacks.astype(np.float32), rng)
+    assert set(kinds) == set(TRAINING_RANGES) and distorted.shape == reference.shape == stacks.shape
+    assert reference.min() >= -1 and reference.max() <= 1
+    for d, r, s, kind in zip(distorted, reference, stacks, kinds):
+        if kind in ("gaussian", "pink", "tip_height"):
+            # the sample did not move: the reference is the clean stack itself (min-max normalised)
+            np.testing.assert_allclose(r, (s - s.min()) / (s.max() - s.min()) * 2 - 1, atol=1e-5)
+            assert not np.allclose(d, r)
+        elif kind in ("offset", "rotation"):
+            np.testing.assert_allclose(d, r, atol=1e-5)  # a pure move: nothing to undo
+        else:  # drift: the reference sits at the sample's mean position, between the heights' positions
+            assert not np.allclose(d, r)
+
+
+def test_the_student_keeps_the_decoder_and_the_teachers_files_and_never_ships_worse(tmp_path, capsys):
+    from battgen.cli import main
+
+    data = write_afm_dataset(tmp_path / "data", n=24)
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    assert main(["train", "translator", "--out", str(teacher), "--data", str(data), "--epochs", "1",
+                 "--batch-size", "4", "--channels", "8,16,32", "--device", "cpu", "--no-progress",
+                 "--no-adversarial"]) == 0
+    capsys.readouterr()
+    assert main(["train", "robust-encoder", "--teacher", str(teacher), "--out", str(student), "--data", str(data),
+                 "--eval-data", str(data), "--epochs", "3", "--batch-size", "4", "--lr", "1e-3",
+                 "--device", "cpu", "--no-progress", "--patience", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "validation latent MSE" in out and "clean test SSIM, teacher -> student" in out
+
+    metrics = json.loads((student / "metrics.json").read_text())
+    robust = metrics["robust_encoder"]
+    assert robust["epochs_run"] == 3 and len(robust["history"]["val_clean_mse"]) == 3
+    assert robust["history"]["val_clean_mse"][0] > 0  # the encoder was trained: clean latents moved
+
+    a, b = AFMTranslator.from_pretrained(teacher).state_dict(), AFMTranslator.from_pretrained(student).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith(("decoder.", "post_quant_conv.")))
+    # The saved encoder is the best epoch's, or the teacher's when no epoch beat it (best_epoch 0):
+    # a fine-tune never ships an encoder worse than its teacher on the validation objective.
+    same_encoder = all(torch.equal(a[k], b[k]) for k in a if k.startswith(("encoder.", "quant_conv.")))
+    assert same_encoder == (robust["best_epoch"] == 0)
+    before, after = robust["validation_before"], robust["validation"]
+    assert after["distorted_mse"] + after["clean_mse"] <= before["distorted_mse"] + before["clean_mse"] + 1e-9
+    assert (student / "latents.npz").read_bytes() == (teacher / "latents.npz").read_bytes()
+    assert before["distorted_mse"] == pytest.approx(before["distorted_mse_teacher"])
+    assert set(after["per_kind"]) <= set(TRAINING_RANGES)
+    assert {"per_descriptor", "type_map"} <= set(metrics["test"]) and "test_teacher" in metrics
+    meta = json.loads((student / "metadata.json").read_text())
+    assert meta["command"].startswith("python -m battgen train robust-encoder")
+    assert meta["copied_from_teacher"] == ["latents.npz"]
+
+
+def test_a_missing_teacher_is_an_error_and_writes_nothing(tmp_path, capsys):
+    from battgen.cli import main
+
+    data = write_afm_dataset(tmp_path / "data")
+    assert main(["train", "robust-encoder", "--teacher", str(tmp_path / "nowhere"), "--out",
+                 str(tmp_path / "student"), "--data", str(data), "--device", "cpu", "--no-progress"]) != 0
+    assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "student").exists()
+
+
+def test_the_regressor_trains_on_distorted_copies_of_training_views_only(tmp_path, capsys):
+    from battgen.cli import main
+
+    data = write_afm_dataset(tmp_path / "data", n=24)
+    translator, regressor = tmp_path / "translator", tmp_path / "regressor"
+    assert main(["train", "translator", "--out", str(translator), "--data", str(data), "--epochs", "1",
+                 "--batch-size", "4", "--channels", "8,16,32", "--device", "cpu", "--no-progress",
+                 "--no-adversarial"]) == 0
+    common = ["--data", str(data), "--translator", str(translator), "--epochs", "2", "--device", "cpu",
+              "--no-progress"]
+    assert main(["train", "atom-regressor", "--out", str(regressor), *common, "--distorted-data", str(data),
+                 "--distorted-copies", "2"]) == 0
+    metrics = json.loads((regressor / "metrics.json").read_text())
+    train_views = 12  # the tiny dataset's split pattern puts half its views in train
+    assert metrics["n_train_distorted"] == 2 * train_views and metrics["n_train"] == 3 * train_views
+    assert metrics["n_test"] == 6
+    assert json.loads((regressor / "metadata.json").read_text())["config"]["distorted_copies"] == 2
+
+    # distorted views of a material the regressor is tested on would leak the test split into training
+    leaky = write_afm_dataset(tmp_path / "leaky", n=24, split=np.full(24, "train"))
+    capsys.readouterr()
+    assert main(["train", "atom-regressor", "--out", str(tmp_path / "leak"), *common,
+                 "--distorted-data", str(leaky)]) != 0
+    assert "validation or test materials" in capsys.readouterr().err
+    assert not (tmp_path / "leak").exists()
