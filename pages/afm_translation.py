@@ -21,7 +21,8 @@ from battgen.data.neighbors import nearest_by_composition
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
 from battgen.data.table import row_structure
 from battgen.eval.afm_report import (atom_regressor_ablation, atom_regressor_table, different_training_data,
-                                     load_regressor_predictions, robustness_frame, translator_comparison)
+                                     load_regressor_predictions, robust_encoder_tables, robustness_frame,
+                                     translator_comparison)
 from battgen.jobs import DONE
 from battgen.jobs.tasks import afm_job
 from battgen.ui.jobs import follow as follow_job
@@ -383,6 +384,15 @@ with quality_tab:
         frame, about = robustness
         st.markdown("**Robustness to a microscope's distortions** (shipped models, held-out simulated stacks)")
         st.dataframe(frame, hide_index=True, key="afm_robustness")
+        st.caption(about)
+    robust_encoder = robust_encoder_tables(read_metrics(paths.checkpoint_dir(paths.TRANSLATOR)) or {})
+    if robust_encoder is not None:
+        kinds, clean, about = robust_encoder
+        st.markdown("**Robust encoder** (fine-tuned to read a microscope's distortions as the clean stack)")
+        left, right = st.columns(2)
+        left.dataframe(kinds, hide_index=True, key="afm_robust_encoder_kinds")
+        if clean is not None:
+            right.dataframe(clean, hide_index=True, key="afm_robust_encoder_clean")
         st.caption(about)
     quality_density, _ = ood_calibration(checkpoint(paths.TRANSLATOR))
     if quality_density is not None:

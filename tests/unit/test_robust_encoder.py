@@ -73,6 +73,13 @@ def test_the_student_keeps_the_decoder_and_the_teachers_files_and_never_ships_wo
     assert before["distorted_mse"] == pytest.approx(before["distorted_mse_teacher"])
     assert set(after["per_kind"]) <= set(TRAINING_RANGES)
     assert {"per_descriptor", "type_map"} <= set(metrics["test"]) and "test_teacher" in metrics
+    from battgen.eval.afm_report import robust_encoder_tables
+
+    kinds, clean, about = robust_encoder_tables(metrics)  # what the page's Model quality tab shows
+    assert set(kinds["distortion"]) == set(after["per_kind"]) and len(clean) == 6
+    assert {"latent MSE, shipped encoder before", "latent MSE, robust encoder"} <= set(kinds.columns)
+    assert {"SSIM before", "SSIM after"} <= set(clean.columns) and "decoder frozen" in about
+    assert robust_encoder_tables({"test": metrics["test"]}) is None
     meta = json.loads((student / "metadata.json").read_text())
     assert meta["command"].startswith("python -m battgen train robust-encoder")
     assert meta["copied_from_teacher"] == ["latents.npz"]

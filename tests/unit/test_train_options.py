@@ -190,9 +190,15 @@ def test_the_makefile_training_lines_parse(monkeypatch):
 
     configs = [_parse(shlex.split(expand(line))) for line in lines]
     assert [c.command_name() for c in configs] == ["translator", "translator", "translator", "atom-regressor",
-                                                   "atom-regressor", "screening", "sei-vae", "sei-prvae",
-                                                   "sei-cprvae"]
-    adversarial, ablation, type_map_tune, regressor, mean_regressor, screening, *sei = configs
+                                                   "robust-encoder", "atom-regressor", "atom-regressor",
+                                                   "screening", "sei-vae", "sei-prvae", "sei-cprvae"]
+    adversarial, ablation, type_map_tune, regressor, robust, robust_regressor, mean_regressor, screening, *sei = configs
+    # The robust encoder replaces the shipped translator; the regressor that follows reads its latents,
+    # with distorted copies of the same training views it learnt from.
+    assert robust.teacher == robust.out == paths.checkpoint_dir(paths.TRANSLATOR)
+    assert robust.eval_data is not None and robust.threads == 2
+    assert robust_regressor.distorted_data == robust.data and robust_regressor.translator == robust.out
+    assert robust_regressor.out == paths.checkpoint_dir(paths.ATOM_REGRESSOR)
     # The SEI models learn finished SEIs only, all three from the same dataset and budget.
     for model in sei:
         assert model.runs == "passivated" and model.kl_warmup_epochs == 12 and model.threads == 1
