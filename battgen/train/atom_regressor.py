@@ -178,9 +178,20 @@ def distorted_inputs(translator_dir: Path, data_path: Path, copies: int, seed: i
                 mu = translator.encode(channels_first(distorted, device)).mode()
             latents.append(mu.float().cpu().numpy() * scaling)
     every = np.tile(rows, copies)
+    material = np.asarray(data.material[every])
+    if data.material_id is not None:
+        # A campaign of one split (or its first N materials) numbers its materials from 0; the stored
+        # latents number them by electrode-table row. The table's ids put both in the same terms.
+        from battgen.data.table import load_table
+
+        row_of = {m: i for i, m in enumerate(load_table()["id"])}
+        unknown = sorted(set(data.material_id[every].tolist()) - set(row_of))
+        if unknown:
+            raise ValueError(f"{data.path} holds materials the electrode table lacks: {', '.join(unknown[:3])}")
+        material = np.array([row_of[m] for m in data.material_id[every]])
     return RegressorInputs(latents=np.concatenate(latents), counts=np.asarray(counts[every], np.float32),
                            working_ion=np.asarray(data.working_ion[every]).astype(str),
-                           split=np.full(len(every), "train"), material=np.asarray(data.material[every]),
+                           split=np.full(len(every), "train"), material=material,
                            rotation=np.asarray(data.rotation[every]), scaling_factor=scaling,
                            inputs=[data.path, *_translator_files(translator_dir)],
                            encode_seconds=time.perf_counter() - started)

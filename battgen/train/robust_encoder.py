@@ -122,7 +122,10 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
                          "`python -m battgen train translator`)")
     teacher = AFMTranslator.from_pretrained(teacher_dir).to(dev).eval().requires_grad_(False)
     teacher_metrics = read_metrics(teacher_dir) or {}
-    student = AFMTranslator.from_pretrained(teacher_dir).to(dev)
+    # Made from the config, not loaded: a loaded model's config carries the absolute path it came from.
+    student = AFMTranslator.from_config({k: v for k, v in teacher.config.items() if not k.startswith("_")})
+    student.load_state_dict(teacher.state_dict())
+    student.to(dev)
     student.decoder.requires_grad_(False)
     student.post_quant_conv.requires_grad_(False)
 
@@ -205,6 +208,7 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
         held_out = load_afm_dataset(config.eval_data, required_splits=("test",))
         metrics["test"] = _test_metrics(student, held_out, dev)
         metrics["test_teacher"] = _test_metrics(teacher, held_out, dev)
+        metrics["n_test"] = int(len(held_out.indices("test")))  # the views both were just scored on
         summary["test_data"] = for_display(held_out.path)
     with atomic.atomic_directory(Path(config.out)) as staging:
         student.save_pretrained(staging)

@@ -236,6 +236,14 @@ def test_model_quality_shows_the_robustness_table_and_the_ood_calibration(shippe
     robustness = next(f for f in frames if "OOD warned (%)" in f.columns)
     assert robustness["condition"].iloc[0] == "clean" and len(robustness) > 1
     assert {"SSIM", "SSIM drop", "composition R²", "R² drop"} <= set(robustness.columns)
+    # the models before the robust encoder and the distorted-view regressor, scored on the same views
+    assert {"SSIM before", "composition R² before"} <= set(robustness.columns)
+    noisy = robustness[robustness["condition"].str.contains("noise")]
+    assert (noisy["SSIM drop"] < noisy["SSIM drop before"]).all()
+    kinds = next(f for f in frames if "latent MSE, robust encoder" in f.columns)
+    for kind in ("gaussian", "pink", "drift", "tip_height"):
+        row = kinds[kinds["distortion"] == kind].iloc[0]
+        assert row["latent MSE, robust encoder"] < row["latent MSE, shipped encoder before"]
     captions = [c.value for c in shipped_page.caption]
     assert any(c.startswith("Out-of-distribution score: probabilistic-PCA") and "99th percentile" in c
                for c in captions), captions

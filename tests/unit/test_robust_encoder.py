@@ -70,9 +70,11 @@ def test_the_student_keeps_the_decoder_and_the_teachers_files_and_never_ships_wo
     before, after = robust["validation_before"], robust["validation"]
     assert after["distorted_mse"] + after["clean_mse"] <= before["distorted_mse"] + before["clean_mse"] + 1e-9
     assert (student / "latents.npz").read_bytes() == (teacher / "latents.npz").read_bytes()
+    assert "_name_or_path" not in json.loads((student / "config.json").read_text())  # no machine paths shipped
     assert before["distorted_mse"] == pytest.approx(before["distorted_mse_teacher"])
     assert set(after["per_kind"]) <= set(TRAINING_RANGES)
     assert {"per_descriptor", "type_map"} <= set(metrics["test"]) and "test_teacher" in metrics
+    assert metrics["n_test"] == 6
     from battgen.eval.afm_report import robust_encoder_tables
 
     kinds, clean, about = robust_encoder_tables(metrics)  # what the page's Model quality tab shows
