@@ -71,13 +71,13 @@ def different_training_data(checkpoints: Mapping[str, str | os.PathLike[str]]) -
 
 def robust_encoder_tables(metrics: Mapping) -> tuple[pd.DataFrame, pd.DataFrame | None, str] | None:
     """What the robust-encoder fine-tune (``metrics.json`` → ``robust_encoder``) changed: per distortion
-    kind, the latent error of teacher and student on held-out training materials; per descriptor, the
+    kind, the latent error of the shipped encoder before (the teacher) and after, on held-out training materials; per descriptor, the
     clean test SSIM of both (when scored); and a line saying what was trained on what. None without one."""
     robust = metrics.get("robust_encoder")
     if not robust:
         return None
-    kinds = pd.DataFrame([{"distortion": kind, "views": m["views"], "latent MSE, shipped encoder before": m["teacher_mse"],
-                           "latent MSE, robust encoder": m["student_mse"]}
+    kinds = pd.DataFrame([{"distortion": kind, "latent MSE before": m["teacher_mse"],
+                           "latent MSE after": m["student_mse"], "views": m["views"]}
                           for kind, m in robust["validation"]["per_kind"].items()]).round(4)
     clean = None
     if "test_teacher" in metrics and "test" in metrics:
@@ -171,7 +171,7 @@ def robustness_frame(checkpoint: str | os.PathLike[str]) -> tuple[pd.DataFrame, 
 
 def _made(record: Mapping) -> str:
     when = record.get("created_utc")
-    return f"{record.get('path', '?')}" + (f" (trained {when[:10]})" if when else " (not recorded)")
+    return f"{record.get('path', '?')}" + (f" (trained {when[:16].replace('T', ' ')} UTC)" if when else " (not recorded)")
 
 
 def atom_regressor_ablation(metrics: Mapping) -> tuple[pd.DataFrame, str] | None:

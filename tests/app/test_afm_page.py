@@ -240,10 +240,10 @@ def test_model_quality_shows_the_robustness_table_and_the_ood_calibration(shippe
     assert {"SSIM before", "composition R² before"} <= set(robustness.columns)
     noisy = robustness[robustness["condition"].str.contains("noise")]
     assert (noisy["SSIM drop"] < noisy["SSIM drop before"]).all()
-    kinds = next(f for f in frames if "latent MSE, robust encoder" in f.columns)
+    kinds = next(f for f in frames if "latent MSE after" in f.columns)
     for kind in ("gaussian", "pink", "drift", "tip_height"):
         row = kinds[kinds["distortion"] == kind].iloc[0]
-        assert row["latent MSE, robust encoder"] < row["latent MSE, shipped encoder before"]
+        assert row["latent MSE after"] < row["latent MSE before"]
     captions = [c.value for c in shipped_page.caption]
     assert any(c.startswith("Out-of-distribution score: probabilistic-PCA") and "99th percentile" in c
                for c in captions), captions

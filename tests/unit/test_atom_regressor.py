@@ -107,7 +107,7 @@ def test_training_from_stored_latents_with_the_ablation_table(tmp_path):
                                          device="cpu", progress=False, batch_size=8)
     metrics = train_atom_regressor(config)
     ablation = metrics["ablation"]
-    assert len(ablation["rows"]) == 7 and set(ablation["split_cost"]) == {"shipped recipe", "5-NN on the latent"}
+    assert len(ablation["rows"]) == 7 and set(ablation["split_cost"]) == {"plain recipe", "5-NN on the latent"}
     assert all(row["epochs_run"] == 1 and "test_r2_rolled_3" in row for row in ablation["rows"])
     assert {"per-ion mean composition", "5-NN on the latent"} <= set(ablation["baselines"])
     saved = json.loads((tmp_path / "reg" / "metrics.json").read_text())
@@ -123,7 +123,7 @@ def test_training_from_stored_latents_with_the_ablation_table(tmp_path):
     from battgen.eval.afm_report import atom_regressor_ablation
 
     frame, definition = atom_regressor_ablation(saved)
-    assert frame["variant"].iloc[0] == "shipped recipe (flatten, counts)" and "R², latent rolled 1 px" in frame
+    assert frame["variant"].iloc[0] == "plain recipe (flatten, counts, no augmentation)" and "R², latent rolled 1 px" in frame
     assert "baseline: per-ion mean composition" in set(frame["variant"]) and "material-grouped" in definition
 
 
