@@ -145,12 +145,14 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
     stopped = "max_epochs"
     start_score = _score(student, teacher, val_clean, val_distorted, val_reference, val_kinds, dev)
     # The teacher itself is the first candidate: a fine-tune that only makes things worse ships nothing new.
-    stopper.update(-1, start_score["distorted_mse"] + config.clean_weight * start_score["clean_mse"],
-                   lambda: cpu_state(student))
+    def objective(score: dict) -> float:
+        return score["distorted_mse"] + config.clean_weight * score["clean_mse"]
+
+    stopper.update(-1, objective(start_score), lambda: cpu_state(student))
     epochs = tqdm(range(config.epochs), desc="robust encoder", unit="epoch", disable=not config.progress)
     for epoch in epochs:
         if not budget.allows_epoch(history["epoch_seconds"]):
-            stopped = "time_budget"
+            stopped = "max_minutes"
             break
         t_epoch = time.perf_counter()
         student.train()
@@ -174,14 +176,13 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
             sums["clean"] += loss_clean.item() * n
         student.eval()
         val = _score(student, teacher, val_clean, val_distorted, val_reference, val_kinds, dev)
-        score = val["distorted_mse"] + config.clean_weight * val["clean_mse"]
         history["train_distorted_mse"].append(sums["distorted"] / len(train_rows))
         history["train_clean_mse"].append(sums["clean"] / len(train_rows))
         history["val_distorted_mse"].append(val["distorted_mse"])
         history["val_clean_mse"].append(val["clean_mse"])
         history["epoch_seconds"].append(time.perf_counter() - t_epoch)
         epochs.set_postfix(distorted=f"{val['distorted_mse']:.4f}", clean=f"{val['clean_mse']:.4f}")
-        reason = stopper.update(epoch, score, lambda: cpu_state(student))
+        reason = stopper.update(epoch, objective(val), lambda: cpu_state(student))
         if reason:
             stopped = reason
             break

@@ -22,6 +22,15 @@ def _one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def tiny_translator(out, data):
+    """A one-epoch translator on the tiny dataset: the teacher, or the encoder of distorted views."""
+    from battgen.cli import main
+
+    assert main(["train", "translator", "--out", str(out), "--data", str(data), "--epochs", "1", "--batch-size", "4",
+                 "--channels", "8,16,32", "--device", "cpu", "--no-progress", "--no-adversarial"]) == 0
+    return out
+
+
 def test_pairs_keep_the_reference_clean_and_moved_with_the_sample():
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:GRID, 0:GRID] / GRID
@@ -45,10 +54,7 @@ def test_the_student_keeps_the_decoder_and_the_teachers_files_and_never_ships_wo
     from battgen.cli import main
 
     data = write_afm_dataset(tmp_path / "data", n=24)
-    teacher, student = tmp_path / "teacher", tmp_path / "student"
-    assert main(["train", "translator", "--out", str(teacher), "--data", str(data), "--epochs", "1",
-                 "--batch-size", "4", "--channels", "8,16,32", "--device", "cpu", "--no-progress",
-                 "--no-adversarial"]) == 0
+    teacher, student = tiny_translator(tmp_path / "teacher", data), tmp_path / "student"
     capsys.readouterr()
     assert main(["train", "robust-encoder", "--teacher", str(teacher), "--out", str(student), "--data", str(data),
                  "--eval-data", str(data), "--epochs", "3", "--batch-size", "4", "--lr", "1e-3",
@@ -101,10 +107,7 @@ def test_the_regressor_trains_on_distorted_copies_of_training_views_only(tmp_pat
     from battgen.cli import main
 
     data = write_afm_dataset(tmp_path / "data", n=24)
-    translator, regressor = tmp_path / "translator", tmp_path / "regressor"
-    assert main(["train", "translator", "--out", str(translator), "--data", str(data), "--epochs", "1",
-                 "--batch-size", "4", "--channels", "8,16,32", "--device", "cpu", "--no-progress",
-                 "--no-adversarial"]) == 0
+    translator, regressor = tiny_translator(tmp_path / "translator", data), tmp_path / "regressor"
     common = ["--data", str(data), "--translator", str(translator), "--epochs", "2", "--device", "cpu",
               "--no-progress"]
     assert main(["train", "atom-regressor", "--out", str(regressor), *common, "--distorted-data", str(data),
