@@ -4,7 +4,8 @@ For held-out simulated views (the test split: materials neither model trained on
 distortion of :mod:`battgen.afm.distortions` is applied to every stack and the table compares
 with the clean stacks: descriptor SSIM against the simulated ground truth, composition R² of the
 atom regressor, and how often the out-of-distribution score (:mod:`battgen.afm.ood`) warns.
-This is the "before augmentation" column of issue 16, item 3: the models as shipped.
+``--before`` keeps the numbers of the models a new table replaces (issue 16, item 3: before and
+after the robust encoder and the distorted-view regressor), measured on the same views.
 """
 
 from __future__ import annotations

@@ -71,8 +71,9 @@ def different_training_data(checkpoints: Mapping[str, str | os.PathLike[str]]) -
 
 def robust_encoder_tables(metrics: Mapping) -> tuple[pd.DataFrame, pd.DataFrame | None, str] | None:
     """What the robust-encoder fine-tune (``metrics.json`` → ``robust_encoder``) changed: per distortion
-    kind, the latent error of the shipped encoder before (the teacher) and after, on held-out training materials; per descriptor, the
-    clean test SSIM of both (when scored); and a line saying what was trained on what. None without one."""
+    kind, the latent error before (the teacher) and after, on held-out training materials; per
+    descriptor, the clean test SSIM of both (when scored); and a line saying what was trained on
+    what. None without one."""
     robust = metrics.get("robust_encoder")
     if not robust:
         return None

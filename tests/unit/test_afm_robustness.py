@@ -34,7 +34,9 @@ def table(tmp_path_factory):
     translator = AFMTranslator.from_pretrained(REPO / "checkpoints" / "translator").eval()
     regressor = AtomRegressor.from_pretrained(REPO / "checkpoints" / "atom_regressor").eval()
     density = LatentDensity.load(REPO / "checkpoints" / "translator")
+    # SNR 3 is inside the range the robust encoder was trained on, SNR 1 is beyond it.
     distortions = (Distortion("white noise SNR 3", "gaussian", 3.0, "SNR"),
+                   Distortion("white noise SNR 1", "gaussian", 1.0, "SNR"),
                    Distortion("offset 12 px", "offset", 12.0, "px"))
     result = robustness_table(translator, regressor, density, data, distortions=distortions,
                               stored_latents=REPO / "checkpoints" / "translator" / "latents.npz")
@@ -58,17 +60,21 @@ def test_the_held_out_stacks_are_checked_against_the_latents_the_trainer_stored(
     check = result["reproduces_stored_latents"]
     # The shipped examples are test-split views of the training campaign: their latents were stored.
     assert check["views_matched"] == check["of"] == len(data) and check["splits"] == ["test"]
-    assert check["max_abs_latent_difference"] < 0.02 < check["stored_latent_rms"]
+    # The stored latents are the type-map translator's; the shipped robust encoder was fine-tuned to
+    # keep clean stacks where it put them (measured: 9 % of the latent RMS). Another view is ~100 % away.
+    assert check["rms_latent_difference"] < 0.15 * check["stored_latent_rms"]
 
 
 def test_distorted_rows_lose_quality_and_are_warned_about(table):
     result, _, _ = table
-    clean, noisy, offset = result["rows"]
-    assert noisy["ood_detection_rate"] == 1.0 and noisy["ood_median_percentile"] == 100.0
-    for row in (noisy, offset):
+    clean, noisy, noisier, offset = result["rows"]
+    for row in (noisy, noisier, offset):
         assert row["ssim_drop"] == pytest.approx(clean["ssim_mean"] - row["ssim_mean"])
         assert row["composition_r2_drop"] == pytest.approx(clean["composition_r2"] - row["composition_r2"])
-    assert noisy["ssim_drop"] > 0.05  # SNR 3 white noise costs the shipped model visibly
+    # Noise the robust encoder learnt to read as the clean stack: within issue 16's SSIM bar, not warned.
+    assert noisy["ssim_drop"] < 0.05 and noisy["ood_detection_rate"] == 0.0
+    # Noise beyond what it saw costs visibly, and the page warns about every such view.
+    assert noisier["ssim_drop"] > 0.05 and noisier["ood_detection_rate"] == 1.0
 
 
 def test_the_table_is_json_and_the_page_frame_reads_it(table, tmp_path):
@@ -78,9 +84,9 @@ def test_the_table_is_json_and_the_page_frame_reads_it(table, tmp_path):
     result, _, _ = table
     (tmp_path / ROBUSTNESS_FILENAME).write_text(json.dumps(result))
     frame, about = robustness_frame(tmp_path)
-    assert list(frame["condition"]) == ["clean", "white noise SNR 3", "offset 12 px"]
+    assert list(frame["condition"]) == ["clean", "white noise SNR 3", "white noise SNR 1", "offset 12 px"]
     assert {"SSIM", "SSIM drop", "composition R²", "R² drop", "OOD warned (%)"} <= set(frame.columns)
-    assert frame["OOD warned (%)"].iloc[1] == 100.0
+    assert frame["OOD warned (%)"].iloc[2] == 100.0
     assert "test-split views" in about and "99th percentile" in about
     assert robustness_frame(tmp_path / "none") is None
 
