@@ -25,6 +25,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,25 +80,42 @@ def holdout_rows(data: AFMDataset, share: float, seed: int) -> tuple[np.ndarray,
     return train[~mask], train[mask]
 
 
-def _score(student: AFMTranslator, teacher: AFMTranslator, clean: np.ndarray, distorted: np.ndarray,
-           reference: np.ndarray, kinds: list[str], device: torch.device) -> dict:
-    """Mean squared latent errors on fixed validation pairs, overall and per distortion kind."""
-    target_clean = _eval_means(teacher, clean, device)
-    target = _eval_means(teacher, reference, device)
-    before = _eval_means(teacher, distorted, device)
-    after = _eval_means(student, distorted, device)
-    clean_after = _eval_means(student, clean, device)
+@dataclass(frozen=True)
+class ValidationPairs:
+    """Fixed distorted/reference pairs of the held-out views, with the teacher's latents of them
+    encoded once: the teacher never changes, so only the student is re-encoded each epoch."""
+
+    clean: np.ndarray
+    distorted: np.ndarray
+    kinds: np.ndarray
+    target_clean: np.ndarray  # teacher(clean)
+    target: np.ndarray  # teacher(reference)
+    teacher_distorted: np.ndarray  # teacher(distorted): the "before" of every row
+
+    @classmethod
+    def make(cls, teacher: AFMTranslator, clean: np.ndarray, rng: np.random.Generator,
+             device: torch.device) -> "ValidationPairs":
+        distorted, reference, kinds = distorted_pairs(clean, rng)
+        return cls(clean=clean, distorted=distorted, kinds=np.array(kinds),
+                   target_clean=_eval_means(teacher, clean, device), target=_eval_means(teacher, reference, device),
+                   teacher_distorted=_eval_means(teacher, distorted, device))
+
+
+def _score(student: AFMTranslator, pairs: ValidationPairs, device: torch.device) -> dict:
+    """Mean squared latent errors on the fixed validation pairs, overall and per distortion kind."""
+    after = _eval_means(student, pairs.distorted, device)
+    clean_after = _eval_means(student, pairs.clean, device)
 
     def mse(a, b, rows=slice(None)):
         return float(((a[rows] - b[rows]) ** 2).mean())
 
-    kinds_arr = np.array(kinds)
+    target, before = pairs.target, pairs.teacher_distorted
     return {
         "distorted_mse": mse(after, target), "distorted_mse_teacher": mse(before, target),
-        "clean_mse": mse(clean_after, target_clean),
-        "per_kind": {k: {"student_mse": mse(after, target, kinds_arr == k),
-                         "teacher_mse": mse(before, target, kinds_arr == k),
-                         "views": int((kinds_arr == k).sum())} for k in sorted(set(kinds))},
+        "clean_mse": mse(clean_after, pairs.target_clean),
+        "per_kind": {k: {"student_mse": mse(after, target, pairs.kinds == k),
+                         "teacher_mse": mse(before, target, pairs.kinds == k),
+                         "views": int((pairs.kinds == k).sum())} for k in sorted(set(pairs.kinds.tolist()))},
     }
 
 
@@ -133,8 +151,8 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
     train_rows, val_rows = holdout_rows(data, config.holdout, config.seed)
     if not len(train_rows):
         raise ValueError(f"{data.path} has no training views")
-    val_clean = np.asarray(data.stacks[val_rows], np.float32)
-    val_distorted, val_reference, val_kinds = distorted_pairs(val_clean, np.random.default_rng([config.seed, 2]))
+    pairs = ValidationPairs.make(teacher, np.asarray(data.stacks[val_rows], np.float32),
+                                 np.random.default_rng([config.seed, 2]), dev)
 
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr)
@@ -143,11 +161,12 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
     stopper = EarlyStopping(config.patience)
     history: dict[str, list] = defaultdict(list)
     stopped = "max_epochs"
-    start_score = _score(student, teacher, val_clean, val_distorted, val_reference, val_kinds, dev)
-    # The teacher itself is the first candidate: a fine-tune that only makes things worse ships nothing new.
+    start_score = _score(student, pairs, dev)
+
     def objective(score: dict) -> float:
         return score["distorted_mse"] + config.clean_weight * score["clean_mse"]
 
+    # The teacher itself is the first candidate: a fine-tune that only makes things worse ships nothing new.
     stopper.update(-1, objective(start_score), lambda: cpu_state(student))
     epochs = tqdm(range(config.epochs), desc="robust encoder", unit="epoch", disable=not config.progress)
     for epoch in epochs:
@@ -175,7 +194,7 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
             sums["distorted"] += loss_distorted.item() * n
             sums["clean"] += loss_clean.item() * n
         student.eval()
-        val = _score(student, teacher, val_clean, val_distorted, val_reference, val_kinds, dev)
+        val = _score(student, pairs, dev)
         history["train_distorted_mse"].append(sums["distorted"] / len(train_rows))
         history["train_clean_mse"].append(sums["clean"] / len(train_rows))
         history["val_distorted_mse"].append(val["distorted_mse"])
@@ -189,7 +208,7 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
     epochs.close()
     student.load_state_dict(stopper.best())
     student.eval()
-    val = _score(student, teacher, val_clean, val_distorted, val_reference, val_kinds, dev)
+    val = _score(student, pairs, dev)
 
     summary = {
         "teacher": for_display(teacher_dir),
