@@ -20,7 +20,7 @@ THREEDMOL_JS := static/vendor/3Dmol-min.js
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: app test test-fast bench assets venv rebuild-afm-screening rebuild-afm-robust robust-afm-models rebuild-screening \
+.PHONY: app test test-fast bench assets venv rebuild-afm-screening rebuild-afm-robust afm-instrument-campaigns robust-afm-models rebuild-screening \
   screening-from-latents rebuild-sei
 
 venv: $(INSTALL_STAMP)
@@ -116,6 +116,10 @@ rebuild-afm-screening: venv
 	$(VENV_PYTHON) -m battgen train translator $(TRANSLATOR_ARGS) $(TYPE_MAP_FINE_TUNE) --no-progress
 	$(VENV_PYTHON) -m battgen afm calibrate-ood
 	$(VENV_PYTHON) -m battgen train atom-regressor --data $(AFM_DATA) --translator checkpoints/translator $(ATOM_REGRESSOR_ARGS)
+	$(MAKE) afm-instrument-campaigns AFM_TEST_DATA=$(AFM_DATA) AFM_SUBSET_DATA=$(AFM_DATA)
+	rm -rf $(ROBUST_TEACHER) && cp -r checkpoints/translator $(ROBUST_TEACHER)
+	$(VENV_PYTHON) -m battgen afm robustness --data $(AFM_DATA) --translator $(ROBUST_TEACHER) \
+	  --simulated $(AFM_TEST_VARIANTS)/*
 	$(MAKE) robust-afm-models AFM_TEST_DATA=$(AFM_DATA) AFM_SUBSET_DATA=$(AFM_DATA)
 	$(VENV_PYTHON) -m battgen afm encode-latents --data $(AFM_DATA)  # the student's latents, now for every view
 	$(VENV_PYTHON) -m battgen afm calibrate-ood
@@ -124,33 +128,50 @@ rebuild-afm-screening: venv
 	rm -f checkpoints/translator_noadv/latents.npz  # the app searches the shipped translator's latents only
 
 # Issue 16's sim-to-real step on the shipped translator, without the whole campaign: the held-out
-# test materials and the first ROBUST_SUBSET training materials simulated (~50 min on 2 cores), then
-# robust-afm-models: the robustness table of the models as they are (kept as the 'before' columns),
-# the encoder fine-tuned to read distorted stacks as their clean references with the decoder and
-# the latent space kept (~25 min), the atom regressor retrained with distorted copies of the subset's
-# views (~10 min), and the table again. Run it on the type-map translator: a second run would make
-# the robust encoder its own teacher.
+# test materials, the first ROBUST_SUBSET training materials, the first ROBUST_VARIANTS test materials
+# imaged with other instruments (Xe probe, tip 0.2 Å closer and farther: the robustness table's
+# simulated rows) and the first ROBUST_TRAIN_VARIANTS training materials with a Xe probe and the tip
+# 0.3 Å closer and farther (other offsets than the table's), all simulated (~110 min on 2 cores);
+# then robust-afm-models: the encoder of ROBUST_TEACHER (the translator before
+# it, shipped with its own robustness table: the 'before' columns) fine-tuned to read distorted
+# stacks and other instruments' stacks as their clean references, decoder and latent space kept
+# (~30 min); the atom regressor retrained with distorted copies of the subset's views (~10 min);
+# and the robustness table again.
 AFM_TEST_DATA ?= data/afm_test
 AFM_SUBSET_DATA ?= data/afm_train_subset
+AFM_TEST_VARIANTS ?= data/afm_test_variants
+AFM_SUBSET_VARIANTS ?= data/afm_train_variants
+ROBUST_TEACHER ?= checkpoints/translator_teacher
 ROBUST_SUBSET ?= 300
-ROBUST_ENCODER_ARGS := --max-minutes 25 --threads 2 --no-progress
+ROBUST_VARIANTS ?= 150
+ROBUST_TRAIN_VARIANTS ?= 120
+ROBUST_ENCODER_ARGS := --epochs 24 --patience 4 --max-minutes 35 --threads 2 --no-progress
 ROBUST_REGRESSOR_ARGS := --output fractions --augment shift --distorted-copies 2 --threads 2 --max-minutes 10 \
   --no-progress
+CAMPAIGN := $(VENV_PYTHON) -m battgen afm build-dataset --table assets/electrodes --views 4 --grid 64 --workers 2
 rebuild-afm-robust: venv
-	$(VENV_PYTHON) -m battgen afm build-dataset --table assets/electrodes --out $(AFM_TEST_DATA) --views 4 --grid 64 \
-	  --split test --workers 2
-	$(VENV_PYTHON) -m battgen afm build-dataset --table assets/electrodes --out $(AFM_SUBSET_DATA) --views 4 --grid 64 \
-	  --split train --limit $(ROBUST_SUBSET) --workers 2
+	$(CAMPAIGN) --out $(AFM_TEST_DATA) --split test
+	$(CAMPAIGN) --out $(AFM_SUBSET_DATA) --split train --limit $(ROBUST_SUBSET)
+	$(MAKE) afm-instrument-campaigns
 	$(MAKE) robust-afm-models
 
+afm-instrument-campaigns: venv
+	$(CAMPAIGN) --out $(AFM_TEST_VARIANTS)/xe --split test --limit $(ROBUST_VARIANTS) --probe Xe
+	$(CAMPAIGN) --out $(AFM_TEST_VARIANTS)/tip_closer --split test --limit $(ROBUST_VARIANTS) --tip-closer 0.2
+	$(CAMPAIGN) --out $(AFM_TEST_VARIANTS)/tip_farther --split test --limit $(ROBUST_VARIANTS) --tip-closer -0.2
+	$(CAMPAIGN) --out $(AFM_SUBSET_VARIANTS)/xe --split train --limit $(ROBUST_TRAIN_VARIANTS) --probe Xe
+	$(CAMPAIGN) --out $(AFM_SUBSET_VARIANTS)/tip_closer_0.3 --split train --limit $(ROBUST_TRAIN_VARIANTS) \
+	  --tip-closer 0.3
+	$(CAMPAIGN) --out $(AFM_SUBSET_VARIANTS)/tip_farther_0.3 --split train --limit $(ROBUST_TRAIN_VARIANTS) \
+	  --tip-closer -0.3
+
 robust-afm-models: venv
-	$(VENV_PYTHON) -m battgen afm robustness --data $(AFM_TEST_DATA)
-	cp checkpoints/translator/robustness.json $(AFM_TEST_DATA)/robustness_before.json
-	$(VENV_PYTHON) -m battgen train robust-encoder --data $(AFM_SUBSET_DATA) --eval-data $(AFM_TEST_DATA) \
-	  $(ROBUST_ENCODER_ARGS)
+	$(VENV_PYTHON) -m battgen train robust-encoder --teacher $(ROBUST_TEACHER) --data $(AFM_SUBSET_DATA) \
+	  --instrument-data $(AFM_SUBSET_VARIANTS) --eval-data $(AFM_TEST_DATA) $(ROBUST_ENCODER_ARGS)
 	$(VENV_PYTHON) -m battgen train atom-regressor --latents checkpoints/translator/latents.npz \
 	  --distorted-data $(AFM_SUBSET_DATA) $(ROBUST_REGRESSOR_ARGS)
-	$(VENV_PYTHON) -m battgen afm robustness --data $(AFM_TEST_DATA) --before $(AFM_TEST_DATA)/robustness_before.json
+	$(VENV_PYTHON) -m battgen afm robustness --data $(AFM_TEST_DATA) --simulated $(AFM_TEST_VARIANTS)/* \
+	  --before $(ROBUST_TEACHER)/robustness.json
 
 # After the electrode table grew (data build-electrodes --keep-splits-from assets/electrodes): simulate
 # only the new materials (the campaign is resumable), encode them with the shipped translator

@@ -27,6 +27,9 @@ DATA = "data"
 # Shipped checkpoints (folders under checkpoints/).
 TRANSLATOR = "translator"
 TRANSLATOR_NOADV = "translator_noadv"
+# The translator before the robust encoder: the robust encoder's teacher, kept so that the shipped
+# encoder can be retrained from it (retraining from the shipped encoder would teach it itself).
+TRANSLATOR_TEACHER = "translator_teacher"
 ATOM_REGRESSOR = "atom_regressor"
 SCREENING = "screening"
 SEI_VAE = "sei_vae"

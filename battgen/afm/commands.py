@@ -53,6 +53,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_parallel_options(build)
     build.add_argument("--no-progress", action="store_true")
     _add_simulation_options(build)
+    instrument = build.add_argument_group(
+        "instrument", "another microscope than the training campaign's (robustness: 'afm robustness --simulated')")
+    instrument.add_argument("--probe", choices=("CO", "Xe"), default="CO",
+                            help="probe particle on the tip's spring (default CO)")
+    instrument.add_argument("--tip-closer", type=float, default=0.0, metavar="ANGSTROM",
+                            help="record every height this much closer to the sample (negative: farther)")
+    instrument.add_argument("--df-steps", type=int, default=10,
+                            help="oscillation: z steps of 0.1 Å in the Δf convolution (default 10 = 1 Å)")
     build.set_defaults(func=_build)
 
     examples = commands.add_parser("export-examples",
@@ -94,6 +102,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     robust.add_argument("--seed", type=int, default=0)
     robust.add_argument("--threads", type=int, default=1, help="torch threads")
     robust.add_argument("--no-write", action="store_true", help="print, do not write robustness.json")
+    robust.add_argument("--simulated", nargs="+", default=(), metavar="DATA",
+                        help="campaigns of the same views imaged with another instrument (build-dataset --probe, "
+                             "--tip-closer, --df-steps): one row each")
     robust.add_argument("--before", default=None,
                         help="the robustness.json of the models these replace (default: the one in the "
                              "translator's folder); its numbers become the table's 'before' columns")
@@ -146,7 +157,8 @@ def _build(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
     plan = CampaignPlan(candidates=args.rotations_candidates, keep=args.views, grid=args.grid,
-                        target_atoms=args.atoms)
+                        target_atoms=args.atoms, probe=args.probe, tip_closer=args.tip_closer,
+                        df_steps=args.df_steps)
     path = build_dataset(args.table, args.out, plan, workers=args.workers, dask_scheduler=args.dask_scheduler,
                          limit=args.limit, split=args.split, progress=not args.no_progress)
     print(f"wrote {path}")
@@ -193,6 +205,24 @@ def _calibrate_ood(args) -> int:
     return 0
 
 
+def _instrument_name(path: str) -> str:
+    """How the campaign at ``path`` images differently from the training campaign, from its saved plan."""
+    from pathlib import Path
+
+    from battgen.afm.dataset import CampaignPlan
+    from battgen.artifacts import read_metadata
+
+    directory = Path(path) if Path(path).is_dir() else Path(path).parent
+    plan = (read_metadata(directory) or {}).get("config")
+    if not plan:
+        raise ValueError(f"{directory} has no campaign metadata; build it with 'afm build-dataset'")
+    name = CampaignPlan.from_dict(plan).instrument_name()
+    if not name:
+        raise ValueError(f"{directory} was imaged with the training instrument; "
+                         "give --simulated campaigns built with --probe, --tip-closer or --df-steps")
+    return name
+
+
 def _robustness(args) -> int:
     import json
 
@@ -214,16 +244,19 @@ def _robustness(args) -> int:
     regressor = AtomRegressor.from_pretrained(args.regressor).eval() if args.regressor else None
     density = LatentDensity.load(args.translator)
     data = load_afm_dataset(args.data, required_splits=(args.split,))
+    simulated = [(_instrument_name(path), load_afm_dataset(path, required_splits=(args.split,)))
+                 for path in args.simulated]
     result = robustness_table(translator, regressor, density, data, split=args.split, max_views=args.max_views,
                               seed=args.seed, stored_latents=Path(args.translator) / LATENTS_FILENAME,
-                              progress=lambda name: print(f"… {name}", flush=True))
+                              simulated=simulated, progress=lambda name: print(f"… {name}", flush=True))
     digest, files = hash_inputs([data.path])
     made = read_metadata(data.path.parent) or {}
     result["data"] = {"path": str(data.path), "sha256": files[0]["sha256"], "input_sha256": digest,
                       "made_by": made.get("command"), "plan": made.get("config"), "session": made.get("session")}
     result["command"] = "python -m battgen afm robustness " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if k in ("data", "translator", "regressor", "split", "max_views", "seed") and v is not None)
+        if k in ("data", "translator", "regressor", "split", "max_views", "seed") and v is not None) + (
+        " --simulated " + " ".join(map(str, args.simulated)) if args.simulated else "")
     for row in result["rows"]:
         r2, r2_drop = row.get("composition_r2", float("nan")), row.get("composition_r2_drop", float("nan"))
         print(f"{row['condition']:<28} SSIM {row['ssim_mean']:.3f} (drop {row['ssim_drop']:.3f})  "

@@ -9,7 +9,9 @@ parent process (workers return arrays, so Dask workers need no shared file syste
 skips materials whose file exists. ``dataset.npz`` gathers the valid views only — the recipe
 drops views whose main feature leaves the window, and with them materials that have no valid
 view left — while every invalid view and its reason is listed in ``metrics.json`` and kept
-in the ``invalid_*`` arrays.
+in the ``invalid_*`` arrays. A campaign imaged with another instrument (``--probe``,
+``--tip-closer``, ``--df-steps``: the same views, for robustness rows and robust-encoder pairs)
+keeps its invalid views too (:func:`consolidate`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 from battgen import atomic
 from battgen.afm.cluster import DEFAULT_TARGET_ATOMS, Cluster, cut_cluster
 from battgen.afm.rotations import select_rotations
-from battgen.afm.simulate import DESCRIPTOR_NAMES, SimulationConfig
+from battgen.afm.simulate import DEFAULT_PROBE, DESCRIPTOR_NAMES, SimulationConfig
 from battgen.parallel import local_workers, parallel_map
 from battgen.plans import Plan, check_saved_plan
 
@@ -155,25 +157,63 @@ def simulate_structure(
 # --------------------------------------------------------------------------- campaign plan
 
 
+# The instrument a campaign images with, when it is not the training campaign's (robustness
+# rows simulated rather than imitated): saved in the plan only when they differ from these.
+_INSTRUMENT_DEFAULTS = {"probe": DEFAULT_PROBE, "tip_closer": 0.0, "df_steps": SimulationConfig.df_steps}
+
+
 @dataclass(frozen=True)
 class CampaignPlan(Plan):
     candidates: int = 100
     keep: int = 8
     grid: int = 64
     target_atoms: int = DEFAULT_TARGET_ATOMS
+    probe: str = DEFAULT_PROBE
+    # Å the whole stack is recorded closer to the sample than the training campaign's (negative: farther).
+    tip_closer: float = 0.0
+    # z steps of 0.1 Å in the Δf convolution: the oscillation amplitude; the mean tip heights stay put.
+    df_steps: int = SimulationConfig.df_steps
 
     def __post_init__(self) -> None:
         if not 1 <= self.keep <= self.candidates:
             raise ValueError(f"views kept must be between 1 and the number of candidate rotations "
                              f"({self.candidates}), got {self.keep}")
-        SimulationConfig(grid=self.grid)  # validates the grid
+        if not -1.0 <= self.tip_closer <= 1.0:
+            raise ValueError(f"the tip offset must be within ±1 Å, got {self.tip_closer}")
+        if not 2 <= self.df_steps <= 40:
+            raise ValueError(f"the Δf convolution needs 2-40 steps of 0.1 Å, got {self.df_steps}")
+        self.simulation_config()  # validates the grid and the probe
 
     def simulation_config(self) -> SimulationConfig:
-        return SimulationConfig(grid=self.grid)
+        base = SimulationConfig()
+        # The mean apex height of the closest image is distance + df_steps·dz/2 above the surface
+        # (plus the probe's radius); a longer oscillation keeps the same mean heights.
+        distance = base.distance - self.tip_closer - (self.df_steps - base.df_steps) * base.dz / 2
+        return SimulationConfig(grid=self.grid, probe=self.probe, distance=round(distance, 6),
+                                df_steps=self.df_steps)
+
+    @property
+    def is_training_instrument(self) -> bool:
+        return all(getattr(self, k) == v for k, v in _INSTRUMENT_DEFAULTS.items())
+
+    def instrument_name(self) -> str:
+        """What differs from the training campaign's instrument, in words ('' when nothing does)."""
+        parts = []
+        if self.probe != DEFAULT_PROBE:
+            parts.append(f"{self.probe} probe")
+        if self.tip_closer:
+            parts.append(f"tip {abs(self.tip_closer):.2g} Å {'closer' if self.tip_closer > 0 else 'farther'}")
+        if self.df_steps != SimulationConfig.df_steps:
+            parts.append(f"oscillation {self.df_steps * SimulationConfig.dz:.2g} Å")
+        return ", ".join(parts)
 
     def as_dict(self) -> dict:
+        values = super().as_dict()
+        for key, default in _INSTRUMENT_DEFAULTS.items():
+            if values[key] == default:
+                del values[key]  # campaigns saved before these were settings hold no such keys
         # The derived simulation settings are saved too: a change of their defaults changes every stack.
-        return {**super().as_dict(), "simulation": self.simulation_config().as_dict()}
+        return {**values, "simulation": self.simulation_config().as_dict()}
 
 
 # --------------------------------------------------------------------------- workers
@@ -310,8 +350,16 @@ def consolidate(
     wall_time_s: float = 0.0,
     session: dict | None = None,
 ) -> Path:
-    """Gather the run files of ``tasks`` into ``dataset.npz`` (valid views only) plus metadata and metrics."""
+    """Gather the run files of ``tasks`` into ``dataset.npz`` (valid views only) plus metadata and metrics.
+
+    A campaign imaged with another instrument than the training campaign's keeps its invalid views
+    too (they are still listed): the validity check asks whether the training instrument saw the
+    main feature, and with the tip farther most views show no repulsive maximum at all (393 of 600
+    test views 0.2 Å farther), which is what such a campaign is built to measure. Its views are
+    paired with the training campaign's, whose validity then decides.
+    """
     out = Path(out_dir)
+    keep_invalid = not plan.is_training_instrument
     missing = [t["id"] for t in tasks if not (out / RUNS_DIR / run_file_name(t["id"])).exists()]
     if missing:
         raise ValueError(f"{len(missing)} materials are missing in {out / RUNS_DIR}; build again")
@@ -337,7 +385,8 @@ def consolidate(
                 if not ok:
                     invalid.append({"material_id": task["id"], "material_index": m, "rank": k,
                                     "candidate_index": int(run["candidate_index"][k]), "reason": str(reason)})
-                    continue
+                    if keep_invalid is False:
+                        continue
                 for key in keep_fields:
                     rows[key].append(run[key][k])
                 index_rows["material_index"].append(m)
@@ -346,8 +395,9 @@ def consolidate(
                 index_rows["split"].append(task["split"])
 
     n_views = len(seconds)
-    n_valid = len(index_rows["material_index"])
-    if n_valid == 0:
+    n_kept = len(index_rows["material_index"])
+    n_valid = n_kept - (len(invalid) if keep_invalid else 0)
+    if n_kept == 0:
         raise ValueError(f"no valid view in {out / RUNS_DIR}: every material failed or left the scan window")
     config = plan.simulation_config()
     # Atom counts by atomic number per view (the atom regressor's target), when the table gave them.
@@ -392,6 +442,8 @@ def consolidate(
         "views_simulated": n_views,
         "valid_views": n_valid,
         "valid_fraction": n_valid / n_views if n_views else 0.0,
+        "views_kept": n_kept,
+        "invalid_views_kept": keep_invalid,
         "materials_kept": len(kept_materials),
         "materials_dropped_all_invalid": dropped,
         "materials_failed": failed,

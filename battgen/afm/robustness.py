@@ -66,10 +66,58 @@ def compare_with_stored_latents(mu: np.ndarray, material_id: np.ndarray, rotatio
             "stored_latent_rms": float(np.sqrt((stored.mu[list(theirs)] ** 2).mean()))}
 
 
+def matching_views(variant, data, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of ``variant``, rows of ``data``) holding the same view: material id and rotation.
+
+    A campaign simulated with another instrument picks its views from the cluster's geometry
+    alone, so its views are the clean campaign's; its vdW spheres and disks, which no probe
+    changes, must then agree to rounding, and a mismatch is refused rather than scored.
+    """
+    if variant.material_id is None or data.material_id is None:
+        raise ValueError("matching views needs material ids in both datasets (campaigns since session 6 have them)")
+    where = {(str(m), int(r)): int(i) for i, m, r in zip(rows, data.material_id[rows], data.rotation[rows])}
+    pairs = [(i, where[(str(m), int(r))]) for i, (m, r) in enumerate(zip(variant.material_id, variant.rotation))
+             if (str(m), int(r)) in where]
+    if not pairs:
+        raise ValueError(f"{variant.path} shares no view with {data.path}")
+    ours, theirs = (np.asarray(x, np.int64) for x in zip(*pairs))
+    names = list(data.descriptor_names)
+    unmoved = [names.index("vdw"), names.index("disks")]
+    mismatch = np.abs(np.asarray(variant.descriptors[ours][..., unmoved], np.float32)
+                      - np.asarray(data.descriptors[theirs][..., unmoved], np.float32)).max()
+    if mismatch > 0.01:
+        raise ValueError(f"{variant.path} images other atoms than {data.path} for the same view ids "
+                         f"(vdW spheres differ by {mismatch:.3f}); it was not built from the same table")
+    return ours, theirs
+
+
+def simulated_instrument_row(name: str, variant, data, rows: np.ndarray, evaluate) -> dict:
+    """One robustness row for a campaign simulated with another instrument (probe particle, tip
+    height, oscillation amplitude): its stacks against the clean campaign's descriptors and
+    composition for the same views, and its drops against the clean stacks of those views only.
+
+    ``evaluate(stacks, truth, view_rows)`` scores stacks as the table's other rows are scored.
+    """
+    ours, theirs = matching_views(variant, data, rows)
+    truth = np.asarray(data.descriptors[theirs], np.float32)
+    clean = evaluate(np.asarray(data.stacks[theirs], np.float32), truth, theirs)
+    row = {"condition": f"{name} (simulated)", "kind": "simulated", "value": None, "unit": "",
+           "views": int(len(ours)), "materials": int(len(set(np.asarray(variant.material_id[ours]).tolist()))),
+           "data": str(variant.path),
+           **evaluate(np.asarray(variant.stacks[ours], np.float32), truth, theirs)}
+    row["clean_ssim_same_views"] = clean["ssim_mean"]
+    row["ssim_drop"] = clean["ssim_mean"] - row["ssim_mean"]
+    if "composition_r2" in row:
+        row["clean_composition_r2_same_views"] = clean["composition_r2"]
+        row["composition_r2_drop"] = clean["composition_r2"] - row["composition_r2"]
+    return row
+
+
 def robustness_table(translator, regressor, density: LatentDensity, data, *,
                      distortions: Sequence[Distortion] = STANDARD_DISTORTIONS, split: str = "test",
                      max_views: int | None = None, seed: int = 0, batch_size: int = 32,
                      stored_latents: str | Path | None = None,
+                     simulated: Sequence[tuple[str, object]] = (),
                      progress: Callable[[str], None] | None = None) -> dict:
     """Clean vs each distortion on ``data``'s ``split`` views (an :class:`~battgen.afm.loader.AFMDataset`).
 
@@ -77,6 +125,8 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
     can be recomputed alone. ``regressor`` may be None (no composition column). With
     ``stored_latents`` (the translator's ``latents.npz``), the result says how closely the clean
     stacks reproduce the latents stored for the same views (:func:`compare_with_stored_latents`).
+    ``simulated`` adds a row per (name, dataset) of the same views imaged with another instrument
+    (:func:`simulated_instrument_row`).
     """
     rows = np.flatnonzero(data.split == split)
     if max_views is not None:
@@ -89,6 +139,11 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
     ions = np.asarray(data.working_ion[rows]).astype(str)
     def evaluate(s: np.ndarray, t: np.ndarray) -> dict:
         return _evaluate(translator, regressor, density, s, t, composition, ions, batch_size)[0]
+
+    def evaluate_views(s: np.ndarray, t: np.ndarray, view_rows: np.ndarray) -> dict:
+        comp = None if data.composition is None else np.asarray(data.composition[view_rows], np.float32)
+        return _evaluate(translator, regressor, density, s, t, comp,
+                         np.asarray(data.working_ion[view_rows]).astype(str), batch_size)[0]
 
     started = time.perf_counter()
     clean_row, clean_mu = _evaluate(translator, regressor, density, stacks, truth, composition, ions, batch_size)
@@ -106,6 +161,10 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
         row["ssim_drop"] = clean["ssim_mean"] - row["ssim_mean"]
         if "composition_r2" in row:
             row["composition_r2_drop"] = clean["composition_r2"] - row["composition_r2"]
+    for name, variant in simulated:
+        if progress is not None:
+            progress(f"{name} (simulated)")
+        table.append(simulated_instrument_row(name, variant, data, rows, evaluate_views))
     materials = None if data.material_id is None else int(len(set(np.asarray(data.material_id[rows]).tolist())))
     check = None
     if stored_latents is not None and data.material_id is not None:
@@ -128,7 +187,9 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
                        "calibrated threshold (the page warns); ood_caution_rate = fraction above the caution "
                        "level (the page calls such an input unusual, or warns above the threshold); drops are "
                        "clean minus distorted. Distorted stacks are renormalised by per-stack min-max as an "
-                       "upload is."),
+                       "upload is. Rows '(simulated)' are the same views simulated by ppafm with another "
+                       "instrument, scored against the training instrument's descriptors; their drops are "
+                       "against the clean stacks of those views only."),
         "seconds": time.perf_counter() - started,
         **({} if check is None else {"reproduces_stored_latents": check}),
     }

@@ -63,6 +63,11 @@ SUPPORTED_GRIDS: tuple[int, ...] = (32, 64, 128, 256)
 PROBE_Z = 8
 TIP_STIFFNESS = (0.25, 0.25, 0.0, 30.0)
 TIP_R0 = (0.0, 0.0, 3.0)
+# Probe particles a stack can be simulated with (atomic number of the particle). Every probe
+# hangs on the CO tip's spring: the robustness table asks what a different particle alone does
+# (its size and well depth), a question a change of two parameters at once could not answer.
+PROBES: dict[str, int] = {"CO": PROBE_Z, "Xe": 54}
+DEFAULT_PROBE = "CO"
 
 # Fixed physical ranges of the descriptor maps (Å, or ppafm's unitless disk weight); the
 # lower end is ppafm's background value, so it maps to −1.
@@ -91,10 +96,13 @@ class SimulationConfig:
     # field must be real there, whatever the scan distance.
     box_floor: float = -1.5
     pad_above: float = 0.5  # Å above the probe's highest unrelaxed position
+    probe: str = DEFAULT_PROBE  # a key of PROBES
 
     def __post_init__(self) -> None:
         if self.grid not in SUPPORTED_GRIDS:
             raise ValueError(f"grid must be one of {SUPPORTED_GRIDS}, got {self.grid}")
+        if self.probe not in PROBES:
+            raise ValueError(f"probe must be one of {', '.join(PROBES)}, got {self.probe!r}")
         if self.n_heights < 1 or self.df_steps < 1:
             raise ValueError("n_heights and df_steps must be at least 1")
         if min(self.scan_size, self.dz, self.lateral_pad, self.pad_above) <= 0:
@@ -111,8 +119,16 @@ class SimulationConfig:
     def pixel_size(self) -> float:
         return self.scan_size / (self.grid - 1)
 
+    @property
+    def probe_z(self) -> int:
+        return PROBES[self.probe]
+
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if values["probe"] == DEFAULT_PROBE:
+            # Campaigns saved before probes were a setting hold no 'probe' key; they used CO.
+            del values["probe"]
+        return values
 
 
 @dataclass(frozen=True)
@@ -289,7 +305,7 @@ class AFMSimulator:
         c = self.config
         half = c.scan_size / 2
         self.type_params = common.loadSpecies()
-        self.probe_radius = float(self.type_params[PROBE_Z - 1][0])
+        self.probe_radius = float(self.type_params[c.probe_z - 1][0])
         z_low = self.probe_radius + c.distance
         z_high = z_low + c.scan_steps * c.dz
         self.scan_window = ((-half, -half, z_low), (half, half, z_high))
@@ -299,7 +315,7 @@ class AFMSimulator:
             lvec=self.lvec,
             scan_dim=(c.grid, c.grid, c.scan_steps),
             scan_window=self.scan_window,
-            iZPP=PROBE_Z,
+            iZPP=c.probe_z,
             Qs=[0.0, 0.0, 0.0, 0.0],  # no sample charges, so tip charges would do nothing
             QZs=[0.0, 0.0, 0.0, 0.0],
             df_steps=c.df_steps,

@@ -121,7 +121,8 @@ def load_regressor_predictions(checkpoint: str | os.PathLike[str]) -> RegressorP
         return RegressorPredictions(z["true"], z["pred"], z["working_ion"].astype(str))
 
 
-_ROBUSTNESS_COLUMNS = {"condition": "condition", "ssim_before": "SSIM before", "ssim_drop_before": "SSIM drop before",
+_ROBUSTNESS_COLUMNS = {"condition": "condition", "views": "views", "within_bar": "within the bar",
+                       "ssim_before": "SSIM before", "ssim_drop_before": "SSIM drop before",
                        "ssim_mean": "SSIM", "ssim_drop": "SSIM drop",
                        "composition_r2_before": "composition R² before",
                        "composition_r2_drop_before": "R² drop before",
@@ -144,6 +145,14 @@ def robustness_frame(checkpoint: str | os.PathLike[str]) -> tuple[pd.DataFrame, 
         return None
     result = json.loads(path.read_text())
     frame = pd.DataFrame(result["rows"])
+    # Rows simulated with another instrument score the views that campaign holds; the others score all.
+    frame["views"] = (frame["views"] if "views" in frame.columns else pd.Series(index=frame.index, dtype=float)
+                      ).fillna(result["views"]).astype(int)
+    bar = result.get("bar", {})
+    if {"max_ssim_drop", "max_composition_r2_drop"} <= set(bar) and "composition_r2_drop" in frame.columns:
+        within = ((frame["ssim_drop"] <= bar["max_ssim_drop"])
+                  & (frame["composition_r2_drop"] <= bar["max_composition_r2_drop"]))
+        frame["within_bar"] = within.map({True: "yes", False: "no"}).where(frame["condition"] != "clean", "")
     before = {r["condition"]: r for r in result.get("before", {}).get("rows", [])}
     for key in ("ssim_mean", "ssim_drop", "composition_r2", "composition_r2_drop"):
         values = {condition: row[key] for condition, row in before.items() if key in row}
@@ -154,7 +163,6 @@ def robustness_frame(checkpoint: str | os.PathLike[str]) -> tuple[pd.DataFrame, 
             frame[rate] = 100.0 * frame[rate]
     frame = frame[[c for c in _ROBUSTNESS_COLUMNS if c in frame.columns]].rename(columns=_ROBUSTNESS_COLUMNS)
     frame = frame.round(3)
-    bar = result.get("bar", {})
     about = (f"{result['views']} {result['split']}-split views"
              + (f" of {result['materials']} materials" if result.get("materials") else "")
              + f"; OOD warned = % of views above the {result['ood_threshold_percentile']:g}th percentile of "

@@ -155,8 +155,9 @@ class RobustEncoderTrainingConfig(TrainingConfig):
     lr: float = override(TrainingConfig, "lr", 1e-4)
     patience: int = override(TrainingConfig, "patience", 3)
     data: Path = override(TranslatorTrainingConfig, "data")
-    teacher: Path = option(help="the translator whose latents the student must reproduce",
-                           default_factory=lambda: paths.checkpoint_dir(paths.TRANSLATOR))
+    teacher: Path = option(help="the translator whose latents the student must reproduce (the shipped translator "
+                                "before its robust encoder)",
+                           default_factory=lambda: paths.checkpoint_dir(paths.TRANSLATOR_TEACHER))
     out: Path = option(help="checkpoint directory of the student (a whole translator)",
                        default_factory=lambda: paths.checkpoint_dir(paths.TRANSLATOR))
     eval_data: Path | None = option(None, "an AFM dataset whose test views score the student's descriptors "
@@ -165,6 +166,11 @@ class RobustEncoderTrainingConfig(TrainingConfig):
                                  minimum=0)
     holdout: float = option(0.1, "share of the training materials held out to pick the best epoch when the "
                                  "data has no val split", above=0, below=1)
+    init_from: Path | None = option(None, "start the student from this translator (an earlier student of the same "
+                                          "teacher) instead of the teacher's weights")
+    instrument_data: Path | None = option(None, "a folder of campaigns of DATA's views imaged with other instruments "
+                                                "(one subfolder each, built with build-dataset --probe, --tip-closer "
+                                                "or --df-steps): the student also reads those as the clean stacks")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from battgen import atomic
-from battgen.afm.augment import distorted_pairs
+from battgen.afm.augment import TRAINING_RANGES, distorted_pairs
 from battgen.afm.loader import AFMDataset, load_afm_dataset
 from battgen.afm.ood import OOD_FILENAME
 from battgen.artifacts import read_metrics, write_metadata, write_metrics
@@ -81,6 +81,40 @@ def holdout_rows(data: AFMDataset, share: float, seed: int) -> tuple[np.ndarray,
 
 
 @dataclass(frozen=True)
+class InstrumentPairs:
+    """Views of the training campaign simulated with another instrument (probe particle, tip height,
+    oscillation), each beside the row of ``data`` holding the same view imaged as in training."""
+
+    name: str
+    path: Path
+    stacks: np.ndarray  # (n, H, W, heights) float16, the other instrument's stacks
+    rows: np.ndarray  # (n,) rows of the training campaign: the same views, training instrument
+
+    def select(self, keep: np.ndarray) -> "InstrumentPairs":
+        return InstrumentPairs(self.name, self.path, self.stacks[keep], self.rows[keep])
+
+
+def load_instrument_pairs(folder: Path, data: AFMDataset) -> list[InstrumentPairs]:
+    """Every campaign under ``folder`` (a subfolder with a ``dataset.npz`` each), matched view by
+    view to ``data`` (:func:`battgen.afm.robustness.matching_views`); its instrument named from its plan."""
+    from battgen.afm.commands import _instrument_name
+    from battgen.afm.robustness import matching_views
+
+    folder = Path(folder)
+    campaigns = sorted(p for p in folder.iterdir() if (p / "dataset.npz").is_file()) if folder.is_dir() else []
+    if not campaigns:
+        raise ValueError(f"{folder} holds no campaign folders with a dataset.npz (build them with "
+                         "`afm build-dataset --probe/--tip-closer/--df-steps --out {folder}/NAME`)")
+    everything = np.arange(len(data))
+    pairs = []
+    for path in campaigns:
+        variant = load_afm_dataset(path, dtype=np.float16, required_splits=())
+        ours, theirs = matching_views(variant, data, everything)
+        pairs.append(InstrumentPairs(_instrument_name(str(path)), variant.path, np.asarray(variant.stacks[ours]), theirs))
+    return pairs
+
+
+@dataclass(frozen=True)
 class ValidationPairs:
     """Fixed distorted/reference pairs of the held-out views, with the teacher's latents of them
     encoded once: the teacher never changes, so only the student is re-encoded each epoch."""
@@ -94,8 +128,15 @@ class ValidationPairs:
 
     @classmethod
     def make(cls, teacher: AFMTranslator, clean: np.ndarray, rng: np.random.Generator,
-             device: torch.device) -> "ValidationPairs":
+             device: torch.device, instrument: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+             ) -> "ValidationPairs":
+        """``instrument``: (stacks of another instrument, the same views' clean stacks, instrument names),
+        scored beside the random distortions as kinds of their own."""
         distorted, reference, kinds = distorted_pairs(clean, rng)
+        if instrument is not None and len(instrument[0]):
+            distorted = np.concatenate([distorted, instrument[0]])
+            reference = np.concatenate([reference, instrument[1]])
+            kinds = [*kinds, *instrument[2]]
         return cls(clean=clean, distorted=distorted, kinds=np.array(kinds),
                    target_clean=_eval_means(teacher, clean, device), target=_eval_means(teacher, reference, device),
                    teacher_distorted=_eval_means(teacher, distorted, device))
@@ -128,6 +169,27 @@ def _test_metrics(model: AFMTranslator, data: AFMDataset, device: torch.device) 
                               data.descriptor_names, ions=data.working_ion[rows])
 
 
+def _initial_weights(teacher: AFMTranslator, architecture: dict, init_from: Path | None) -> dict:
+    """The teacher's weights, or those of ``init_from``: an earlier student whose decoder must be the
+    teacher's, else it reads another latent space and continuing from it would train towards a moved one."""
+    if init_from is None:
+        return teacher.state_dict()
+    if not (Path(init_from) / AFMTranslator.config_name).is_file():
+        raise ValueError(f"no translator checkpoint at {init_from} to start the student from")
+    start = AFMTranslator.from_pretrained(init_from)
+    differ = sorted(k for k, v in start.config.items() if not k.startswith("_") and architecture.get(k) != v)
+    if differ:
+        raise ValueError(f"{init_from} is not a student of this teacher (its {', '.join(differ)} differ); "
+                         "start from the teacher or a student of it")
+    state = start.state_dict()
+    frozen = [k for k, v in teacher.state_dict().items()
+              if k.startswith(("decoder.", "post_quant_conv.")) and not torch.equal(v, state[k])]
+    if frozen:
+        raise ValueError(f"{init_from} is not a student of this teacher (another decoder: {len(frozen)} tensors "
+                         "differ); start from the teacher or a student of it")
+    return state
+
+
 def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
     """Fine-tune the encoder of ``config.teacher`` as the module docstring says; save it to ``config.out``."""
     t_start = time.perf_counter()
@@ -141,8 +203,9 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
     teacher = AFMTranslator.from_pretrained(teacher_dir).to(dev).eval().requires_grad_(False)
     teacher_metrics = read_metrics(teacher_dir) or {}
     # Made from the config, not loaded: a loaded model's config carries the absolute path it came from.
-    student = AFMTranslator.from_config({k: v for k, v in teacher.config.items() if not k.startswith("_")})
-    student.load_state_dict(teacher.state_dict())
+    architecture = {k: v for k, v in teacher.config.items() if not k.startswith("_")}
+    student = AFMTranslator.from_config(architecture)
+    student.load_state_dict(_initial_weights(teacher, architecture, config.init_from))
     student.to(dev)
     student.decoder.requires_grad_(False)
     student.post_quant_conv.requires_grad_(False)
@@ -151,8 +214,28 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
     train_rows, val_rows = holdout_rows(data, config.holdout, config.seed)
     if not len(train_rows):
         raise ValueError(f"{data.path} has no training views")
+    instrument, instrument_val = [], None
+    if config.instrument_data is not None:
+        # Views of held-out materials score the student; those of training materials train it.
+        held_out = set(np.unique(data.material[val_rows]).tolist())
+        for group in load_instrument_pairs(config.instrument_data, data):
+            in_val = np.array([m in held_out for m in data.material[group.rows]], bool)
+            in_train = np.isin(group.rows, train_rows)
+            instrument.append(group.select(in_train))
+            val_group = group.select(in_val)
+            names = [group.name] * len(val_group.rows)
+            if instrument_val is None:
+                instrument_val = (val_group.stacks.astype(np.float32), np.asarray(data.stacks[val_group.rows], np.float32), names)
+            else:
+                instrument_val = (np.concatenate([instrument_val[0], val_group.stacks.astype(np.float32)]),
+                                  np.concatenate([instrument_val[1], np.asarray(data.stacks[val_group.rows], np.float32)]),
+                                  instrument_val[2] + names)
     pairs = ValidationPairs.make(teacher, np.asarray(data.stacks[val_rows], np.float32),
-                                 np.random.default_rng([config.seed, 2]), dev)
+                                 np.random.default_rng([config.seed, 2]), dev, instrument=instrument_val)
+    # A training item is a row of the campaign (distorted at random each epoch) or (group, index) of
+    # an instrument campaign; group -1 marks the campaign's own rows.
+    items = np.array([(-1, int(r)) for r in train_rows]
+                     + [(g, i) for g, group in enumerate(instrument) for i in range(len(group.rows))], np.int64)
 
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr)
@@ -166,7 +249,8 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
     def objective(score: dict) -> float:
         return score["distorted_mse"] + config.clean_weight * score["clean_mse"]
 
-    # The teacher itself is the first candidate: a fine-tune that only makes things worse ships nothing new.
+    # The starting point (the teacher, or --init-from) is the first candidate: a fine-tune that only
+    # makes things worse ships nothing new.
     stopper.update(-1, objective(start_score), lambda: cpu_state(student))
     epochs = tqdm(range(config.epochs), desc="robust encoder", unit="epoch", disable=not config.progress)
     for epoch in epochs:
@@ -175,28 +259,35 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
             break
         t_epoch = time.perf_counter()
         student.train()
-        order = torch.randperm(len(train_rows), generator=gen).numpy()
+        order = torch.randperm(len(items), generator=gen).numpy()
         sums = {"distorted": 0.0, "clean": 0.0}
+        n_clean_seen = 0
         for i in range(0, len(order), config.batch_size):
-            rows = np.sort(train_rows[order[i:i + config.batch_size]])
+            batch = items[order[i:i + config.batch_size]]
+            rows = np.sort(batch[batch[:, 0] < 0, 1])
             clean = np.asarray(data.stacks[rows], np.float32)
             distorted, reference, _ = distorted_pairs(clean, pair_rng)
+            for g, index in batch[batch[:, 0] >= 0]:
+                group = instrument[g]
+                distorted = np.concatenate([distorted, group.stacks[index][None].astype(np.float32)])
+                reference = np.concatenate([reference, np.asarray(data.stacks[group.rows[index]], np.float32)[None]])
             with torch.no_grad():
                 target = _means(teacher, np.concatenate([reference, clean]), dev)
             pred = _means(student, np.concatenate([distorted, clean]), dev)
-            n = len(rows)
+            n = len(distorted)
             loss_distorted = ((pred[:n] - target[:n]) ** 2).mean()
-            loss_clean = ((pred[n:] - target[n:]) ** 2).mean()
+            loss_clean = ((pred[n:] - target[n:]) ** 2).mean() if len(rows) else pred.new_zeros(())
             loss = loss_distorted + config.clean_weight * loss_clean
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sums["distorted"] += loss_distorted.item() * n
-            sums["clean"] += loss_clean.item() * n
+            sums["clean"] += loss_clean.item() * len(rows)
+            n_clean_seen += len(rows)
         student.eval()
         val = _score(student, pairs, dev)
-        history["train_distorted_mse"].append(sums["distorted"] / len(train_rows))
-        history["train_clean_mse"].append(sums["clean"] / len(train_rows))
+        history["train_distorted_mse"].append(sums["distorted"] / len(items))
+        history["train_clean_mse"].append(sums["clean"] / max(1, n_clean_seen))
         history["val_distorted_mse"].append(val["distorted_mse"])
         history["val_clean_mse"].append(val["clean_mse"])
         history["epoch_seconds"].append(time.perf_counter() - t_epoch)
@@ -216,12 +307,24 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
                      f"{config.clean_weight:g} x student(clean) vs teacher(clean)",
         "clean_rms": float(np.sqrt(val["clean_mse"])),
         "validation_before": start_score, "validation": val,
-        # best_epoch 0: no epoch beat the teacher, which is then kept as it was
+        # best_epoch 0: no epoch beat the starting point, which is then kept as it was
+        "init_from": None if config.init_from is None else for_display(config.init_from),
         "best_epoch": stopper.best_epoch + 1, "epochs_run": len(history["epoch_seconds"]), "stopped": stopped,
         "train_seconds": budget.elapsed(), "n_train": int(len(train_rows)), "n_val": int(len(val_rows)),
         "train_materials": int(len(np.unique(data.material[train_rows]))),
+        "instrument_views": {group.name: {"train": int(len(group.rows)),
+                                          "val": int(np.sum(pairs.kinds == group.name))} for group in instrument},
         "history": dict(history),
     }
+    if config.init_from is not None:
+        # The shipped student's cost is the sum of every stage it was trained in.
+        earlier = (read_metrics(config.init_from) or {}).get("robust_encoder") or {}
+        summary["earlier_stages"] = [*earlier.get("earlier_stages", []), {
+            k: earlier.get(k) for k in ("train_seconds", "epochs_run", "best_epoch", "n_train", "train_materials",
+                                        "init_from", "training_ranges")}]
+        summary["total_train_seconds"] = summary["train_seconds"] + sum(
+            stage.get("train_seconds") or 0.0 for stage in summary["earlier_stages"])
+    summary["training_ranges"] = {k: list(v) for k, v in TRAINING_RANGES.items()}
     metrics = {k: v for k, v in teacher_metrics.items() if k != "robust_encoder"}
     metrics["robust_encoder"] = summary
     if config.eval_data is not None:
@@ -245,11 +348,13 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
             config={"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
                     "patience": config.patience, "max_minutes": config.max_minutes, "optimizer": "Adam",
                     "clean_weight": config.clean_weight, "holdout": config.holdout, "device": str(dev),
+                    "init_from": None if config.init_from is None else for_display(config.init_from),
+                    "instrument_data": None if config.instrument_data is None else for_display(config.instrument_data),
                     "torch_threads": torch.get_num_threads(), "teacher": for_display(teacher_dir),
                     "trained": "encoder and quant_conv; decoder frozen",
                     "model": {k: v for k, v in student.config.items() if not k.startswith("_")}},
             seed=config.seed,
-            inputs=[data.path],
+            inputs=[data.path, *(group.path for group in instrument)],
             wall_time_s=time.perf_counter() - t_start,
             extra={"artifact": "afm_translator",
                    "copied_from_teacher": [n for n in TEACHER_FILES if (teacher_dir / n).exists()]},

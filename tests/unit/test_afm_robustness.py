@@ -87,6 +87,9 @@ def test_the_table_is_json_and_the_page_frame_reads_it(table, tmp_path):
     assert list(frame["condition"]) == ["clean", "white noise SNR 3", "white noise SNR 1", "offset 12 px"]
     assert {"SSIM", "SSIM drop", "composition R²", "R² drop", "OOD warned (%)"} <= set(frame.columns)
     assert frame["OOD warned (%)"].iloc[2] == 100.0
+    assert (frame["views"] == result["views"]).all()
+    drops_ok = [r["ssim_drop"] <= 0.05 and r["composition_r2_drop"] <= 0.1 for r in result["rows"][1:]]
+    assert frame["within the bar"].tolist() == [""] + ["yes" if ok else "no" for ok in drops_ok]
     assert "test-split views" in about and "99th percentile" in about
     assert robustness_frame(tmp_path / "none") is None
 

@@ -231,6 +231,15 @@ def test_consolidate_keeps_valid_views_and_records_invalid_and_failed_ones(tmp_p
     assert metrics["materials_dropped_all_invalid"] == ["m1"]
     assert metrics["materials_failed"] == [{"material_id": "m2", "reason": "no atoms"}]
     assert metrics["stacks_per_s_per_worker"] == pytest.approx(2.0)
+    assert metrics["views_kept"] == 1 and metrics["invalid_views_kept"] is False
+
+    # Another instrument keeps every view (paired later with the training campaign's valid ones),
+    # still listing the ones the training instrument's check would drop.
+    data = _arrays(consolidate(tmp_path, tasks, CampaignPlan(candidates=2, keep=2, grid=32, tip_closer=-0.2)))
+    assert data["stacks"].shape == (4, 8, 8, 10) and data["material_index"].tolist() == [0, 0, 1, 1]
+    assert data["invalid_material_index"].tolist() == [0, 1, 1]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["valid_views"] == 1 and metrics["views_kept"] == 4 and metrics["invalid_views_kept"] is True
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -404,3 +413,89 @@ def test_a_campaign_can_be_limited_to_one_split_of_the_table():
     assert {t["split"] for t in tasks} == {"test"}
     with pytest.raises(ValueError, match="no split 'holdout'"):
         _tasks_from_table("assets/electrodes", None, split="holdout")
+
+
+def test_another_instrument_is_a_plan_setting_that_old_campaigns_do_not_carry():
+    from battgen.afm.dataset import CampaignPlan
+    from battgen.afm.simulate import SimulationConfig
+
+    training = CampaignPlan(keep=4)
+    # Saved plans from before these settings existed must still match the training instrument's.
+    assert not {"probe", "tip_closer", "df_steps"} & set(training.as_dict())
+    assert "probe" not in training.as_dict()["simulation"]
+    assert training.is_training_instrument and training.instrument_name() == ""
+    assert CampaignPlan.from_dict(training.as_dict()) == training
+
+    xe = CampaignPlan(keep=4, probe="Xe")
+    assert xe.simulation_config().probe_z == 54 and xe.as_dict()["probe"] == "Xe"
+    assert CampaignPlan.from_dict(xe.as_dict()) == xe
+    closer, farther = CampaignPlan(keep=4, tip_closer=0.2), CampaignPlan(keep=4, tip_closer=-0.2)
+    assert closer.simulation_config().distance == pytest.approx(SimulationConfig().distance - 0.2)
+    assert farther.simulation_config().distance == pytest.approx(SimulationConfig().distance + 0.2)
+    # A longer oscillation keeps the mean tip heights: the closest turning point comes closer.
+    swing = CampaignPlan(keep=4, df_steps=20)
+    assert swing.simulation_config().distance == pytest.approx(SimulationConfig().distance - 0.5)
+    assert [p.instrument_name() for p in (xe, closer, farther, swing)] == [
+        "Xe probe", "tip 0.2 Å closer", "tip 0.2 Å farther", "oscillation 2 Å"]
+    for bad in ({"probe": "W"}, {"tip_closer": 3.0}, {"df_steps": 1}):
+        with pytest.raises(ValueError):
+            CampaignPlan(keep=4, **bad)
+
+
+@pytest.mark.slow
+def test_a_xe_probe_campaign_images_the_same_views_and_scores_as_a_robustness_row(tmp_path):
+    pytest.importorskip("pyopencl")
+    import torch
+
+    from battgen.afm.dataset import CampaignPlan, build_dataset
+    from battgen.afm.loader import load_afm_dataset
+    from battgen.afm.ood import LatentDensity
+    from battgen.afm.robustness import matching_views, robustness_table
+    from battgen.models.atom_regressor import AtomRegressor
+    from battgen.models.translator import AFMTranslator
+
+    torch.set_num_threads(1)
+    paths = {}
+    for name, probe in (("co", "CO"), ("xe", "Xe")):
+        plan = CampaignPlan(candidates=10, keep=2, grid=64, probe=probe)
+        paths[name] = build_dataset("assets/electrodes", tmp_path / name, plan, workers=1, limit=2, split="test",
+                                    progress=False)
+    clean = load_afm_dataset(paths["co"], required_splits=("test",))
+    xe = load_afm_dataset(paths["xe"], required_splits=("test",))
+    rows = clean.indices("test")
+    ours, theirs = matching_views(xe, clean, rows)
+    assert len(ours) == len(xe) == len(clean)
+    # The probe changes the force map, not the atoms under it.
+    assert not np.allclose(np.asarray(xe.stacks[ours], np.float32), np.asarray(clean.stacks[theirs], np.float32))
+
+    checkpoints = Path(__file__).resolve().parents[2] / "checkpoints"
+    result = robustness_table(
+        AFMTranslator.from_pretrained(checkpoints / "translator").eval(),
+        AtomRegressor.from_pretrained(checkpoints / "atom_regressor").eval(),
+        LatentDensity.load(checkpoints / "translator"), clean, distortions=(), simulated=[("Xe probe", xe)])
+    clean_row, xe_row = result["rows"]
+    assert xe_row["condition"] == "Xe probe (simulated)" and xe_row["views"] == len(xe)
+    # Every clean view is matched here, so the same-view reference is the clean row itself.
+    assert xe_row["clean_ssim_same_views"] == pytest.approx(clean_row["ssim_mean"])
+    assert xe_row["ssim_drop"] == pytest.approx(clean_row["ssim_mean"] - xe_row["ssim_mean"])
+    assert xe_row["composition_r2_drop"] == pytest.approx(clean_row["composition_r2"] - xe_row["composition_r2"])
+
+    # A campaign of other atoms under the same view ids is refused, not scored.
+    shuffled = load_afm_dataset(paths["xe"], required_splits=("test",))
+    shuffled.descriptors = np.full_like(np.asarray(shuffled.descriptors), -1.0)  # no atom anywhere
+    with pytest.raises(ValueError, match="other atoms"):
+        matching_views(shuffled, clean, rows)
+
+
+def test_robustness_names_a_simulated_campaign_by_its_instrument_and_refuses_the_training_one(tmp_path):
+    from battgen.afm.commands import _instrument_name
+    from battgen.afm.dataset import CampaignPlan
+
+    for name, plan in (("closer", CampaignPlan(keep=4, tip_closer=0.2)), ("same", CampaignPlan(keep=4))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metadata.json").write_text(json.dumps({"config": plan.as_dict()}))
+    assert _instrument_name(str(tmp_path / "closer" / "dataset.npz")) == "tip 0.2 Å closer"
+    with pytest.raises(ValueError, match="training instrument"):
+        _instrument_name(str(tmp_path / "same"))
+    with pytest.raises(ValueError, match="no campaign metadata"):
+        _instrument_name(str(tmp_path))

@@ -92,6 +92,26 @@ def test_the_student_keeps_the_decoder_and_the_teachers_files_and_never_ships_wo
     assert meta["command"].startswith("python -m battgen train robust-encoder")
     assert meta["copied_from_teacher"] == ["latents.npz"]
 
+    # A second stage continues from the student towards the same teacher, on the same validation pairs.
+    stage2 = tmp_path / "stage2"
+    assert main(["train", "robust-encoder", "--teacher", str(teacher), "--init-from", str(student), "--out",
+                 str(stage2), "--data", str(data), "--epochs", "1", "--batch-size", "4", "--lr", "1e-3",
+                 "--device", "cpu", "--no-progress"]) == 0
+    second = json.loads((stage2 / "metrics.json").read_text())["robust_encoder"]
+    assert second["validation_before"]["distorted_mse"] == pytest.approx(after["distorted_mse"], rel=1e-4)
+    assert second["validation_before"]["distorted_mse_teacher"] == pytest.approx(before["distorted_mse_teacher"])
+    assert second["earlier_stages"][0]["epochs_run"] == 3
+    assert second["total_train_seconds"] == pytest.approx(second["train_seconds"] + robust["train_seconds"])
+    # A translator with another decoder reads another latent space: not a student of this teacher.
+    other = tmp_path / "other"
+    assert main(["train", "translator", "--out", str(other), "--data", str(data), "--epochs", "1", "--batch-size", "4",
+                 "--channels", "8,16,32", "--device", "cpu", "--no-progress", "--no-adversarial", "--seed", "1"]) == 0
+    capsys.readouterr()
+    assert main(["train", "robust-encoder", "--teacher", str(teacher), "--init-from", str(other), "--out",
+                 str(tmp_path / "stage3"), "--data", str(data), "--epochs", "1", "--device", "cpu",
+                 "--no-progress"]) != 0
+    assert "not a student of this teacher" in capsys.readouterr().err and not (tmp_path / "stage3").exists()
+
 
 def test_a_missing_teacher_is_an_error_and_writes_nothing(tmp_path, capsys):
     from battgen.cli import main
@@ -125,3 +145,44 @@ def test_the_regressor_trains_on_distorted_copies_of_training_views_only(tmp_pat
                  "--distorted-data", str(leaky)]) != 0
     assert "validation or test materials" in capsys.readouterr().err
     assert not (tmp_path / "leak").exists()
+
+
+def test_views_imaged_with_another_instrument_train_and_score_the_student_by_material(tmp_path, capsys):
+    from battgen.afm.dataset import CampaignPlan
+    from battgen.afm.formats.grid import to_unit_range
+    from battgen.cli import main
+
+    n = 24
+    ids = np.array([f"mat-{i}" for i in range(n // 2)])
+    data = write_afm_dataset(tmp_path / "data", n=n, material_ids=ids)
+    with np.load(data / "dataset.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    # "Another probe": a monotone remap of every stack, renormalised as a simulated stack is.
+    arrays["stacks"] = np.stack([to_unit_range(np.sign(s) * np.abs(s.astype(np.float32)) ** 0.5)
+                                 for s in arrays["stacks"]]).astype(np.float16)
+    variant = tmp_path / "instruments" / "xe"
+    variant.mkdir(parents=True)
+    np.savez(variant / "dataset.npz", **arrays)
+    (variant / "metadata.json").write_text(json.dumps({"config": CampaignPlan(keep=2, probe="Xe").as_dict()}))
+    teacher = tiny_translator(tmp_path / "teacher", data)
+    capsys.readouterr()
+    student = tmp_path / "student"
+    assert main(["train", "robust-encoder", "--teacher", str(teacher), "--out", str(student), "--data", str(data),
+                 "--instrument-data", str(tmp_path / "instruments"), "--epochs", "1", "--batch-size", "4",
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert "Xe probe" in capsys.readouterr().out
+    robust = json.loads((student / "metrics.json").read_text())["robust_encoder"]
+    split = np.resize(["train", "train", "train", "train", "val", "val", "test", "test"], n)
+    # Test-split views neither train nor score: only views of training and validation materials are used.
+    assert robust["instrument_views"] == {"Xe probe": {"train": int((split == "train").sum()),
+                                                       "val": int((split == "val").sum())}}
+    assert robust["validation"]["per_kind"]["Xe probe"]["views"] == int((split == "val").sum())
+    assert robust["n_train"] == int((split == "train").sum())  # the campaign's own rows, as before
+    meta = json.loads((student / "metadata.json").read_text())
+    assert any(entry["path"].endswith("xe/dataset.npz") for entry in meta["inputs"])
+
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "robust-encoder", "--teacher", str(teacher), "--out", str(tmp_path / "s2"), "--data",
+                 str(data), "--instrument-data", str(tmp_path / "empty"), "--epochs", "1", "--device", "cpu",
+                 "--no-progress"]) != 0
+    assert "no campaign folders" in capsys.readouterr().err and not (tmp_path / "s2").exists()

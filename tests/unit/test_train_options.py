@@ -195,8 +195,10 @@ def test_the_makefile_training_lines_parse(monkeypatch):
     adversarial, ablation, type_map_tune, regressor, robust, robust_regressor, mean_regressor, screening, *sei = configs
     # The robust encoder replaces the shipped translator; the regressor that follows reads its latents,
     # with distorted copies of the same training views it learnt from.
-    assert robust.teacher == robust.out == paths.checkpoint_dir(paths.TRANSLATOR)
-    assert robust.eval_data is not None and robust.threads == 2
+    # Its teacher is the translator before it, shipped, so a rerun never teaches the student itself.
+    assert robust.teacher == paths.checkpoint_dir(paths.TRANSLATOR_TEACHER)
+    assert robust.out == paths.checkpoint_dir(paths.TRANSLATOR)
+    assert robust.eval_data is not None and robust.threads == 2 and robust.instrument_data is not None
     assert robust_regressor.distorted_data == robust.data and robust_regressor.translator == robust.out
     assert robust_regressor.out == paths.checkpoint_dir(paths.ATOM_REGRESSOR)
     # The SEI models learn finished SEIs only, all three from the same dataset and budget.
