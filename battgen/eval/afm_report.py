@@ -85,11 +85,17 @@ def robust_encoder_tables(metrics: Mapping) -> tuple[pd.DataFrame, pd.DataFrame 
         clean = pd.DataFrame([{"descriptor": name, "SSIM before": metrics["test_teacher"]["per_descriptor"][name]["ssim"],
                                "SSIM after": m["ssim"]}
                               for name, m in metrics["test"]["per_descriptor"].items()]).round(3)
+    instruments = robust.get("instrument_views") or {}
+    counts = "; ".join(f"{name}: {n['train']} training, {n['val']} held-out views" for name, n in instruments.items())
+    imaged = f", plus the same views imaged by other instruments simulated with ppafm ({counts})" if instruments else ""
+    also = ", and on the other instruments' held-out views" if instruments else ""
     about = (f"Encoder fine-tuned from {robust['teacher']} on {robust['n_train']} views of "
-             f"{robust['train_materials']} training materials ({robust['epochs_run']} epochs, best {robust['best_epoch']}, "
-             f"{robust['train_seconds'] / 60:.0f} min); decoder frozen. Latent MSE in the diffusion model's unit-variance "
-             f"units on {robust['n_val']} held-out views, each randomly distorted, against the shipped encoder's latent "
-             f"of the clean stack moved with the sample. Clean stacks move by an RMS of {robust['clean_rms']:.3f}.")
+             f"{robust['train_materials']} training materials{imaged} ({robust['epochs_run']} epochs, best "
+             f"{robust['best_epoch']}, {robust.get('total_train_seconds', robust['train_seconds']) / 60:.0f} min); "
+             f"decoder frozen. Latent MSE in the diffusion model's unit-variance units on {robust['n_val']} held-out "
+             f"views, each randomly distorted{also}, "
+             f"against the teacher's latent of the clean stack (moved with the sample). Clean stacks move by an RMS of "
+             f"{robust['clean_rms']:.3f}.")
     return kinds, clean, about
 
 

@@ -240,6 +240,11 @@ def test_model_quality_shows_the_robustness_table_and_the_ood_calibration(shippe
     assert {"SSIM before", "composition R² before"} <= set(robustness.columns)
     noisy = robustness[robustness["condition"].str.contains("noise")]
     assert (noisy["SSIM drop"] < noisy["SSIM drop before"]).all()
+    # Other instruments simulated by ppafm (probe particle, tip height) on a subset of the same views.
+    simulated = robustness[robustness["condition"].str.endswith("(simulated)")]
+    assert {"Xe probe (simulated)", "tip 0.2 Å closer (simulated)"} <= set(simulated["condition"])
+    assert (simulated["views"] < robustness["views"].iloc[0]).all()
+    assert set(robustness["within the bar"].iloc[1:]) <= {"yes", "no"}
     kinds = next(f for f in frames if "latent MSE after" in f.columns)
     for kind in ("gaussian", "pink", "drift", "tip_height"):
         row = kinds[kinds["distortion"] == kind].iloc[0]
