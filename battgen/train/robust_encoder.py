@@ -104,7 +104,7 @@ def load_instrument_pairs(folder: Path, data: AFMDataset) -> list[InstrumentPair
     campaigns = sorted(p for p in folder.iterdir() if (p / "dataset.npz").is_file()) if folder.is_dir() else []
     if not campaigns:
         raise ValueError(f"{folder} holds no campaign folders with a dataset.npz (build them with "
-                         "`afm build-dataset --probe/--tip-closer/--df-steps --out {folder}/NAME`)")
+                         f"`afm build-dataset --probe/--tip-closer/--df-steps --out {folder}/NAME`)")
     everything = np.arange(len(data))
     pairs = []
     for path in campaigns:
@@ -217,19 +217,13 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
     instrument, instrument_val = [], None
     if config.instrument_data is not None:
         # Views of held-out materials score the student; those of training materials train it.
-        held_out = set(np.unique(data.material[val_rows]).tolist())
-        for group in load_instrument_pairs(config.instrument_data, data):
-            in_val = np.array([m in held_out for m in data.material[group.rows]], bool)
-            in_train = np.isin(group.rows, train_rows)
-            instrument.append(group.select(in_train))
-            val_group = group.select(in_val)
-            names = [group.name] * len(val_group.rows)
-            if instrument_val is None:
-                instrument_val = (val_group.stacks.astype(np.float32), np.asarray(data.stacks[val_group.rows], np.float32), names)
-            else:
-                instrument_val = (np.concatenate([instrument_val[0], val_group.stacks.astype(np.float32)]),
-                                  np.concatenate([instrument_val[1], np.asarray(data.stacks[val_group.rows], np.float32)]),
-                                  instrument_val[2] + names)
+        held_out = np.isin(data.material, data.material[val_rows])
+        groups = load_instrument_pairs(config.instrument_data, data)
+        instrument = [group.select(np.isin(group.rows, train_rows)) for group in groups]
+        val_groups = [group.select(held_out[group.rows]) for group in groups]
+        instrument_val = (np.concatenate([g.stacks for g in val_groups]).astype(np.float32),
+                          np.asarray(data.stacks[np.concatenate([g.rows for g in val_groups])], np.float32),
+                          [g.name for g in val_groups for _ in g.rows])
     pairs = ValidationPairs.make(teacher, np.asarray(data.stacks[val_rows], np.float32),
                                  np.random.default_rng([config.seed, 2]), dev, instrument=instrument_val)
     # A training item is a row of the campaign (distorted at random each epoch) or (group, index) of
