@@ -205,30 +205,13 @@ def _calibrate_ood(args) -> int:
     return 0
 
 
-def _instrument_name(path: str) -> str:
-    """How the campaign at ``path`` images differently from the training campaign, from its saved plan."""
-    from pathlib import Path
-
-    from battgen.afm.dataset import CampaignPlan
-    from battgen.artifacts import read_metadata
-
-    directory = Path(path) if Path(path).is_dir() else Path(path).parent
-    plan = (read_metadata(directory) or {}).get("config")
-    if not plan:
-        raise ValueError(f"{directory} has no campaign metadata; build it with 'afm build-dataset'")
-    name = CampaignPlan.from_dict(plan).instrument_name()
-    if not name:
-        raise ValueError(f"{directory} was imaged with the training instrument; "
-                         "give --simulated campaigns built with --probe, --tip-closer or --df-steps")
-    return name
-
-
 def _robustness(args) -> int:
     import json
 
     import torch
 
     from battgen import atomic
+    from battgen.afm.dataset import campaign_instrument
     from battgen.afm.loader import load_afm_dataset
     from battgen.afm.ood import LatentDensity
     from battgen.afm.robustness import ROBUSTNESS_FILENAME, carry_over_before, model_record, robustness_table
@@ -244,7 +227,7 @@ def _robustness(args) -> int:
     regressor = AtomRegressor.from_pretrained(args.regressor).eval() if args.regressor else None
     density = LatentDensity.load(args.translator)
     data = load_afm_dataset(args.data, required_splits=(args.split,))
-    simulated = [(_instrument_name(path), load_afm_dataset(path, required_splits=(args.split,)))
+    simulated = [(campaign_instrument(path), load_afm_dataset(path, required_splits=(args.split,)))
                  for path in args.simulated]
     result = robustness_table(translator, regressor, density, data, split=args.split, max_views=args.max_views,
                               seed=args.seed, stored_latents=Path(args.translator) / LATENTS_FILENAME,

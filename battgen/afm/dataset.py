@@ -216,6 +216,22 @@ class CampaignPlan(Plan):
         return {**values, "simulation": self.simulation_config().as_dict()}
 
 
+def campaign_instrument(path: str | Path) -> str:
+    """How the campaign at ``path`` (its folder or dataset.npz) images differently from the training
+    campaign, read from its saved plan; ValueError for the training instrument or no plan."""
+    from battgen.artifacts import read_metadata
+
+    directory = Path(path) if Path(path).is_dir() else Path(path).parent
+    plan = (read_metadata(directory) or {}).get("config")
+    if not plan:
+        raise ValueError(f"{directory} has no campaign metadata; build it with 'afm build-dataset'")
+    name = CampaignPlan.from_dict(plan).instrument_name()
+    if not name:
+        raise ValueError(f"{directory} was imaged with the training instrument; "
+                         "give campaigns built with --probe, --tip-closer or --df-steps")
+    return name
+
+
 # --------------------------------------------------------------------------- workers
 
 # One simulator per worker process: the OpenCL set-up and kernel build are paid once, not per material.

@@ -137,9 +137,6 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
     truth = np.asarray(data.descriptors[rows], np.float32)
     composition = None if data.composition is None else np.asarray(data.composition[rows], np.float32)
     ions = np.asarray(data.working_ion[rows]).astype(str)
-    def evaluate(s: np.ndarray, t: np.ndarray) -> dict:
-        return _evaluate(translator, regressor, density, s, t, composition, ions, batch_size)[0]
-
     def evaluate_views(s: np.ndarray, t: np.ndarray, view_rows: np.ndarray) -> dict:
         comp = None if data.composition is None else np.asarray(data.composition[view_rows], np.float32)
         return _evaluate(translator, regressor, density, s, t, comp,
@@ -156,7 +153,7 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
         pairs = [distortion.apply_with_truth(s, t, rng) for s, t in zip(stacks, truth)]
         table.append({"condition": distortion.name, "kind": distortion.kind, "value": distortion.value,
                       "unit": distortion.unit,
-                      **evaluate(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]))})
+                      **evaluate_views(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), rows)})
     for row in table:
         row["ssim_drop"] = clean["ssim_mean"] - row["ssim_mean"]
         if "composition_r2" in row:

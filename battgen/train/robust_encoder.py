@@ -97,7 +97,7 @@ class InstrumentPairs:
 def load_instrument_pairs(folder: Path, data: AFMDataset) -> list[InstrumentPairs]:
     """Every campaign under ``folder`` (a subfolder with a ``dataset.npz`` each), matched view by
     view to ``data`` (:func:`battgen.afm.robustness.matching_views`); its instrument named from its plan."""
-    from battgen.afm.commands import _instrument_name
+    from battgen.afm.dataset import campaign_instrument
     from battgen.afm.robustness import matching_views
 
     folder = Path(folder)
@@ -110,7 +110,7 @@ def load_instrument_pairs(folder: Path, data: AFMDataset) -> list[InstrumentPair
     for path in campaigns:
         variant = load_afm_dataset(path, dtype=np.float16, required_splits=())
         ours, theirs = matching_views(variant, data, everything)
-        pairs.append(InstrumentPairs(_instrument_name(str(path)), variant.path, np.asarray(variant.stacks[ours]), theirs))
+        pairs.append(InstrumentPairs(campaign_instrument(path), variant.path, np.asarray(variant.stacks[ours]), theirs))
     return pairs
 
 

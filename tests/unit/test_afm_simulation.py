@@ -488,14 +488,14 @@ def test_a_xe_probe_campaign_images_the_same_views_and_scores_as_a_robustness_ro
 
 
 def test_robustness_names_a_simulated_campaign_by_its_instrument_and_refuses_the_training_one(tmp_path):
-    from battgen.afm.commands import _instrument_name
     from battgen.afm.dataset import CampaignPlan
+    from battgen.afm.dataset import campaign_instrument
 
     for name, plan in (("closer", CampaignPlan(keep=4, tip_closer=0.2)), ("same", CampaignPlan(keep=4))):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metadata.json").write_text(json.dumps({"config": plan.as_dict()}))
-    assert _instrument_name(str(tmp_path / "closer" / "dataset.npz")) == "tip 0.2 Å closer"
+    assert campaign_instrument(str(tmp_path / "closer" / "dataset.npz")) == "tip 0.2 Å closer"
     with pytest.raises(ValueError, match="training instrument"):
-        _instrument_name(str(tmp_path / "same"))
+        campaign_instrument(str(tmp_path / "same"))
     with pytest.raises(ValueError, match="no campaign metadata"):
-        _instrument_name(str(tmp_path))
+        campaign_instrument(str(tmp_path))
