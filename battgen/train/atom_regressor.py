@@ -18,6 +18,7 @@ predicted counts (``true``, ``pred``: (n_test, 112) float32), ``working_ion``, `
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -178,23 +179,73 @@ def distorted_inputs(translator_dir: Path, data_path: Path, copies: int, seed: i
                 mu = translator.encode(channels_first(distorted, device)).mode()
             latents.append(mu.float().cpu().numpy() * scaling)
     every = np.tile(rows, copies)
-    material = np.asarray(data.material[every])
-    if data.material_id is not None:
-        # A campaign of one split (or its first N materials) numbers its materials from 0; the stored
-        # latents number them by electrode-table row. The table's ids put both in the same terms.
-        from battgen.data.table import load_table
-
-        row_of = {m: i for i, m in enumerate(load_table()["id"])}
-        unknown = sorted(set(data.material_id[every].tolist()) - set(row_of))
-        if unknown:
-            raise ValueError(f"{data.path} holds materials the electrode table lacks: {', '.join(unknown[:3])}")
-        material = np.array([row_of[m] for m in data.material_id[every]])
     return RegressorInputs(latents=np.concatenate(latents), counts=np.asarray(counts[every], np.float32),
                            working_ion=np.asarray(data.working_ion[every]).astype(str),
-                           split=np.full(len(every), "train"), material=material,
+                           split=np.full(len(every), "train"), material=_table_rows(data, every),
                            rotation=np.asarray(data.rotation[every]), scaling_factor=scaling,
                            inputs=[data.path, *_translator_files(translator_dir)],
                            encode_seconds=time.perf_counter() - started)
+
+
+def _table_rows(data, rows: np.ndarray) -> np.ndarray:
+    """Material numbers of ``data``'s ``rows`` in the stored latents' terms (electrode-table rows).
+
+    A campaign of one split (or its first N materials) numbers its materials from 0; the stored
+    latents number them by electrode-table row. The table's ids put both in the same terms.
+    """
+    if data.material_id is None:
+        return np.asarray(data.material[rows])
+    from battgen.data.table import load_table
+
+    row_of = {m: i for i, m in enumerate(load_table()["id"])}
+    unknown = sorted(set(data.material_id[rows].tolist()) - set(row_of))
+    if unknown:
+        raise ValueError(f"{data.path} holds materials the electrode table lacks: {', '.join(unknown[:3])}")
+    return np.array([row_of[m] for m in data.material_id[rows]])
+
+
+def instrument_inputs(translator_dir: Path, folder: Path, device: torch.device) -> RegressorInputs:
+    """The training views of every campaign under ``folder`` (one subfolder each, simulated with
+    another instrument: ``afm build-dataset --probe/--tip-closer/--df-steps``), encoded with the
+    translator of ``translator_dir``, with their materials' true counts.
+
+    Random distortions imitate noise and drift on clean stacks; a Xe probe or another tip height
+    changes the contrast itself, and what the robust encoder still gets wrong there the regressor
+    can only learn from such views.
+    """
+    from battgen.models.translator import channels_first
+
+    folder = Path(folder)
+    campaigns = sorted(p for p in folder.iterdir() if (p / "dataset.npz").is_file()) if folder.is_dir() else []
+    if not campaigns:
+        raise ValueError(f"{folder} holds no campaign folders with a dataset.npz (build them with "
+                         f"`afm build-dataset --split train --probe/--tip-closer/--df-steps --out {folder}/NAME`)")
+    translator = AFMTranslator.from_pretrained(translator_dir).to(device).eval().requires_grad_(False)
+    scaling = float(translator.config.scaling_factor)
+    started = time.perf_counter()
+    parts = []
+    for path in campaigns:
+        data = load_afm_dataset(path, dtype=np.float16, required_splits=())
+        rows = data.indices("train")
+        if not len(rows):
+            raise ValueError(f"{data.path} has no training views (build it with --split train)")
+        counts = data.require_composition()
+        latents = []
+        for i in range(0, len(rows), EVAL_BATCH // 8):
+            with torch.no_grad():
+                mu = translator.encode(channels_first(np.asarray(data.stacks[rows[i:i + EVAL_BATCH // 8]],
+                                                                 np.float32), device)).mode()
+            latents.append(mu.float().cpu().numpy() * scaling)
+        parts.append(RegressorInputs(latents=np.concatenate(latents), counts=np.asarray(counts[rows], np.float32),
+                                     working_ion=np.asarray(data.working_ion[rows]).astype(str),
+                                     split=np.full(len(rows), "train"), material=_table_rows(data, rows),
+                                     rotation=np.asarray(data.rotation[rows]), scaling_factor=scaling,
+                                     inputs=[data.path], encode_seconds=0.0))
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined.concat(part)
+    return dataclasses.replace(joined, inputs=[*joined.inputs, *_translator_files(translator_dir)],
+                               encode_seconds=time.perf_counter() - started)
 
 
 @dataclass
@@ -306,6 +357,16 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
                              "distort training materials only")
         inputs = inputs.concat(extra)
         train_idx = inputs.indices("train")
+    n_instrument = 0
+    if config.instrument_data is not None:
+        extra = instrument_inputs(Path(config.translator), Path(config.instrument_data), dev)
+        n_instrument = len(extra.split)
+        held_out = set(inputs.material[np.isin(inputs.split, ("val", "test"))].tolist())
+        if held_out & set(extra.material.tolist()):
+            raise ValueError(f"{config.instrument_data} holds views of validation or test materials; "
+                             "simulate training materials only (--split train)")
+        inputs = inputs.concat(extra)
+        train_idx = inputs.indices("train")
 
     fit = fit_regressor(inputs, train_idx, val_idx, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                         weight_decay=config.weight_decay, patience=config.patience, augment=config.augment,
@@ -338,6 +399,7 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
             "parameters": model.num_parameters(),
             "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
             "n_train_distorted": n_distorted,
+            "n_train_instrument": n_instrument,
             **({} if ablation is None else {"ablation": ablation}),
             "history": history,
         }
@@ -354,6 +416,7 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
                 "augment": config.augment, "sample_weights": "inverse working-ion frequency",
                 "distorted_data": None if config.distorted_data is None else for_display(config.distorted_data),
                 "distorted_copies": config.distorted_copies if config.distorted_data is not None else None,
+                "instrument_data": None if config.instrument_data is None else for_display(config.instrument_data),
                 "loss": "MSE on counts / count_scale",
                 "model": {k: v for k, v in model.config.items() if not k.startswith("_")},
             },

@@ -204,6 +204,10 @@ class AtomRegressorTrainingConfig(TrainingConfig):
                                                "microscope would (battgen/afm/augment.py) and encoded with the "
                                                "translator, join the training set")
     distorted_copies: int = option(2, "distorted copies of each of those views", minimum=1)
+    instrument_data: Path | None = option(None, "a folder of campaigns of training materials simulated with other "
+                                                "instruments (afm build-dataset --split train --probe/--tip-closer, "
+                                                "one subfolder each): their views, encoded with the translator, "
+                                                "join the training set")
     ablation_epochs: int = option(0, "first train every ablation variant for this many epochs and record the "
                                      "table in metrics.json; 0 skips it", minimum=0)
 

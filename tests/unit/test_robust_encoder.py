@@ -186,3 +186,43 @@ def test_views_imaged_with_another_instrument_train_and_score_the_student_by_mat
                  str(data), "--instrument-data", str(tmp_path / "empty"), "--epochs", "1", "--device", "cpu",
                  "--no-progress"]) != 0
     assert "no campaign folders" in capsys.readouterr().err and not (tmp_path / "s2").exists()
+
+
+def test_the_regressor_also_reads_training_views_imaged_with_another_instrument(tmp_path, capsys):
+    from battgen.afm.formats.grid import to_unit_range
+    from battgen.cli import main
+
+    n = 24
+    data = write_afm_dataset(tmp_path / "data", n=n)
+    with np.load(data / "dataset.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["stacks"] = np.stack([to_unit_range(np.sign(s) * np.abs(s.astype(np.float32)) ** 0.5)
+                                 for s in arrays["stacks"]]).astype(np.float16)
+    for name in ("xe", "tip_closer_0.3"):
+        (tmp_path / "instruments" / name).mkdir(parents=True)
+        np.savez(tmp_path / "instruments" / name / "dataset.npz", **arrays)
+    translator = tiny_translator(tmp_path / "translator", data)
+    common = ["--data", str(data), "--translator", str(translator), "--epochs", "2", "--device", "cpu",
+              "--no-progress"]
+    regressor = tmp_path / "regressor"
+    capsys.readouterr()
+    assert main(["train", "atom-regressor", "--out", str(regressor), *common,
+                 "--instrument-data", str(tmp_path / "instruments")]) == 0
+    metrics = json.loads((regressor / "metrics.json").read_text())
+    train_views = 12  # only the campaigns' training views join: 12 of 24 each
+    assert metrics["n_train_instrument"] == 2 * train_views and metrics["n_train"] == 3 * train_views
+    meta = json.loads((regressor / "metadata.json").read_text())
+    assert meta["config"]["instrument_data"].endswith("instruments")
+    assert sum(entry["path"].endswith("dataset.npz") for entry in meta["inputs"]) == 3
+
+    # every view of a campaign whose materials the regressor is tested on would leak the test split
+    leaky = tmp_path / "leaky" / "xe"
+    leaky.mkdir(parents=True)
+    np.savez(leaky / "dataset.npz", **{**arrays, "split": np.full(n, "train")})
+    assert main(["train", "atom-regressor", "--out", str(tmp_path / "leak"), *common,
+                 "--instrument-data", str(tmp_path / "leaky")]) != 0
+    assert "validation or test materials" in capsys.readouterr().err and not (tmp_path / "leak").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "atom-regressor", "--out", str(tmp_path / "none"), *common,
+                 "--instrument-data", str(tmp_path / "empty")]) != 0
+    assert "no campaign folders" in capsys.readouterr().err and not (tmp_path / "none").exists()
