@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from battgen.afm.distortions import STANDARD_DISTORTIONS, Distortion
+from battgen.afm.noise import NoiseCheck
 from battgen.afm.ood import CAUTION_PERCENTILE, LatentDensity
 
 ROBUSTNESS_FILENAME = "robustness.json"
@@ -34,6 +35,7 @@ def _evaluate(translator, regressor, density: LatentDensity, stacks: np.ndarray,
     descriptors, mu = translator.translate(stacks, batch_size=batch_size)
     distance = density.distance(mu)
     row = {"ssim_mean": float(ssim(truth, descriptors).mean()),
+           "noise_flag_rate": float(np.mean([NoiseCheck.of(stack).too_noisy for stack in stacks])),
            "ood_detection_rate": float((distance > density.threshold).mean()),
            "ood_caution_rate": float((distance > density.caution).mean()),
            "ood_median_percentile": float(np.median(density.percentile(distance)))}
@@ -182,7 +184,9 @@ def robustness_table(translator, regressor, density: LatentDensity, data, *,
                        "composition_r2 = atom regressor R² over all (views x 112) counts; "
                        "ood_detection_rate = fraction of views whose out-of-distribution distance exceeds the "
                        "calibrated threshold (the page warns); ood_caution_rate = fraction above the caution "
-                       "level (the page calls such an input unusual, or warns above the threshold); drops are "
+                       "level (the page calls such an input unusual, or warns above the threshold); "
+                       "noise_flag_rate = fraction whose estimated pixel SNR (battgen/afm/noise.py) is below the "
+                       "least the models were trained on (the page warns); drops are "
                        "clean minus distorted. Distorted stacks are renormalised by per-stack min-max as an "
                        "upload is. Rows '(simulated)' are the same views simulated by ppafm with another "
                        "instrument, scored against the training instrument's descriptors; their drops are "

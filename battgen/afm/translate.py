@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from battgen.afm.noise import NoiseCheck
 from battgen.afm.ood import LatentDensity, OODScore
 from battgen.data.composition import formula_guess, top_elements
 
@@ -28,6 +29,7 @@ class Translation:
     mu: np.ndarray  # (4, h, w) unscaled posterior mean
     composition: np.ndarray | None  # (112,) atom counts, None without an atom regressor
     ood: OODScore | None = None  # how unlike the training stacks the input is, None without a calibration
+    noise: NoiseCheck | None = None  # the stack's own pixel noise against the least the models saw
 
     def top_elements(self, k: int = 8) -> list[tuple[str, float]]:
         return [] if self.composition is None else top_elements(self.composition, k=k)
@@ -49,6 +51,8 @@ class Translation:
         ood = {} if self.ood is None else {"ood_distance": np.float32(self.ood.distance),
                                            "ood_percentile": np.float32(self.ood.percentile),
                                            "ood_threshold": np.float32(self.ood.threshold)}
+        if self.noise is not None:
+            ood["estimated_snr"] = np.float32(self.noise.snr)
         np.savez_compressed(buffer, descriptors=self.descriptors.astype(np.float32),
                             descriptor_names=np.array(DESCRIPTOR_NAMES), latent=self.mu.astype(np.float32),
                             **({} if self.composition is None else {"composition": self.composition}), **ood)
@@ -57,7 +61,8 @@ class Translation:
 
 def translate_stack(translator, stack: np.ndarray, atom_regressor=None, density: LatentDensity | None = None
                     ) -> Translation:
-    """Descriptors, latent, (with a regressor) composition and (with a calibration) OOD score of one stack."""
+    """Descriptors, latent, (with a regressor) composition, (with a calibration) OOD score and the
+    estimated pixel noise of one stack."""
     import torch
 
     stack = np.asarray(stack, np.float32)
@@ -74,7 +79,8 @@ def translate_stack(translator, stack: np.ndarray, atom_regressor=None, density:
         with torch.no_grad():
             counts = atom_regressor.predict_from_mu(torch.as_tensor(mu, device=atom_regressor.device))
         composition = counts[0].float().cpu().numpy()
-    return Translation(descriptors[0], mu[0], composition, None if density is None else density.score(mu[0]))
+    return Translation(descriptors[0], mu[0], composition, None if density is None else density.score(mu[0]),
+                       NoiseCheck.of(stack))
 
 
 @dataclass

@@ -134,7 +134,7 @@ _ROBUSTNESS_COLUMNS = {"condition": "condition", "views": "views", "within_bar":
                        "composition_r2_drop_before": "R² drop before",
                        "composition_r2": "composition R²", "composition_r2_drop": "R² drop",
                        "ood_detection_rate": "OOD warned (%)", "ood_caution_rate": "OOD unusual or warned (%)",
-                       "ood_median_percentile": "median OOD percentile"}
+                       "ood_median_percentile": "median OOD percentile", "noise_flag_rate": "too noisy (%)"}
 
 
 def robustness_frame(checkpoint: str | os.PathLike[str]) -> tuple[pd.DataFrame, str] | None:
@@ -164,7 +164,7 @@ def robustness_frame(checkpoint: str | os.PathLike[str]) -> tuple[pd.DataFrame, 
         values = {condition: row[key] for condition, row in before.items() if key in row}
         if values:
             frame[key.replace("_mean", "") + "_before"] = frame["condition"].map(values)
-    for rate in ("ood_detection_rate", "ood_caution_rate"):
+    for rate in ("ood_detection_rate", "ood_caution_rate", "noise_flag_rate"):
         if rate in frame.columns:
             frame[rate] = 100.0 * frame[rate]
     frame = frame[[c for c in _ROBUSTNESS_COLUMNS if c in frame.columns]].rename(columns=_ROBUSTNESS_COLUMNS)
@@ -175,6 +175,8 @@ def robustness_frame(checkpoint: str | os.PathLike[str]) -> tuple[pd.DataFrame, 
                f"held-out distances ({result['ood_threshold']:.2f})"
              + (f", unusual = above the {result['ood_caution_percentile']:g}th ({result['ood_caution']:.2f})"
                 if "ood_caution" in result else "")
+             + ("; too noisy = % of views whose estimated pixel SNR is below the least the models were trained "
+                "on (the page warns about those whatever their OOD score)" if "too noisy (%)" in frame.columns else "")
              + (f"; translator {_made(result['translator'])}" if "translator" in result else "")
              + (f"; atom regressor {_made(result['regressor'])}" if "regressor" in result else "")
              + (f"; before = the models this table replaced: translator {_made(result['before']['translator'])}, "

@@ -227,6 +227,20 @@ def test_a_noise_upload_gets_its_ood_score_and_a_warning(shipped_page):
     assert "Descriptors (PNG)" in translated(shipped_page)["downloads"]  # shown, with the warning above
 
 
+def test_a_stack_noisier_than_training_is_warned_about_even_when_its_latent_looks_ordinary(shipped_page):
+    from battgen.afm.distortions import gaussian_noise
+    from battgen.afm.examples import load_examples
+
+    example = load_examples(REPO / "assets" / "afm" / "examples.npz")[0]
+    assert not any("Noisier than anything" in w for w in ood_shown(shipped_page)[1])  # the clean example
+    noisy = gaussian_noise(example.stack, 1.0, np.random.default_rng(0)).astype(np.float32)
+    ok(upload(shipped_page, ("noisy.npy", npy_bytes(noisy))))
+    _, warnings, _ = ood_shown(shipped_page)
+    assert any("Noisier than anything the model was trained on" in w and "signal-to-noise ratio of 1.0" in w
+               for w in warnings), warnings
+    assert "Descriptors (PNG)" in translated(shipped_page)["downloads"]
+
+
 def test_without_a_calibration_the_page_says_so(page):
     assert any("No out-of-distribution score" in c.value for c in page.caption)
 
