@@ -204,6 +204,15 @@ def _table_rows(data, rows: np.ndarray) -> np.ndarray:
     return np.array([row_of[m] for m in data.material_id[rows]])
 
 
+def _join_training_views(inputs: RegressorInputs, extra: RegressorInputs, leak: str) -> RegressorInputs:
+    """``inputs`` followed by ``extra``'s training views; ValueError(``leak``) when those show a
+    material of the validation or test split, which would leak it into training."""
+    held_out = set(inputs.material[np.isin(inputs.split, ("val", "test"))].tolist())
+    if held_out & set(extra.material.tolist()):
+        raise ValueError(leak)
+    return inputs.concat(extra)
+
+
 def instrument_inputs(translator_dir: Path, folder: Path, device: torch.device) -> RegressorInputs:
     """The training views of every campaign under ``folder`` (one subfolder each, simulated with
     another instrument: ``afm build-dataset --probe/--tip-closer/--df-steps``), encoded with the
@@ -346,27 +355,19 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
 
         ablation = ablation_table(inputs, config, dev)
 
-    n_distorted = 0
+    n_distorted = n_instrument = 0
     if config.distorted_data is not None:  # after the ablation, whose grouped split must not move them
         extra = distorted_inputs(Path(config.translator), Path(config.distorted_data), config.distorted_copies,
                                  config.seed, dev)
         n_distorted = len(extra.split)
-        held_out = set(inputs.material[np.isin(inputs.split, ("val", "test"))].tolist())
-        if held_out & set(extra.material.tolist()):
-            raise ValueError(f"{config.distorted_data} holds views of validation or test materials; "
-                             "distort training materials only")
-        inputs = inputs.concat(extra)
-        train_idx = inputs.indices("train")
-    n_instrument = 0
+        inputs = _join_training_views(inputs, extra, f"{config.distorted_data} holds views of validation or test "
+                                                     "materials; distort training materials only")
     if config.instrument_data is not None:
         extra = instrument_inputs(Path(config.translator), Path(config.instrument_data), dev)
         n_instrument = len(extra.split)
-        held_out = set(inputs.material[np.isin(inputs.split, ("val", "test"))].tolist())
-        if held_out & set(extra.material.tolist()):
-            raise ValueError(f"{config.instrument_data} holds views of validation or test materials; "
-                             "simulate training materials only (--split train)")
-        inputs = inputs.concat(extra)
-        train_idx = inputs.indices("train")
+        inputs = _join_training_views(inputs, extra, f"{config.instrument_data} holds views of validation or test "
+                                                     "materials; simulate training materials only (--split train)")
+    train_idx = inputs.indices("train")
 
     fit = fit_regressor(inputs, train_idx, val_idx, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                         weight_decay=config.weight_decay, patience=config.patience, augment=config.augment,
