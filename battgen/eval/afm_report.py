@@ -89,9 +89,13 @@ def robust_encoder_tables(metrics: Mapping) -> tuple[pd.DataFrame, pd.DataFrame 
     counts = "; ".join(f"{name}: {n['train']} training, {n['val']} held-out views" for name, n in instruments.items())
     imaged = f", plus the same views imaged by other instruments simulated with ppafm ({counts})" if instruments else ""
     also = ", and on the other instruments' held-out views" if instruments else ""
+    stages = [*(robust.get("earlier_stages") or []), robust]
+    epochs = (f"{robust['epochs_run']} epochs, best {robust['best_epoch']}" if len(stages) == 1 else
+              f"{len(stages)} stages of {' + '.join(str(stage.get('epochs_run')) for stage in stages)} epochs, "
+              f"best {robust['best_epoch']} of the last")
     about = (f"Encoder fine-tuned from {robust['teacher']} on {robust['n_train']} views of "
-             f"{robust['train_materials']} training materials{imaged} ({robust['epochs_run']} epochs, best "
-             f"{robust['best_epoch']}, {robust.get('total_train_seconds', robust['train_seconds']) / 60:.0f} min); "
+             f"{robust['train_materials']} training materials{imaged} ({epochs}, "
+             f"{robust.get('total_train_seconds', robust['train_seconds']) / 60:.0f} min); "
              f"decoder frozen. Latent MSE in the diffusion model's unit-variance units on {robust['n_val']} held-out "
              f"views, each randomly distorted{also}, "
              f"against the teacher's latent of the clean stack (moved with the sample). Clean stacks move by an RMS of "

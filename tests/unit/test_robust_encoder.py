@@ -92,8 +92,9 @@ def test_the_student_keeps_the_decoder_and_the_teachers_files_and_never_ships_wo
     assert meta["command"].startswith("python -m battgen train robust-encoder")
     assert meta["copied_from_teacher"] == ["latents.npz"]
 
-    # A second stage continues from the student towards the same teacher, on the same validation pairs.
-    stage2 = tmp_path / "stage2"
+    # A second stage continues from the student towards the same teacher, on the same validation pairs,
+    # and may replace it in place (the Makefile's second stage does).
+    stage2 = student
     assert main(["train", "robust-encoder", "--teacher", str(teacher), "--init-from", str(student), "--out",
                  str(stage2), "--data", str(data), "--epochs", "1", "--batch-size", "4", "--lr", "1e-3",
                  "--device", "cpu", "--no-progress"]) == 0
@@ -102,6 +103,7 @@ def test_the_student_keeps_the_decoder_and_the_teachers_files_and_never_ships_wo
     assert second["validation_before"]["distorted_mse_teacher"] == pytest.approx(before["distorted_mse_teacher"])
     assert second["earlier_stages"][0]["epochs_run"] == 3
     assert second["total_train_seconds"] == pytest.approx(second["train_seconds"] + robust["train_seconds"])
+    assert "2 stages of 3 + 1 epochs" in robust_encoder_tables(json.loads((stage2 / "metrics.json").read_text()))[2]
     # A translator with another decoder reads another latent space: not a student of this teacher.
     other = tmp_path / "other"
     assert main(["train", "translator", "--out", str(other), "--data", str(data), "--epochs", "1", "--batch-size", "4",
