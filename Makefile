@@ -147,7 +147,7 @@ ROBUST_VARIANTS ?= 150
 ROBUST_TRAIN_VARIANTS ?= 120
 ROBUST_ENCODER_ARGS := --epochs 24 --patience 4 --max-minutes 35 --threads 2 --no-progress
 # The shipped encoder's second stage: 40 more epochs from the first towards the same teacher.
-ROBUST_ENCODER_STAGE2_ARGS := --init-from checkpoints/translator --epochs 40 --patience 6 --max-minutes 45 --threads 2 \
+ROBUST_ENCODER_SECOND_STAGE_ARGS := --init-from checkpoints/translator --epochs 40 --patience 6 --max-minutes 45 --threads 2 \
   --no-progress
 ROBUST_REGRESSOR_ARGS := --output fractions --augment shift --distorted-copies 2 --threads 2 --max-minutes 10 \
   --no-progress
@@ -172,7 +172,7 @@ robust-afm-models: venv
 	$(VENV_PYTHON) -m battgen train robust-encoder --teacher $(ROBUST_TEACHER) --data $(AFM_SUBSET_DATA) \
 	  --instrument-data $(AFM_SUBSET_VARIANTS) --eval-data $(AFM_TEST_DATA) $(ROBUST_ENCODER_ARGS)
 	$(VENV_PYTHON) -m battgen train robust-encoder --teacher $(ROBUST_TEACHER) --data $(AFM_SUBSET_DATA) \
-	  --instrument-data $(AFM_SUBSET_VARIANTS) --eval-data $(AFM_TEST_DATA) $(ROBUST_ENCODER_STAGE2_ARGS)
+	  --instrument-data $(AFM_SUBSET_VARIANTS) --eval-data $(AFM_TEST_DATA) $(ROBUST_ENCODER_SECOND_STAGE_ARGS)
 	$(VENV_PYTHON) -m battgen train atom-regressor --latents checkpoints/translator/latents.npz \
 	  --distorted-data $(AFM_SUBSET_DATA) $(ROBUST_REGRESSOR_ARGS)
 	$(VENV_PYTHON) -m battgen afm robustness --data $(AFM_TEST_DATA) --simulated $(AFM_TEST_VARIANTS)/* \

@@ -190,15 +190,19 @@ def test_the_makefile_training_lines_parse(monkeypatch):
 
     configs = [_parse(shlex.split(expand(line))) for line in lines]
     assert [c.command_name() for c in configs] == ["translator", "translator", "translator", "atom-regressor",
-                                                   "robust-encoder", "atom-regressor", "atom-regressor",
-                                                   "screening", "sei-vae", "sei-prvae", "sei-cprvae"]
-    adversarial, ablation, type_map_tune, regressor, robust, robust_regressor, mean_regressor, screening, *sei = configs
+                                                   "robust-encoder", "robust-encoder", "atom-regressor",
+                                                   "atom-regressor", "screening", "sei-vae", "sei-prvae", "sei-cprvae"]
+    (adversarial, ablation, type_map_tune, regressor, robust, robust_stage2, robust_regressor, mean_regressor,
+     screening, *sei) = configs
     # The robust encoder replaces the shipped translator; the regressor that follows reads its latents,
     # with distorted copies of the same training views it learnt from.
     # Its teacher is the translator before it, shipped, so a rerun never teaches the student itself.
     assert robust.teacher == paths.checkpoint_dir(paths.TRANSLATOR_TEACHER)
     assert robust.out == paths.checkpoint_dir(paths.TRANSLATOR)
     assert robust.eval_data is not None and robust.threads == 2 and robust.instrument_data is not None
+    # The second stage continues the first towards the same teacher, on the same data, in place.
+    assert robust_stage2.init_from == robust.out == robust_stage2.out and robust_stage2.teacher == robust.teacher
+    assert (robust_stage2.data, robust_stage2.instrument_data) == (robust.data, robust.instrument_data)
     assert robust_regressor.distorted_data == robust.data and robust_regressor.translator == robust.out
     assert robust_regressor.out == paths.checkpoint_dir(paths.ATOM_REGRESSOR)
     # The SEI models learn finished SEIs only, all three from the same dataset and budget.
