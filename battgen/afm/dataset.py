@@ -216,6 +216,17 @@ class CampaignPlan(Plan):
         return {**values, "simulation": self.simulation_config().as_dict()}
 
 
+def instrument_campaigns(folder: str | Path, split: str = "") -> list[Path]:
+    """The campaign folders under ``folder`` (one subfolder with a ``dataset.npz`` each, simulated with
+    another instrument), sorted; ValueError naming the command that makes them when there are none."""
+    folder = Path(folder)
+    campaigns = sorted(p for p in folder.iterdir() if (p / "dataset.npz").is_file()) if folder.is_dir() else []
+    if not campaigns:
+        raise ValueError(f"{folder} holds no campaign folders with a dataset.npz (build them with "
+                         f"`afm build-dataset{split} --probe/--tip-closer/--df-steps --out {folder}/NAME`)")
+    return campaigns
+
+
 def campaign_instrument(path: str | Path) -> str:
     """How the campaign at ``path`` (its folder or dataset.npz) images differently from the training
     campaign, read from its saved plan; ValueError for the training instrument or no plan."""

@@ -222,13 +222,9 @@ def instrument_inputs(translator_dir: Path, folder: Path, device: torch.device) 
     changes the contrast itself, and what the robust encoder still gets wrong there the regressor
     can only learn from such views.
     """
-    from battgen.models.translator import channels_first
+    from battgen.afm.dataset import instrument_campaigns
 
-    folder = Path(folder)
-    campaigns = sorted(p for p in folder.iterdir() if (p / "dataset.npz").is_file()) if folder.is_dir() else []
-    if not campaigns:
-        raise ValueError(f"{folder} holds no campaign folders with a dataset.npz (build them with "
-                         f"`afm build-dataset --split train --probe/--tip-closer/--df-steps --out {folder}/NAME`)")
+    campaigns = instrument_campaigns(folder, split=" --split train")
     translator = AFMTranslator.from_pretrained(translator_dir).to(device).eval().requires_grad_(False)
     scaling = float(translator.config.scaling_factor)
     started = time.perf_counter()
@@ -239,13 +235,8 @@ def instrument_inputs(translator_dir: Path, folder: Path, device: torch.device) 
         if not len(rows):
             raise ValueError(f"{data.path} has no training views (build it with --split train)")
         counts = data.require_composition()
-        latents = []
-        for i in range(0, len(rows), EVAL_BATCH // 8):
-            with torch.no_grad():
-                mu = translator.encode(channels_first(np.asarray(data.stacks[rows[i:i + EVAL_BATCH // 8]],
-                                                                 np.float32), device)).mode()
-            latents.append(mu.float().cpu().numpy() * scaling)
-        parts.append(RegressorInputs(latents=np.concatenate(latents), counts=np.asarray(counts[rows], np.float32),
+        latents = encode_means(translator, torch.from_numpy(data.stacks), rows, device) * scaling
+        parts.append(RegressorInputs(latents=latents, counts=np.asarray(counts[rows], np.float32),
                                      working_ion=np.asarray(data.working_ion[rows]).astype(str),
                                      split=np.full(len(rows), "train"), material=_table_rows(data, rows),
                                      rotation=np.asarray(data.rotation[rows]), scaling_factor=scaling,

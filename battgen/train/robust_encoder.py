@@ -97,14 +97,10 @@ class InstrumentPairs:
 def load_instrument_pairs(folder: Path, data: AFMDataset) -> list[InstrumentPairs]:
     """Every campaign under ``folder`` (a subfolder with a ``dataset.npz`` each), matched view by
     view to ``data`` (:func:`battgen.afm.robustness.matching_views`); its instrument named from its plan."""
-    from battgen.afm.dataset import campaign_instrument
+    from battgen.afm.dataset import campaign_instrument, instrument_campaigns
     from battgen.afm.robustness import matching_views
 
-    folder = Path(folder)
-    campaigns = sorted(p for p in folder.iterdir() if (p / "dataset.npz").is_file()) if folder.is_dir() else []
-    if not campaigns:
-        raise ValueError(f"{folder} holds no campaign folders with a dataset.npz (build them with "
-                         f"`afm build-dataset --probe/--tip-closer/--df-steps --out {folder}/NAME`)")
+    campaigns = instrument_campaigns(folder)
     everything = np.arange(len(data))
     pairs = []
     for path in campaigns:
