@@ -42,7 +42,7 @@ from battgen.paths import for_display
 from battgen.train.afm_latents import encode_means
 from battgen.train.common import EarlyStopping, TimeBudget, cpu_state, seed_everything, set_threads
 from battgen.train.configs import AtomRegressorTrainingConfig
-from battgen.train.latent_augment import augment_latents
+from battgen.train.latent_augment import add_latent_noise, augment_latents
 from battgen.train.options import command_line
 
 EVAL_BATCH = 1024
@@ -261,7 +261,7 @@ class Fit:
 def fit_regressor(inputs: RegressorInputs, train_idx: np.ndarray, val_idx: np.ndarray, *, epochs: int,
                   batch_size: int, lr: float, weight_decay: float, patience: int, augment: str, pooling: str,
                   output: str, seed: int, device: torch.device, max_minutes: float | None = None,
-                  progress: bool = False) -> Fit:
+                  progress: bool = False, latent_noise: float = 0.0) -> Fit:
     """One regressor fitted on rows ``train_idx``, keeping the epoch of least ion-weighted
     validation MSE on ``val_idx``; the batch order and the augmentation draw from ``seed``."""
     from battgen.data.composition import element_symbols
@@ -301,7 +301,7 @@ def fit_regressor(inputs: RegressorInputs, train_idx: np.ndarray, val_idx: np.nd
         total = 0.0
         for i in range(steps_per_epoch):
             b = order[i * batch_size:(i + 1) * batch_size]
-            x = augment_latents(latents[b], augment, gen)
+            x = add_latent_noise(augment_latents(latents[b], augment, gen), latent_noise, gen)
             loss = _weighted_mse(model, x, targets[b], weights[b])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -363,7 +363,7 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
     fit = fit_regressor(inputs, train_idx, val_idx, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                         weight_decay=config.weight_decay, patience=config.patience, augment=config.augment,
                         pooling=config.pooling, output=config.output, seed=config.seed, device=dev,
-                        max_minutes=config.max_minutes, progress=config.progress)
+                        max_minutes=config.max_minutes, progress=config.progress, latent_noise=config.latent_noise)
     model, history = fit.model, fit.history
     pred_np = predict(model, torch.as_tensor(inputs.latents[test_idx], device=dev))
     true_np = inputs.counts[test_idx].astype(np.float32)
@@ -405,7 +405,7 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
                 "max_minutes": config.max_minutes, "device": str(dev), "torch_threads": torch.get_num_threads(),
                 "translator": for_display(config.translator),
                 "latents": None if config.latents is None else for_display(config.latents),
-                "augment": config.augment, "sample_weights": "inverse working-ion frequency",
+                "augment": config.augment, "latent_noise": config.latent_noise, "sample_weights": "inverse working-ion frequency",
                 "distorted_data": None if config.distorted_data is None else for_display(config.distorted_data),
                 "distorted_copies": config.distorted_copies if config.distorted_data is not None else None,
                 "instrument_data": None if config.instrument_data is None else for_display(config.instrument_data),

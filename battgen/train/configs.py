@@ -200,6 +200,8 @@ class AtomRegressorTrainingConfig(TrainingConfig):
                          choices=OUTPUTS)
     augment: str = option("none", "random rolls of the latent map by up to 3 latent pixels (a 12-pixel scan "
                                   "offset), optionally with quarter turns and mirror images", choices=AUGMENTATIONS)
+    latent_noise: float = option(0.0, "standard deviation of Gaussian noise added to every training latent "
+                                      "(scaled units; 0 adds none)", minimum=0)
     distorted_data: Path | None = option(None, "an AFM dataset whose training views, randomly distorted as a "
                                                "microscope would (battgen/afm/augment.py) and encoded with the "
                                                "translator, join the training set")

@@ -50,3 +50,18 @@ def augment_latents(latents: torch.Tensor, mode: str, generator: torch.Generator
         latents = dihedral_each(latents, k, flip)
     dy, dx = torch.randint(-MAX_SHIFT, MAX_SHIFT + 1, (2, b), generator=generator).to(latents.device)
     return roll_each(latents, dy, dx)
+
+
+def add_latent_noise(latents: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """``latents`` plus Gaussian noise of standard deviation ``sigma`` (in the scaled latents' units).
+
+    Why: a robust encoder reads a distorted stack close to, not onto, its clean latent (held-out
+    RMS error about 0.15 against a latent spread of about 0.7), and a head fitted to clean latents
+    only can be steep in exactly those directions. Noise of that size teaches it to be flat there.
+    """
+    if sigma < 0:
+        raise ValueError(f"latent noise must be >= 0, got {sigma}")
+    if sigma == 0:
+        return latents
+    noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents.device, latents.dtype)
+    return latents + sigma * noise

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from battgen.models.atom_regressor import AtomRegressor
-from battgen.train.latent_augment import augment_latents, dihedral_each, roll_each
+from battgen.train.latent_augment import add_latent_noise, augment_latents, dihedral_each, roll_each
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,6 +48,16 @@ def test_augmentation_only_moves_values_and_none_is_the_identity():
         assert torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
     with pytest.raises(ValueError, match="augmentation must be one of"):
         augment_latents(x, "zoom", gen)
+
+
+def test_latent_noise_has_the_asked_spread_and_zero_adds_none():
+    x = _latents(b=64, h=16, w=16)
+    gen = torch.Generator().manual_seed(2)
+    assert add_latent_noise(x, 0.0, gen) is x
+    noise = add_latent_noise(x, 0.15, gen) - x
+    assert abs(float(noise.std()) - 0.15) < 0.01 and abs(float(noise.mean())) < 0.01
+    with pytest.raises(ValueError, match="latent noise must be >= 0"):
+        add_latent_noise(x, -0.1, gen)
 
 
 def test_the_fractions_head_sums_to_its_total_count():
@@ -104,7 +114,7 @@ def test_training_from_stored_latents_with_the_ablation_table(tmp_path):
     latents = _small_latents(tmp_path / "latents.npz")
     config = AtomRegressorTrainingConfig(latents=latents, out=tmp_path / "reg", epochs=2, ablation_epochs=1,
                                          pooling="global", output="fractions", augment="shift", threads=1,
-                                         device="cpu", progress=False, batch_size=8)
+                                         device="cpu", progress=False, batch_size=8, latent_noise=0.1)
     metrics = train_atom_regressor(config)
     ablation = metrics["ablation"]
     assert len(ablation["rows"]) == 7 and set(ablation["split_cost"]) == {"plain recipe", "5-NN on the latent"}
@@ -119,6 +129,7 @@ def test_training_from_stored_latents_with_the_ablation_table(tmp_path):
     assert counts.shape == (2, 112) and (counts >= 0).all()
     meta = json.loads((tmp_path / "reg" / "metadata.json").read_text())
     assert "--latents" in meta["command"] and "--ablation-epochs 1" in meta["command"]
+    assert "--latent-noise 0.1" in meta["command"] and meta["config"]["latent_noise"] == 0.1
 
     from battgen.eval.afm_report import atom_regressor_ablation
 
