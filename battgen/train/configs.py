@@ -200,8 +200,6 @@ class AtomRegressorTrainingConfig(TrainingConfig):
                          choices=OUTPUTS)
     augment: str = option("none", "random rolls of the latent map by up to 3 latent pixels (a 12-pixel scan "
                                   "offset), optionally with quarter turns and mirror images", choices=AUGMENTATIONS)
-    latent_noise: float = option(0.0, "standard deviation of Gaussian noise added to every training latent "
-                                      "(scaled units; 0 adds none)", minimum=0)
     distorted_data: Path | None = option(None, "an AFM dataset whose training views, randomly distorted as a "
                                                "microscope would (battgen/afm/augment.py) and encoded with the "
                                                "translator, join the training set")
@@ -212,6 +210,8 @@ class AtomRegressorTrainingConfig(TrainingConfig):
                                                 "join the training set")
     ablation_epochs: int = option(0, "first train every ablation variant for this many epochs and record the "
                                      "table in metrics.json; 0 skips it", minimum=0)
+    latent_noise: float = option(0.0, "standard deviation of Gaussian noise added to every training latent "
+                                      "(scaled units; 0 adds none)", minimum=0)
 
 
 @dataclass(frozen=True, kw_only=True)

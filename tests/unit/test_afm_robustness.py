@@ -73,10 +73,12 @@ def test_distorted_rows_lose_quality_and_are_warned_about(table):
         assert row["composition_r2_drop"] == pytest.approx(clean["composition_r2"] - row["composition_r2"])
     # Noise the robust encoder learnt to read as the clean stack: within issue 16's SSIM bar, not warned.
     assert noisy["ssim_drop"] < 0.05 and noisy["ood_detection_rate"] == 0.0
-    # Noise beyond what it saw (SNR 2-30) costs visibly. The latent score half-misses it, since the
-    # encoder maps it onto ordinary latents (measured on these examples: 3 of 10 called unusual at SNR 1,
-    # all from SNR 0.7, warned outright from 0.3); the stack's own noise estimate flags every view.
-    assert noisier["ssim_drop"] > 0.05
+    # Noise beyond what it saw (SNR 2-30) costs the composition visibly; the descriptors hold up better
+    # (measured on these examples, three-stage encoder: SSIM drop 0.045, composition R² 0.79 -> 0.45).
+    # The latent score mostly misses it, since the encoder maps it onto ordinary latents (1 of 10 called
+    # unusual at SNR 1, 4 at 0.7, all at 0.5, 9 warned outright at 0.3); the stack's own noise estimate
+    # flags every view.
+    assert noisier["composition_r2_drop"] > 0.2 and noisier["ssim_drop"] > noisy["ssim_drop"]
     from battgen.afm.distortions import gaussian_noise
     from battgen.afm.noise import NoiseCheck
 

@@ -55,7 +55,7 @@ def _non_default_configs(tmp_path: Path):
         AtomRegressorTrainingConfig(data=tmp_path / "afm", translator=tmp_path / "tr", out=tmp_path / "reg",
                                     latents=tmp_path / "l.npz", weight_decay=0.25, pooling="global",
                                     output="fractions", augment="shift-dihedral", ablation_epochs=3,
-                                distorted_data=tmp_path / "sub", distorted_copies=3, **common),
+                                distorted_data=tmp_path / "sub", distorted_copies=3, latent_noise=0.2, **common),
         ScreeningTrainingConfig(latents=tmp_path / "l.npz", table=tmp_path / "table", translator=tmp_path / "tr",
                                 atom_regressor=tmp_path / "reg", out=tmp_path / "scr", channels=(32, 64, 64),
                                 cond_dropout=0.0, ema_decay=0.0, weight_decay=0.5, lr_warmup_steps=0, grad_clip=0.0,
@@ -87,7 +87,7 @@ def test_the_recorded_command_of_every_trainer_parses_back_to_an_equal_config(tm
         assert "--no-progress" in command and "--threads 2" in command and "--lr 0.00035" in command
         assert _replay(command) == config, command
     sei, translator, regressor, screening, robust = _non_default_configs(tmp_path)
-    assert ("--pooling global --output fractions --augment shift-dihedral --distorted-copies 3 --ablation-epochs 3"
+    assert ("--pooling global --output fractions --augment shift-dihedral --distorted-copies 3 --ablation-epochs 3 --latent-noise 0.2"
             in command_line(regressor)) and f"--distorted-data {tmp_path / 'sub'}" in command_line(regressor)
     assert f"robust-encoder --data {tmp_path / 'sub'} --teacher {tmp_path / 'tr'}" in command_line(robust)
     assert f"sei-cprvae --data '{tmp_path / 'sei data'}'" in command_line(sei)
@@ -190,21 +190,23 @@ def test_the_makefile_training_lines_parse(monkeypatch):
 
     configs = [_parse(shlex.split(expand(line))) for line in lines]
     assert [c.command_name() for c in configs] == ["translator", "translator", "translator", "atom-regressor",
-                                                   "robust-encoder", "robust-encoder", "atom-regressor",
-                                                   "atom-regressor", "screening", "sei-vae", "sei-prvae", "sei-cprvae"]
-    (adversarial, ablation, type_map_tune, regressor, robust, robust_stage2, robust_regressor, mean_regressor,
-     screening, *sei) = configs
+                                                   "robust-encoder", "robust-encoder", "robust-encoder",
+                                                   "atom-regressor", "atom-regressor", "screening", "sei-vae", "sei-prvae", "sei-cprvae"]
+    (adversarial, ablation, type_map_tune, regressor, robust, robust_stage2, robust_stage3, robust_regressor,
+     mean_regressor, screening, *sei) = configs
     # The robust encoder replaces the shipped translator; the regressor that follows reads its latents,
     # with distorted copies of the same training views it learnt from.
     # Its teacher is the translator before it, shipped, so a rerun never teaches the student itself.
     assert robust.teacher == paths.checkpoint_dir(paths.TRANSLATOR_TEACHER)
     assert robust.out == paths.checkpoint_dir(paths.TRANSLATOR)
     assert robust.eval_data is not None and robust.threads == 2 and robust.instrument_data is not None
-    # The second stage continues the first towards the same teacher, on the same data, in place.
-    assert robust_stage2.init_from == robust.out == robust_stage2.out and robust_stage2.teacher == robust.teacher
-    assert (robust_stage2.data, robust_stage2.instrument_data) == (robust.data, robust.instrument_data)
+    # Each later stage continues the one before towards the same teacher, on the same data, in place.
+    for stage in (robust_stage2, robust_stage3):
+        assert stage.init_from == robust.out == stage.out and stage.teacher == robust.teacher
+        assert (stage.data, stage.instrument_data) == (robust.data, robust.instrument_data)
     assert robust_regressor.distorted_data == robust.data and robust_regressor.translator == robust.out
     assert robust_regressor.out == paths.checkpoint_dir(paths.ATOM_REGRESSOR)
+    assert robust_regressor.latent_noise == 0.3  # the shipped regressor's, chosen by the robustness table
     # The SEI models learn finished SEIs only, all three from the same dataset and budget.
     for model in sei:
         assert model.runs == "passivated" and model.kl_warmup_epochs == 12 and model.threads == 1
