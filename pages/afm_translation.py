@@ -337,7 +337,7 @@ with translate_tab:
             truth = dict(top_elements(current["composition"], k=112))
         with composition_column:
             st.markdown("**Predicted composition** (atoms per formula cell)")
-            st.plotly_chart(viz.composition_figure(translation.top_elements(), truth=truth), key="afm_composition")
+            st.plotly_chart(viz.composition_figure(translation.top_elements(k=112), truth=truth), key="afm_composition")
         with formula_column:
             st.metric("Formula guess", translation.formula or "—",
                       help="Counts rounded to whole atoms; elements below half an atom are dropped.")

@@ -108,18 +108,27 @@ def descriptor_figure(predicted: np.ndarray, truth: np.ndarray | None = None, *,
 
 
 def composition_figure(elements: Sequence[tuple[str, float]], *, truth: dict[str, float] | None = None,
-                       height: int = 300) -> go.Figure:
-    """Predicted atom counts of the top elements (bars), with the true counts as markers."""
-    symbols = [s for s, _ in elements]
-    fig = go.Figure(go.Bar(x=symbols, y=[n for _, n in elements], name="predicted",
+                       k: int = 8, height: int = 300) -> go.Figure:
+    """Predicted atom counts (bars) of the ``k`` largest predicted elements and of every true element,
+    with the true counts as markers.
+
+    ``elements`` is (symbol, predicted count), largest first. A true element the model barely
+    predicts must still show, at its small predicted count: leaving it off hides the miss.
+    """
+    predicted = dict(elements)
+    symbols = [s for s, _ in elements[:k]]
+    symbols += [s for s, n in (truth or {}).items() if n > 0 and s not in symbols]
+    fig = go.Figure(go.Bar(x=symbols, y=[predicted.get(s, 0.0) for s in symbols], name="predicted",
                            marker_color="#1565C0", hovertemplate="%{x}: %{y:.2f} atoms<extra></extra>"))
     if truth:
         fig.add_trace(go.Scatter(x=symbols, y=[truth.get(s, 0.0) for s in symbols], mode="markers",
                                  name="true", marker=dict(color="#D32F2F", size=11, symbol="line-ew-open",
-                                                          line=dict(width=3))))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), template="plotly_white",
+                                                          line=dict(width=3)),
+                                 hovertemplate="%{x}: %{y:.2f} atoms (true)<extra></extra>"))
+    # Room above the plot for the legend, so a true count above every bar is not drawn under it.
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), template="plotly_white",
                       yaxis_title="atoms in the cluster", showlegend=bool(truth),
-                      legend=dict(orientation="h", y=1.1))
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return fig
 
 
