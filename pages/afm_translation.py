@@ -310,7 +310,7 @@ with translate_tab:
     if noise is not None and noise.too_noisy:
         st.warning(f"**Noisier than anything the model was trained on:** this stack has {noise.summary()}. "
                    "The robust encoder maps such noise onto ordinary-looking latents, so the score above can miss "
-                   "it; at SNR 1 the composition loses over a third of its accuracy. Average more frames or "
+                   "it, and its composition and descriptors are less reliable the noisier it gets. Average more frames or "
                    "filter the stack before translating it.", icon=":material/warning:")
 
     st.markdown("**Descriptors**")

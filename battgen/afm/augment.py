@@ -32,9 +32,27 @@ TRAINING_RANGES: dict[str, tuple[float, float, str]] = {
 }
 
 
-def random_distortion(rng: np.random.Generator) -> Distortion:
-    """One distortion of a random kind at a random strength within :data:`TRAINING_RANGES`."""
-    kind = list(TRAINING_RANGES)[int(rng.integers(len(TRAINING_RANGES)))]
+def kind_probabilities(pink_weight: float = 1.0) -> np.ndarray:
+    """Probability of each kind of :data:`TRAINING_RANGES`, in its order: equal, except that 1/f noise
+    is drawn ``pink_weight`` times as often as each other kind.
+
+    Why a weight for 1/f noise alone: its low-frequency wander looks like the sample itself, so it
+    is the kind the encoder learns slowest (held-out latent error about twice that of white noise).
+    """
+    if not pink_weight >= 0:
+        raise ValueError(f"the 1/f noise weight must be >= 0, got {pink_weight}")
+    weights = np.array([pink_weight if kind == "pink" else 1.0 for kind in TRAINING_RANGES])
+    return weights / weights.sum()
+
+
+def random_distortion(rng: np.random.Generator, pink_weight: float = 1.0) -> Distortion:
+    """One distortion of a random kind (:func:`kind_probabilities`) at a random strength within
+    :data:`TRAINING_RANGES`."""
+    if pink_weight == 1.0:
+        # the unweighted draw, kept as it was so that seeded runs repeat exactly
+        kind = list(TRAINING_RANGES)[int(rng.integers(len(TRAINING_RANGES)))]
+    else:
+        kind = list(TRAINING_RANGES)[int(rng.choice(len(TRAINING_RANGES), p=kind_probabilities(pink_weight)))]
     low, high, unit = TRAINING_RANGES[kind]
     if unit == "SNR":
         value = float(np.exp(rng.uniform(np.log(low), np.log(high))))
@@ -58,15 +76,16 @@ def augment_views(stacks: np.ndarray, descriptors: np.ndarray, probability: floa
     return stacks, descriptors
 
 
-def distorted_pairs(stacks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def distorted_pairs(stacks: np.ndarray, rng: np.random.Generator, pink_weight: float = 1.0
+                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(distorted, reference, kinds) for (B, H, W, heights) stacks: every view distorted at random
-    (:func:`random_distortion`), and its reference, the clean stack moved with the sample (offset,
+    (:func:`random_distortion` with ``pink_weight``), and its reference, the clean stack moved with the sample (offset,
     rotation, half the drift; unmoved for noise and tip height) and min–max normalised as an
     upload is. The encoder that reads each distorted stack as its reference is robust to them."""
     stacks = np.asarray(stacks, np.float32)
     distorted, reference, kinds = np.empty_like(stacks), np.empty_like(stacks), []
     for i, stack in enumerate(stacks):
-        distortion = random_distortion(rng)
+        distortion = random_distortion(rng, pink_weight)
         distorted[i], moved = distortion.apply_with_truth(stack, stack, rng)
         reference[i] = to_unit_range(moved)
         kinds.append(distortion.kind)

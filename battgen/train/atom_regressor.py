@@ -152,9 +152,9 @@ def load_inputs(config: AtomRegressorTrainingConfig, device: torch.device) -> Re
 
 
 def distorted_inputs(translator_dir: Path, data_path: Path, copies: int, seed: int,
-                     device: torch.device) -> RegressorInputs:
+                     device: torch.device, pink_weight: float = 1.0) -> RegressorInputs:
     """``copies`` randomly distorted versions of every training view of ``data_path``
-    (:func:`battgen.afm.augment.distorted_pairs`), encoded with the translator of ``translator_dir``.
+    (:func:`battgen.afm.augment.distorted_pairs` with ``pink_weight``), encoded with the translator of ``translator_dir``.
 
     A regressor that reads clean latents only learns nothing of what noise, drift, an offset or a
     rotation do to them; these views show it, with the truth of the clean view.
@@ -174,7 +174,8 @@ def distorted_inputs(translator_dir: Path, data_path: Path, copies: int, seed: i
     latents = []
     for _ in range(copies):
         for i in range(0, len(rows), EVAL_BATCH // 8):
-            distorted, _, _ = distorted_pairs(np.asarray(data.stacks[rows[i:i + EVAL_BATCH // 8]], np.float32), rng)
+            distorted, _, _ = distorted_pairs(np.asarray(data.stacks[rows[i:i + EVAL_BATCH // 8]], np.float32), rng,
+                                              pink_weight)
             with torch.no_grad():
                 mu = translator.encode(channels_first(distorted, device)).mode()
             latents.append(mu.float().cpu().numpy() * scaling)
@@ -349,7 +350,7 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
     n_distorted = n_instrument = 0
     if config.distorted_data is not None:  # after the ablation, whose grouped split must not move them
         extra = distorted_inputs(Path(config.translator), Path(config.distorted_data), config.distorted_copies,
-                                 config.seed, dev)
+                                 config.seed, dev, config.pink_weight)
         n_distorted = len(extra.split)
         inputs = _join_training_views(inputs, extra, f"{config.distorted_data} holds views of validation or test "
                                                      "materials; distort training materials only")
@@ -408,6 +409,7 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
                 "augment": config.augment, "latent_noise": config.latent_noise, "sample_weights": "inverse working-ion frequency",
                 "distorted_data": None if config.distorted_data is None else for_display(config.distorted_data),
                 "distorted_copies": config.distorted_copies if config.distorted_data is not None else None,
+                "pink_weight": config.pink_weight if config.distorted_data is not None else None,
                 "instrument_data": None if config.instrument_data is None else for_display(config.instrument_data),
                 "loss": "MSE on counts / count_scale",
                 "model": {k: v for k, v in model.config.items() if not k.startswith("_")},

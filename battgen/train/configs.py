@@ -171,6 +171,8 @@ class RobustEncoderTrainingConfig(TrainingConfig):
     instrument_data: Path | None = option(None, "a folder of campaigns of DATA's views imaged with other instruments "
                                                 "(one subfolder each, built with build-dataset --probe, --tip-closer "
                                                 "or --df-steps): the student also reads those as the clean stacks")
+    pink_weight: float = option(1.0, "draw 1/f noise this many times as often as each other distortion kind in "
+                                     "training (the held-out pairs that pick the epoch stay evenly drawn)", minimum=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,6 +214,8 @@ class AtomRegressorTrainingConfig(TrainingConfig):
                                      "table in metrics.json; 0 skips it", minimum=0)
     latent_noise: float = option(0.0, "standard deviation of Gaussian noise added to every training latent "
                                       "(scaled units; 0 adds none)", minimum=0)
+    pink_weight: float = option(1.0, "in the distorted copies, 1/f noise is drawn this many times as often as each "
+                                     "other distortion kind", minimum=0)
 
 
 @dataclass(frozen=True, kw_only=True)

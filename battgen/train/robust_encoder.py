@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from battgen import atomic
-from battgen.afm.augment import TRAINING_RANGES, distorted_pairs
+from battgen.afm.augment import TRAINING_RANGES, distorted_pairs, kind_probabilities
 from battgen.afm.loader import AFMDataset, load_afm_dataset
 from battgen.afm.ood import OOD_FILENAME
 from battgen.artifacts import read_metrics, write_metadata, write_metrics
@@ -256,7 +256,7 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
             batch = items[order[i:i + config.batch_size]]
             rows = np.sort(batch[batch[:, 0] < 0, 1])
             clean = np.asarray(data.stacks[rows], np.float32)
-            distorted, reference, _ = distorted_pairs(clean, pair_rng)
+            distorted, reference, _ = distorted_pairs(clean, pair_rng, config.pink_weight)
             for g, index in batch[batch[:, 0] >= 0]:
                 group = instrument[g]
                 distorted = np.concatenate([distorted, group.stacks[index][None].astype(np.float32)])
@@ -311,10 +311,11 @@ def train_robust_encoder(config: RobustEncoderTrainingConfig) -> dict:
         earlier = (read_metrics(config.init_from) or {}).get("robust_encoder") or {}
         summary["earlier_stages"] = [*earlier.get("earlier_stages", []), {
             k: earlier.get(k) for k in ("train_seconds", "epochs_run", "best_epoch", "n_train", "train_materials",
-                                        "init_from", "training_ranges")}]
+                                        "init_from", "training_ranges", "kind_probabilities")}]
         summary["total_train_seconds"] = summary["train_seconds"] + sum(
             stage.get("train_seconds") or 0.0 for stage in summary["earlier_stages"])
     summary["training_ranges"] = {k: list(v) for k, v in TRAINING_RANGES.items()}
+    summary["kind_probabilities"] = dict(zip(TRAINING_RANGES, kind_probabilities(config.pink_weight).round(4).tolist()))
     metrics = {k: v for k, v in teacher_metrics.items() if k != "robust_encoder"}
     metrics["robust_encoder"] = summary
     if config.eval_data is not None:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from battgen.afm.augment import TRAINING_RANGES, augment_views, random_distortion
+from battgen.afm.augment import TRAINING_RANGES, augment_views, kind_probabilities, random_distortion
 from battgen.afm.distortions import lateral_offset, shift_maps
 
 
@@ -23,6 +23,24 @@ def test_random_distortions_cover_every_kind_within_their_ranges():
     for d in drawn:
         low, high, _ = TRAINING_RANGES[d.kind]
         assert low <= d.value <= high
+
+
+def test_a_pink_weight_draws_1f_noise_that_much_more_often_and_weight_one_repeats_the_even_draw():
+    probabilities = dict(zip(TRAINING_RANGES, kind_probabilities(2.5)))
+    assert probabilities["pink"] == pytest.approx(1 / 3)
+    assert all(p == pytest.approx(2 / 15) for kind, p in probabilities.items() if kind != "pink")
+    assert np.allclose(kind_probabilities(1.0), 1 / len(TRAINING_RANGES))
+    rng = np.random.default_rng(4)
+    kinds = [random_distortion(rng, pink_weight=2.5).kind for _ in range(3000)]
+    assert abs(kinds.count("pink") / 3000 - 1 / 3) < 0.03
+    assert abs(kinds.count("drift") / 3000 - 2 / 15) < 0.03
+    # weight 1 is the draw every shipped stage before the weight existed was trained with, value for value
+    for seed in range(20):
+        even = list(TRAINING_RANGES)[int(np.random.default_rng(seed).integers(len(TRAINING_RANGES)))]
+        assert random_distortion(np.random.default_rng(seed)).kind == even
+    assert {random_distortion(rng, pink_weight=0.0).kind for _ in range(300)} == set(TRAINING_RANGES) - {"pink"}
+    with pytest.raises(ValueError, match="1/f noise weight"):
+        kind_probabilities(-1.0)
 
 
 def test_augment_views_distorts_about_the_chosen_share_and_moves_the_truth_with_the_sample():

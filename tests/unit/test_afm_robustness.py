@@ -73,12 +73,13 @@ def test_distorted_rows_lose_quality_and_are_warned_about(table):
         assert row["composition_r2_drop"] == pytest.approx(clean["composition_r2"] - row["composition_r2"])
     # Noise the robust encoder learnt to read as the clean stack: within issue 16's SSIM bar, not warned.
     assert noisy["ssim_drop"] < 0.05 and noisy["ood_detection_rate"] == 0.0
-    # Noise beyond what it saw (SNR 2-30) costs the composition visibly; the descriptors hold up better
-    # (measured on these examples, three-stage encoder: SSIM drop 0.045, composition R² 0.79 -> 0.45).
-    # The latent score mostly misses it, since the encoder maps it onto ordinary latents (1 of 10 called
-    # unusual at SNR 1, 4 at 0.7, all at 0.5, 9 warned outright at 0.3); the stack's own noise estimate
-    # flags every view.
-    assert noisier["composition_r2_drop"] > 0.2 and noisier["ssim_drop"] > noisy["ssim_drop"]
+    # Noise beyond what it saw (SNR 2-30) costs the descriptors more than noise within it, and the
+    # composition too (measured on these examples, four-stage encoder: SSIM drop 0.013 at SNR 3, 0.044
+    # at SNR 1; composition R² 0.64 -> 0.50 / 0.56: on ten views R² swings by ~0.1 with the noise drawn,
+    # so only the SSIM order is asserted). The latent score mostly misses it, since the encoder maps it
+    # onto ordinary latents (1 of 10 called unusual at SNR 1, 9 at 0.7, all at 0.5, 9 warned outright
+    # at 0.3); the stack's own noise estimate flags every view.
+    assert noisier["ssim_drop"] > noisy["ssim_drop"] + 0.02 and noisier["composition_r2_drop"] > 0.05
     from battgen.afm.distortions import gaussian_noise
     from battgen.afm.noise import NoiseCheck
 

@@ -97,13 +97,19 @@ def test_the_student_keeps_the_decoder_and_the_teachers_files_and_never_ships_wo
     stage2 = student
     assert main(["train", "robust-encoder", "--teacher", str(teacher), "--init-from", str(student), "--out",
                  str(stage2), "--data", str(data), "--epochs", "1", "--batch-size", "4", "--lr", "1e-3",
-                 "--device", "cpu", "--no-progress"]) == 0
+                 "--device", "cpu", "--no-progress", "--pink-weight", "2"]) == 0
     second = json.loads((stage2 / "metrics.json").read_text())["robust_encoder"]
     assert second["validation_before"]["distorted_mse"] == pytest.approx(after["distorted_mse"], rel=1e-4)
     assert second["validation_before"]["distorted_mse_teacher"] == pytest.approx(before["distorted_mse_teacher"])
     assert second["earlier_stages"][0]["epochs_run"] == 3
+    # each stage records how often it drew each kind: evenly, then 1/f noise twice as often
+    assert second["earlier_stages"][0]["kind_probabilities"]["pink"] == pytest.approx(1 / 6, abs=1e-4)
+    assert second["kind_probabilities"]["pink"] == pytest.approx(2 / 7, abs=1e-4)
+    assert "--pink-weight 2.0" in json.loads((stage2 / "metadata.json").read_text())["command"]
     assert second["total_train_seconds"] == pytest.approx(second["train_seconds"] + robust["train_seconds"])
-    assert "2 stages of 3 + 1 epochs" in robust_encoder_tables(json.loads((stage2 / "metrics.json").read_text()))[2]
+    caption = robust_encoder_tables(json.loads((stage2 / "metrics.json").read_text()))[2]
+    assert "2 stages of 3 + 1 epochs, best" in caption and "stage 2 drew 1/f noise in 29% of its pairs" in caption
+    assert "drew 1/f" not in robust_encoder_tables(metrics)[2]  # evenly drawn: nothing to say
     # A translator with another decoder reads another latent space: not a student of this teacher.
     other = tmp_path / "other"
     assert main(["train", "translator", "--out", str(other), "--data", str(data), "--epochs", "1", "--batch-size", "4",
@@ -133,12 +139,14 @@ def test_the_regressor_trains_on_distorted_copies_of_training_views_only(tmp_pat
     common = ["--data", str(data), "--translator", str(translator), "--epochs", "2", "--device", "cpu",
               "--no-progress"]
     assert main(["train", "atom-regressor", "--out", str(regressor), *common, "--distorted-data", str(data),
-                 "--distorted-copies", "2"]) == 0
+                 "--distorted-copies", "2", "--pink-weight", "3"]) == 0
     metrics = json.loads((regressor / "metrics.json").read_text())
     train_views = 12  # the tiny dataset's split pattern puts half its views in train
     assert metrics["n_train_distorted"] == 2 * train_views and metrics["n_train"] == 3 * train_views
     assert metrics["n_test"] == 6
-    assert json.loads((regressor / "metadata.json").read_text())["config"]["distorted_copies"] == 2
+    meta = json.loads((regressor / "metadata.json").read_text())
+    assert meta["config"]["distorted_copies"] == 2 and meta["config"]["pink_weight"] == 3.0
+    assert meta["command"].endswith("--pink-weight 3.0")  # the last option: recorded last
 
     # distorted views of a material the regressor is tested on would leak the test split into training
     leaky = write_afm_dataset(tmp_path / "leaky", n=24, split=np.full(24, "train"))

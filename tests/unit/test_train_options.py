@@ -190,9 +190,10 @@ def test_the_makefile_training_lines_parse(monkeypatch):
 
     configs = [_parse(shlex.split(expand(line))) for line in lines]
     assert [c.command_name() for c in configs] == ["translator", "translator", "translator", "atom-regressor",
-                                                   "robust-encoder", "robust-encoder", "robust-encoder",
+                                                   "robust-encoder", "robust-encoder", "robust-encoder", "robust-encoder",
                                                    "atom-regressor", "atom-regressor", "screening", "sei-vae", "sei-prvae", "sei-cprvae"]
-    (adversarial, ablation, type_map_tune, regressor, robust, robust_stage2, robust_stage3, robust_regressor,
+    (adversarial, ablation, type_map_tune, regressor, robust, robust_stage2, robust_stage3, robust_stage4,
+     robust_regressor,
      mean_regressor, screening, *sei) = configs
     # The robust encoder replaces the shipped translator; the regressor that follows reads its latents,
     # with distorted copies of the same training views it learnt from.
@@ -201,12 +202,16 @@ def test_the_makefile_training_lines_parse(monkeypatch):
     assert robust.out == paths.checkpoint_dir(paths.TRANSLATOR)
     assert robust.eval_data is not None and robust.threads == 2 and robust.instrument_data is not None
     # Each later stage continues the one before towards the same teacher, on the same data, in place.
-    for stage in (robust_stage2, robust_stage3):
+    for stage in (robust_stage2, robust_stage3, robust_stage4):
         assert stage.init_from == robust.out == stage.out and stage.teacher == robust.teacher
         assert (stage.data, stage.instrument_data) == (robust.data, robust.instrument_data)
+    # the first three stages draw every distortion kind alike; the fourth draws 1/f noise more often
+    assert robust.pink_weight == robust_stage2.pink_weight == robust_stage3.pink_weight == 1.0
+    assert robust_stage4.pink_weight == 2.5
     assert robust_regressor.distorted_data == robust.data and robust_regressor.translator == robust.out
     assert robust_regressor.out == paths.checkpoint_dir(paths.ATOM_REGRESSOR)
     assert robust_regressor.latent_noise == 0.3  # the shipped regressor's, chosen by the robustness table
+    assert robust_regressor.pink_weight == 2.5  # as the last encoder stage drew them
     # The SEI models learn finished SEIs only, all three from the same dataset and budget.
     for model in sei:
         assert model.runs == "passivated" and model.kl_warmup_epochs == 12 and model.threads == 1
