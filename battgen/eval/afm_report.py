@@ -14,6 +14,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from battgen.afm.augment import TRAINING_RANGES, kind_probabilities
 from battgen.artifacts import read_metadata, read_metrics
 from battgen.data.properties import WORKING_IONS
 
@@ -93,10 +94,10 @@ def robust_encoder_tables(metrics: Mapping) -> tuple[pd.DataFrame, pd.DataFrame 
     epochs = (f"{robust['epochs_run']} epochs, best {robust['best_epoch']}" if len(stages) == 1 else
               f"{len(stages)} stages of {' + '.join(str(stage.get('epochs_run')) for stage in stages)} epochs, "
               f"best {robust['best_epoch']} of the last")
-    even = 1.0 / len(robust.get("training_ranges") or {"": 0})
+    even = float(kind_probabilities()[list(TRAINING_RANGES).index("pink")])
     weighted = [f"stage {i} drew 1/f noise in {pink:.0%} of its pairs" for i, stage in enumerate(stages, 1)
                 if abs((pink := (stage.get("kind_probabilities") or {}).get("pink", even)) - even) > 1e-3]
-    weighting = f"; {', '.join(weighted)}" if len(stages) > 1 and weighted else ""
+    weighting = f"; {', '.join(weighted)}" if weighted else ""
     about = (f"Encoder fine-tuned from {robust['teacher']} on {robust['n_train']} views of "
              f"{robust['train_materials']} training materials{imaged} ({epochs}{weighting}, "
              f"{robust.get('total_train_seconds', robust['train_seconds']) / 60:.0f} min); "
