@@ -224,6 +224,17 @@ class AFMTranslator(ModelMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ convenience
     @torch.no_grad()
+    def latent_means(self, stacks, batch_size: int = 64) -> np.ndarray:
+        """Dataset-layout stacks (N, H, W, 10) -> posterior means (N, 4, h, w), unscaled, without decoding."""
+        was_training = self.training
+        self.eval()
+        try:
+            return np.concatenate([self.encode(channels_first(stacks[start:start + batch_size], self.device))
+                                   .mode().float().cpu().numpy() for start in range(0, len(stacks), batch_size)])
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
     def translate(self, stacks, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Dataset-layout stacks (H, W, 10) or (N, H, W, 10) -> (descriptors (N, H, W, 6), mu (N, 4, h, w)).
 

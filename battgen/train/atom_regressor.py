@@ -151,6 +151,36 @@ def load_inputs(config: AtomRegressorTrainingConfig, device: torch.device) -> Re
                            encode_seconds=time.perf_counter() - t_encode)
 
 
+def _encoded_copies(translator_dir: Path, data_path: Path, copies: int, device: torch.device, alter, what: str
+                    ) -> RegressorInputs:
+    """``copies`` versions ``alter(stacks)`` of every training view of ``data_path``, encoded with the
+    translator of ``translator_dir``, with the truth of the view as it was simulated."""
+    from battgen.models.translator import channels_first
+
+    translator = AFMTranslator.from_pretrained(translator_dir).to(device).eval().requires_grad_(False)
+    data = load_afm_dataset(data_path, dtype=np.float16, required_splits=("train",))
+    counts = data.require_composition()
+    rows = data.indices("train")
+    if not len(rows):
+        raise ValueError(f"{data.path} has no training views to {what}")
+    scaling = float(translator.config.scaling_factor)
+    started = time.perf_counter()
+    latents = []
+    for _ in range(copies):
+        for i in range(0, len(rows), EVAL_BATCH // 8):
+            altered = alter(np.asarray(data.stacks[rows[i:i + EVAL_BATCH // 8]], np.float32))
+            with torch.no_grad():
+                mu = translator.encode(channels_first(altered, device)).mode()
+            latents.append(mu.float().cpu().numpy() * scaling)
+    every = np.tile(rows, copies)
+    return RegressorInputs(latents=np.concatenate(latents), counts=np.asarray(counts[every], np.float32),
+                           working_ion=np.asarray(data.working_ion[every]).astype(str),
+                           split=np.full(len(every), "train"), material=_table_rows(data, every),
+                           rotation=np.asarray(data.rotation[every]), scaling_factor=scaling,
+                           inputs=[data.path, *_translator_files(translator_dir)],
+                           encode_seconds=time.perf_counter() - started)
+
+
 def distorted_inputs(translator_dir: Path, data_path: Path, copies: int, seed: int,
                      device: torch.device, pink_weight: float = 1.0) -> RegressorInputs:
     """``copies`` randomly distorted versions of every training view of ``data_path``
@@ -160,32 +190,30 @@ def distorted_inputs(translator_dir: Path, data_path: Path, copies: int, seed: i
     rotation do to them; these views show it, with the truth of the clean view.
     """
     from battgen.afm.augment import distorted_pairs
-    from battgen.models.translator import channels_first
 
-    translator = AFMTranslator.from_pretrained(translator_dir).to(device).eval().requires_grad_(False)
-    data = load_afm_dataset(data_path, dtype=np.float16, required_splits=("train",))
-    counts = data.require_composition()
-    rows = data.indices("train")
-    if not len(rows):
-        raise ValueError(f"{data.path} has no training views to distort")
     rng = np.random.default_rng([seed, 4])
-    scaling = float(translator.config.scaling_factor)
-    started = time.perf_counter()
-    latents = []
-    for _ in range(copies):
-        for i in range(0, len(rows), EVAL_BATCH // 8):
-            distorted, _, _ = distorted_pairs(np.asarray(data.stacks[rows[i:i + EVAL_BATCH // 8]], np.float32), rng,
-                                              pink_weight)
-            with torch.no_grad():
-                mu = translator.encode(channels_first(distorted, device)).mode()
-            latents.append(mu.float().cpu().numpy() * scaling)
-    every = np.tile(rows, copies)
-    return RegressorInputs(latents=np.concatenate(latents), counts=np.asarray(counts[every], np.float32),
-                           working_ion=np.asarray(data.working_ion[every]).astype(str),
-                           split=np.full(len(every), "train"), material=_table_rows(data, every),
-                           rotation=np.asarray(data.rotation[every]), scaling_factor=scaling,
-                           inputs=[data.path, *_translator_files(translator_dir)],
-                           encode_seconds=time.perf_counter() - started)
+    return _encoded_copies(translator_dir, data_path, copies, device,
+                           lambda stacks: distorted_pairs(stacks, rng, pink_weight)[0], "distort")
+
+
+def turned_inputs(translator_dir: Path, data_path: Path, copies: int, seed: int, device: torch.device
+                  ) -> RegressorInputs:
+    """``copies`` versions of every training view of ``data_path``, each turned or mirrored into a random
+    one of the seven orientations other than the simulated one (:mod:`battgen.afm.orientations`).
+
+    The campaign images every cluster in one in-plane frame, so a regressor trained on its views
+    reads a turned stack worse; the page averages the composition over all eight orientations, and
+    these views teach the regressor the other seven.
+    """
+    from battgen.afm.orientations import ORIENTATIONS, turn
+
+    rng = np.random.default_rng([seed, 5])
+
+    def turned(stacks: np.ndarray) -> np.ndarray:
+        picks = rng.integers(1, len(ORIENTATIONS), len(stacks))
+        return np.stack([turn(stack, *ORIENTATIONS[p]) for stack, p in zip(stacks, picks)])
+
+    return _encoded_copies(translator_dir, data_path, copies, device, turned, "turn")
 
 
 def _table_rows(data, rows: np.ndarray) -> np.ndarray:
@@ -354,6 +382,13 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
         n_distorted = len(extra.split)
         inputs = _join_training_views(inputs, extra, f"{config.distorted_data} holds views of validation or test "
                                                      "materials; distort training materials only")
+    n_turned = 0
+    if config.turned_copies:
+        extra = turned_inputs(Path(config.translator), Path(config.distorted_data), config.turned_copies,
+                              config.seed, dev)
+        n_turned = len(extra.split)
+        inputs = _join_training_views(inputs, extra, f"{config.distorted_data} holds views of validation or test "
+                                                     "materials; turn training materials only")
     if config.instrument_data is not None:
         extra = instrument_inputs(Path(config.translator), Path(config.instrument_data), dev)
         n_instrument = len(extra.split)
@@ -393,6 +428,7 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
             "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
             "n_train_distorted": n_distorted,
             "n_train_instrument": n_instrument,
+            "n_train_turned": n_turned,
             **({} if ablation is None else {"ablation": ablation}),
             "history": history,
         }
@@ -410,6 +446,7 @@ def train_atom_regressor(config: AtomRegressorTrainingConfig) -> dict:
                 "distorted_data": None if config.distorted_data is None else for_display(config.distorted_data),
                 "distorted_copies": config.distorted_copies if config.distorted_data is not None else None,
                 "pink_weight": config.pink_weight if config.distorted_data is not None else None,
+                "turned_copies": config.turned_copies if config.distorted_data is not None else None,
                 "instrument_data": None if config.instrument_data is None else for_display(config.instrument_data),
                 "loss": "MSE on counts / count_scale",
                 "model": {k: v for k, v in model.config.items() if not k.startswith("_")},

@@ -216,6 +216,14 @@ class AtomRegressorTrainingConfig(TrainingConfig):
                                       "(scaled units; 0 adds none)", minimum=0)
     pink_weight: float = option(1.0, "in the distorted copies, 1/f noise is drawn this many times as often as each "
                                      "other distortion kind", minimum=0)
+    turned_copies: int = option(0, "with --distorted-data: also this many clean copies of each of its training views, "
+                                   "each turned or mirrored into a random one of the seven orientations the campaign "
+                                   "never images (the page reads the composition over all eight)", minimum=0)
+
+    def __post_init__(self) -> None:
+        if self.turned_copies and self.distorted_data is None:
+            raise ValueError("--turned-copies needs --distorted-data: the views to turn")
+        super().__post_init__()
 
 
 @dataclass(frozen=True, kw_only=True)

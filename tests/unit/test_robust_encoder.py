@@ -146,7 +146,7 @@ def test_the_regressor_trains_on_distorted_copies_of_training_views_only(tmp_pat
     assert metrics["n_test"] == 6
     meta = json.loads((regressor / "metadata.json").read_text())
     assert meta["config"]["distorted_copies"] == 2 and meta["config"]["pink_weight"] == 3.0
-    assert meta["command"].endswith("--pink-weight 3.0")  # the last option: recorded last
+    assert meta["command"].endswith("--pink-weight 3.0 --turned-copies 0")  # options in their order, all recorded
 
     # distorted views of a material the regressor is tested on would leak the test split into training
     leaky = write_afm_dataset(tmp_path / "leaky", n=24, split=np.full(24, "train"))
@@ -155,6 +155,39 @@ def test_the_regressor_trains_on_distorted_copies_of_training_views_only(tmp_pat
                  "--distorted-data", str(leaky)]) != 0
     assert "validation or test materials" in capsys.readouterr().err
     assert not (tmp_path / "leak").exists()
+
+
+def test_turned_copies_are_the_training_views_in_the_orientations_the_campaign_never_images(tmp_path, capsys):
+    from battgen.afm.orientations import ORIENTATIONS, turn
+    from battgen.cli import main
+    from battgen.models.translator import AFMTranslator
+    from battgen.train.atom_regressor import turned_inputs
+
+    data = write_afm_dataset(tmp_path / "data", n=24)
+    translator = tiny_translator(tmp_path / "translator", data)
+    turned = turned_inputs(translator, data, 2, 0, torch.device("cpu"))
+    train_views = 12
+    assert turned.latents.shape[0] == 2 * train_views and set(turned.split) == {"train"}
+    # Each latent is the translator's reading of its view in one of the seven other orientations.
+    model = AFMTranslator.from_pretrained(translator).eval()
+    with np.load(data / "dataset.npz") as z:
+        first = z["stacks"][np.flatnonzero(z["split"] == "train")[0]].astype(np.float32)
+    readings = [model.latent_means(np.ascontiguousarray(turn(first, *o))[None])[0] * model.config.scaling_factor
+                for o in ORIENTATIONS]
+    distances = [np.abs(turned.latents[0] - r).max() for r in readings]
+    assert min(distances) < 1e-4 and int(np.argmin(distances)) != 0
+
+    regressor = tmp_path / "regressor"
+    common = ["--data", str(data), "--translator", str(translator), "--epochs", "2", "--device", "cpu",
+              "--no-progress"]
+    assert main(["train", "atom-regressor", "--out", str(regressor), *common, "--distorted-data", str(data),
+                 "--distorted-copies", "1", "--turned-copies", "2"]) == 0
+    metrics = json.loads((regressor / "metrics.json").read_text())
+    assert metrics["n_train_turned"] == 2 * train_views and metrics["n_train"] == 4 * train_views
+    assert json.loads((regressor / "metadata.json").read_text())["command"].endswith("--turned-copies 2")
+    capsys.readouterr()
+    assert main(["train", "atom-regressor", "--out", str(tmp_path / "none"), *common, "--turned-copies", "2"]) != 0
+    assert "--turned-copies needs --distorted-data" in capsys.readouterr().err
 
 
 def test_views_imaged_with_another_instrument_train_and_score_the_student_by_material(tmp_path, capsys):
