@@ -20,9 +20,9 @@ from battgen.data.composition import working_ions_in
 from battgen.data.neighbors import nearest_by_composition
 from battgen.data.properties import PROPERTY_NAMES, WORKING_IONS
 from battgen.data.table import row_structure
-from battgen.eval.afm_report import (atom_regressor_ablation, atom_regressor_table, different_training_data,
-                                     load_regressor_predictions, robust_encoder_tables, robustness_frame,
-                                     translator_comparison)
+from battgen.eval.afm_report import (anion_confusion, atom_regressor_ablation, atom_regressor_table,
+                                     different_training_data, load_regressor_predictions, robust_encoder_tables,
+                                     robustness_frame, translator_comparison)
 from battgen.jobs import DONE
 from battgen.jobs.tasks import afm_job
 from battgen.ui.jobs import follow as follow_job
@@ -419,6 +419,12 @@ with quality_tab:
             st.caption(ablation[1])
         predictions = load_regressor_predictions(regressor_dir)
         if predictions is not None:
+            st.markdown("**Which anion it reads**, test split (the main anion: most atoms among N, O, F, S, Cl, Se, "
+                        "Br, Te, I)")
+            st.dataframe(anion_confusion(predictions.true, predictions.pred), hide_index=True, key="afm_anions")
+            st.caption("One reading per view, from the stored latents. Read each row as: of the views whose main "
+                       "anion is this one, the share whose largest predicted anion count is each column's. The "
+                       "overall R² does not show which chemistry is misread; this table does.")
             left, right = st.columns(2)
             left.plotly_chart(viz.count_violin_figure(predictions.true, predictions.pred, predictions.working_ion),
                               key="afm_violin")

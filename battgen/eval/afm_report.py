@@ -142,8 +142,41 @@ _ROBUSTNESS_COLUMNS = {"condition": "condition", "views": "views", "within_bar":
                        "composition_r2_before": "composition R² before",
                        "composition_r2_drop_before": "R² drop before",
                        "composition_r2": "composition R²", "composition_r2_drop": "R² drop",
+                       "composition_r2_as_given": "composition R², stack as given only",
                        "ood_detection_rate": "OOD warned (%)", "ood_caution_rate": "OOD unusual or warned (%)",
                        "ood_median_percentile": "median OOD percentile", "noise_flag_rate": "too noisy (%)"}
+
+
+# Elements that are the anion of battery electrodes (oxides, fluorides, sulfides, selenides, nitrides, halides).
+ANIONS = ("N", "O", "F", "S", "Cl", "Se", "Br", "Te", "I")
+
+
+def anion_confusion(true: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
+    """Which anion the regressor reads as a view's main one (most atoms among :data:`ANIONS`), per true main anion.
+
+    The overall R² hides a chemist's first question, oxide or fluoride: both are small light anions
+    that look alike to the tip. One row per true main anion with any view: views, % read right, and
+    % read as each anion; views without any of these anions are left out.
+    """
+    from battgen.data.composition import element_symbols
+
+    symbols = element_symbols()
+    columns = [symbols.index(a) for a in ANIONS]
+    true, pred = np.asarray(true)[:, columns], np.asarray(pred)[:, columns]
+    has_anion = true.max(1) > 0
+    true_main, pred_main = true.argmax(1)[has_anion], pred.argmax(1)[has_anion]
+    rows = []
+    for i, anion in enumerate(ANIONS):
+        mine = true_main == i
+        if not mine.any():
+            continue
+        shares = {f"read as {other} (%)": 100.0 * float(np.mean(pred_main[mine] == j)) for j, other in enumerate(ANIONS)}
+        rows.append({"main anion": anion, "views": int(mine.sum()), "read right (%)": shares[f"read as {anion} (%)"],
+                     **shares})
+    frame = pd.DataFrame(rows)
+    # Drop anions that no view is read as: the table stays as wide as the confusions it has.
+    read_as = [c for c in frame.columns if c.startswith("read as ") and frame[c].any()]
+    return frame[["main anion", "views", "read right (%)", *read_as]].round(1)
 
 
 def robustness_frame(checkpoint: str | os.PathLike[str]) -> tuple[pd.DataFrame, str] | None:

@@ -266,6 +266,11 @@ def test_model_quality_shows_the_robustness_table_and_the_ood_calibration(shippe
     captions = [c.value for c in shipped_page.caption]
     assert any(c.startswith("Out-of-distribution score: probabilistic-PCA") and "99th percentile" in c
                for c in captions), captions
+    # Which anion the regressor reads, per true main anion, from the shipped test predictions.
+    anions = next(f for f in frames if "read right (%)" in f.columns)
+    assert {"O", "F"} <= set(anions["main anion"]) and anions["views"].sum() > 1000
+    oxide = anions[anions["main anion"] == "O"].iloc[0]
+    assert oxide["read right (%)"] == oxide["read as O (%)"]
 
 
 def test_an_offset_stack_in_the_caution_band_is_called_unusual(shipped_page):
