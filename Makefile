@@ -155,10 +155,11 @@ ROBUST_ENCODER_NEXT_STAGE_ARGS := --init-from checkpoints/translator --epochs 40
 ROBUST_ENCODER_PINK_STAGE_ARGS := --init-from checkpoints/translator --epochs 40 --patience 6 --max-minutes 42 --threads 2 \
   --no-progress --pink-weight 2.5
 # --latent-noise 0.3: of 0, 0.15, 0.3 and 0.5 the one whose worst robustness row reads composition best,
-# at an unchanged mean over the rows; --pink-weight 2.5: a third of the distorted copies carry 1/f noise
-# (README, "Atom regressor").
+# at an unchanged mean over the rows; --pink-weight 2.5: a third of the distorted copies carry 1/f noise;
+# --turned-copies 3: the subset's views turned or mirrored, as the page reads every stack in all eight
+# orientations (README, "Atom regressor").
 ROBUST_REGRESSOR_ARGS := --output fractions --augment shift --distorted-copies 2 --latent-noise 0.3 --threads 2 \
-  --max-minutes 10 --no-progress --pink-weight 2.5
+  --max-minutes 13 --no-progress --pink-weight 2.5 --turned-copies 3
 CAMPAIGN := $(VENV_PYTHON) -m battgen afm build-dataset --table assets/electrodes --views 4 --grid 64 --workers 2
 rebuild-afm-robust: venv
 	$(CAMPAIGN) --out $(AFM_TEST_DATA) --split test

@@ -3,7 +3,8 @@
 Prints one table: median wall time of each step the AFM page runs after a person picks an
 example (models and latent index already loaded, as ``st.cache_resource`` keeps them), and of
 the whole. Goal (issue 4): <= 0.5 s per example on this CPU. The baseline row is the encoder +
-decoder alone, so the table shows what composition and neighbour search add.
+decoder alone, so the table shows what composition (the regressor's reading of the stack's eight
+orientations, seven more encodings: battgen/afm/orientations.py) and neighbour search add.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_afm_translate.py [--repeats 20]
 """
@@ -69,13 +70,13 @@ def main() -> None:
 
     print(f"\nAFM example translation, {translator.config.sample_size}x{translator.config.sample_size} grid, "
           f"{torch.get_num_threads()} torch threads, median of {args.repeats} (seconds)")
-    header = f"{'example':<34} {'VAE only':>9} {'+ atoms':>8} {'neighbours':>11} {'whole':>7} {'<=0.5 s':>8}"
+    header = f"{'example':<34} {'VAE only':>9} {'+ atoms x8':>11} {'neighbours':>11} {'whole':>7} {'<=0.5 s':>8}"
     print(header)
     print("-" * len(header))
     for label, vae, atoms, near, whole in rows:
-        print(f"{label[:34]:<34} {vae:>9.3f} {atoms:>8.3f} {near:>11.3f} {whole:>7.3f} {'yes' if whole <= 0.5 else 'NO':>8}")
+        print(f"{label[:34]:<34} {vae:>9.3f} {atoms:>11.3f} {near:>11.3f} {whole:>7.3f} {'yes' if whole <= 0.5 else 'NO':>8}")
     wholes = [r[4] for r in rows]
-    print(f"{'median over examples':<34} {'':>9} {'':>8} {'':>11} {statistics.median(wholes):>7.3f}")
+    print(f"{'median over examples':<34} {'':>9} {'':>11} {'':>11} {statistics.median(wholes):>7.3f}")
 
 
 if __name__ == "__main__":

@@ -336,8 +336,11 @@ with translate_tab:
 
             truth = dict(top_elements(current["composition"], k=112))
         with composition_column:
-            st.markdown("**Predicted composition** (atoms per formula cell)")
-            st.plotly_chart(viz.composition_figure(translation.top_elements(k=112), truth=truth), key="afm_composition")
+            st.markdown("**Predicted composition** (atoms per formula cell)",
+                        help="The mean over the stack's eight quarter turns and mirrors, so it is the same however "
+                             "the scan is turned; error bars: the spread over those eight readings.")
+            st.plotly_chart(viz.composition_figure(translation.top_elements(k=112), truth=truth,
+                                                   spread=translation.spread_by_element()), key="afm_composition")
         with formula_column:
             st.metric("Formula guess", translation.formula or "—",
                       help="Counts rounded to whole atoms; elements below half an atom are dropped.")

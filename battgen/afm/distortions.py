@@ -177,6 +177,8 @@ STANDARD_DISTORTIONS: tuple[Distortion, ...] = (
     Distortion("lateral offset 12 px", "offset", 12.0, "px"),
     Distortion("rotation 5°", "rotation", 5.0, "deg"),
     Distortion("rotation 20°", "rotation", 20.0, "deg"),
+    # A scan has no preferred azimuth; the campaign's views all share one (battgen/afm/orientations.py).
+    Distortion("rotation 90°", "rotation", 90.0, "deg"),
     Distortion("tip 0.2 Å closer", "tip_height", 2.0, "steps of 0.1 Å"),
     Distortion("tip 0.2 Å farther", "tip_height", -2.0, "steps of 0.1 Å"),
 )

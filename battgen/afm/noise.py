@@ -2,8 +2,8 @@
 
 The robust encoder maps a noisy stack onto the latent of its clean reference, so the latent
 density (:mod:`battgen.afm.ood`) stops seeing noise it was trained to ignore — and, past its
-training range, noise it merely half-ignores: at SNR 1 the shipped models lose over a third of
-the composition R² while the latent still looks ordinary. Pixel noise is easy to measure
+training range, noise it merely half-ignores: at SNR 1 the descriptors and the composition are
+measurably worse (README, "Robustness") while the latent still looks ordinary. Pixel noise is easy to measure
 directly instead. Simulated ppafm maps are smooth, so the response of each height map to
 Immerkær's Laplacian-difference kernel (J. Immerkær, *Fast noise variance estimation*, CVIU
 64, 1996) is almost all noise: on 300 held-out test stacks it reads white noise of SNR 0.5–30

@@ -27,9 +27,13 @@ LATENTS_FILENAME = "latents.npz"
 class Translation:
     descriptors: np.ndarray  # (H, W, 6) in [−1, 1]
     mu: np.ndarray  # (4, h, w) unscaled posterior mean
-    composition: np.ndarray | None  # (112,) atom counts, None without an atom regressor
+    # (112,) atom counts, the mean over the stack's eight orientations (battgen.afm.orientations);
+    # None without an atom regressor
+    composition: np.ndarray | None
     ood: OODScore | None = None  # how unlike the training stacks the input is, None without a calibration
     noise: NoiseCheck | None = None  # the stack's own pixel noise against the least the models saw
+    # (112,) standard deviation of the counts over those eight orientations
+    composition_spread: np.ndarray | None = None
 
     def top_elements(self, k: int = 8) -> list[tuple[str, float]]:
         return [] if self.composition is None else top_elements(self.composition, k=k)
@@ -38,10 +42,21 @@ class Translation:
     def formula(self) -> str:
         return "" if self.composition is None else formula_guess(self.composition)
 
+    def spread_by_element(self) -> dict[str, float] | None:
+        """Symbol -> standard deviation of its count over the stack's eight orientations."""
+        if self.composition_spread is None:
+            return None
+        from battgen.data.composition import element_symbols
+
+        return dict(zip(element_symbols(), map(float, self.composition_spread)))
+
     def predictions_csv(self) -> bytes:
-        """Predicted atom count of every element above 0.05 atoms, largest first."""
-        rows = self.top_elements(k=112)
-        frame = pd.DataFrame(rows, columns=["element", "predicted_atoms"])
+        """Predicted atom count of every element above 0.05 atoms, largest first, with its spread
+        over the stack's eight orientations."""
+        frame = pd.DataFrame(self.top_elements(k=112), columns=["element", "predicted_atoms"])
+        spread = self.spread_by_element()
+        if spread is not None:
+            frame["spread_over_orientations"] = [spread[e] for e in frame["element"]]
         return frame.to_csv(index=False).encode()
 
     def descriptors_npz(self) -> bytes:
@@ -61,9 +76,9 @@ class Translation:
 
 def translate_stack(translator, stack: np.ndarray, atom_regressor=None, density: LatentDensity | None = None
                     ) -> Translation:
-    """Descriptors, latent, (with a regressor) composition, (with a calibration) OOD score and the
-    estimated pixel noise of one stack."""
-    import torch
+    """Descriptors, latent, (with a regressor) composition over the stack's eight orientations,
+    (with a calibration) OOD score and the estimated pixel noise of one stack."""
+    from battgen.afm.orientations import composition_over_orientations
 
     stack = np.asarray(stack, np.float32)
     expected = (translator.config.sample_size, translator.config.sample_size, translator.config.stack_channels)
@@ -74,13 +89,12 @@ def translate_stack(translator, stack: np.ndarray, atom_regressor=None, density:
     if not np.isfinite(stack).all():
         raise ValueError("the stack contains NaN or infinite values")
     descriptors, mu = translator.translate(stack[None])
-    composition = None
+    composition = spread = None
     if atom_regressor is not None:
-        with torch.no_grad():
-            counts = atom_regressor.predict_from_mu(torch.as_tensor(mu, device=atom_regressor.device))
-        composition = counts[0].float().cpu().numpy()
+        mean, spread = composition_over_orientations(translator, atom_regressor, stack[None], mu)
+        composition, spread = mean[0], spread[0]
     return Translation(descriptors[0], mu[0], composition, None if density is None else density.score(mu[0]),
-                       NoiseCheck.of(stack))
+                       NoiseCheck.of(stack), spread)
 
 
 @dataclass

@@ -108,9 +108,9 @@ def descriptor_figure(predicted: np.ndarray, truth: np.ndarray | None = None, *,
 
 
 def composition_figure(elements: Sequence[tuple[str, float]], *, truth: dict[str, float] | None = None,
-                       k: int = 8, height: int = 300) -> go.Figure:
+                       spread: dict[str, float] | None = None, k: int = 8, height: int = 300) -> go.Figure:
     """Predicted atom counts (bars) of the ``k`` largest predicted elements and of every true element,
-    with the true counts as markers.
+    with the true counts as markers and, given ``spread`` (symbol -> count), error bars of ± that much.
 
     ``elements`` is (symbol, predicted count), largest first. A true element the model barely
     predicts must still show, at its small predicted count: leaving it off hides the miss.
@@ -118,8 +118,11 @@ def composition_figure(elements: Sequence[tuple[str, float]], *, truth: dict[str
     predicted = dict(elements)
     symbols = [s for s, _ in elements[:k]]
     symbols += [s for s, n in (truth or {}).items() if n > 0 and s not in symbols]
+    errors = None if spread is None else dict(type="data", array=[spread.get(s, 0.0) for s in symbols],
+                                              color="#78909C", thickness=1.5)
     fig = go.Figure(go.Bar(x=symbols, y=[predicted.get(s, 0.0) for s in symbols], name="predicted",
-                           marker_color="#1565C0", hovertemplate="%{x}: %{y:.2f} atoms<extra></extra>"))
+                           marker_color="#1565C0", error_y=errors,
+                           hovertemplate="%{x}: %{y:.2f} atoms<extra></extra>"))
     if truth:
         fig.add_trace(go.Scatter(x=symbols, y=[truth.get(s, 0.0) for s in symbols], mode="markers",
                                  name="true", marker=dict(color="#D32F2F", size=11, symbol="line-ew-open",

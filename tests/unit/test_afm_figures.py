@@ -22,3 +22,12 @@ def test_without_truth_it_shows_the_k_largest_predictions_only():
     fig = composition_figure(predicted, k=8)
     assert len(fig.data) == 1 and list(fig.data[0].x) == ["O", "Fe", "P", "Li", "Mn", "Co", "Ni", "F"]
     assert not fig.layout.showlegend
+
+
+def test_the_spread_over_orientations_becomes_error_bars_on_the_shown_elements():
+    predicted = [("O", 6.0), ("Fe", 2.0)]
+    fig = composition_figure(predicted, truth={"O": 4.0, "Li": 1.0}, spread={"O": 0.5, "Fe": 0.25, "Li": 0.1})
+    bars = fig.data[0]
+    assert list(bars.x) == ["O", "Fe", "Li"]
+    assert list(bars.error_y.array) == [0.5, 0.25, 0.1]
+    assert composition_figure(predicted).data[0].error_y.array is None

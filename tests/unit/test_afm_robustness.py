@@ -37,7 +37,8 @@ def table(tmp_path_factory):
     # SNR 3 is inside the range the robust encoder was trained on, SNR 1 is beyond it.
     distortions = (Distortion("white noise SNR 3", "gaussian", 3.0, "SNR"),
                    Distortion("white noise SNR 1", "gaussian", 1.0, "SNR"),
-                   Distortion("offset 12 px", "offset", 12.0, "px"))
+                   Distortion("offset 12 px", "offset", 12.0, "px"),
+                   Distortion("quarter turn", "rotation", 90.0, "deg"))
     result = robustness_table(translator, regressor, density, data, distortions=distortions,
                               stored_latents=REPO / "checkpoints" / "translator" / "latents.npz")
     return result, data, translator
@@ -67,7 +68,7 @@ def test_the_held_out_stacks_are_checked_against_the_latents_the_trainer_stored(
 
 def test_distorted_rows_lose_quality_and_are_warned_about(table):
     result, _, _ = table
-    clean, noisy, noisier, offset = result["rows"]
+    clean, noisy, noisier, offset, _ = result["rows"]
     for row in (noisy, noisier, offset):
         assert row["ssim_drop"] == pytest.approx(clean["ssim_mean"] - row["ssim_mean"])
         assert row["composition_r2_drop"] == pytest.approx(clean["composition_r2"] - row["composition_r2"])
@@ -90,6 +91,18 @@ def test_distorted_rows_lose_quality_and_are_warned_about(table):
     assert not any(NoiseCheck.of(s).too_noisy for s in data.stacks)
 
 
+def test_a_quarter_turned_scan_reads_the_same_composition_and_one_reading_would_not(table):
+    result, _, _ = table
+    clean, turned = result["rows"][0], result["rows"][-1]
+    # The composition is the mean over the eight orientations, which a quarter turn only reorders.
+    assert turned["composition_r2"] == pytest.approx(clean["composition_r2"], abs=1e-4)
+    assert abs(turned["composition_r2_drop"]) < 1e-4
+    # Read from the stack as given alone it changes: the models learnt the campaign's frame.
+    assert abs(turned["composition_r2_as_given"] - clean["composition_r2_as_given"]) > 0.01
+    # The descriptors turn with the sample and are scored against the turned truth.
+    assert turned["ssim_drop"] < 0.05
+
+
 def test_the_table_is_json_and_the_page_frame_reads_it(table, tmp_path):
     from battgen.afm.robustness import ROBUSTNESS_FILENAME
     from battgen.eval.afm_report import robustness_frame
@@ -97,11 +110,13 @@ def test_the_table_is_json_and_the_page_frame_reads_it(table, tmp_path):
     result, _, _ = table
     (tmp_path / ROBUSTNESS_FILENAME).write_text(json.dumps(result))
     frame, about = robustness_frame(tmp_path)
-    assert list(frame["condition"]) == ["clean", "white noise SNR 3", "white noise SNR 1", "offset 12 px"]
+    assert list(frame["condition"]) == ["clean", "white noise SNR 3", "white noise SNR 1", "offset 12 px",
+                                        "quarter turn"]
     assert {"SSIM", "SSIM drop", "composition R²", "R² drop", "OOD warned (%)"} <= set(frame.columns)
     assert frame["OOD unusual or warned (%)"].iloc[2] == pytest.approx(100 * result["rows"][2]["ood_caution_rate"])
     # every SNR-1 view is flagged by its own noise estimate, no clean or SNR-3 view
-    assert frame["too noisy (%)"].tolist() == [0.0, 0.0, 100.0, 0.0] and "too noisy = %" in about
+    assert frame["too noisy (%)"].tolist() == [0.0, 0.0, 100.0, 0.0, 0.0] and "too noisy = %" in about
+    assert "composition R², stack as given only" in frame.columns
     assert (frame["views"] == result["views"]).all()
     drops_ok = [r["ssim_drop"] <= 0.05 and r["composition_r2_drop"] <= 0.1 for r in result["rows"][1:]]
     assert frame["within the bar"].tolist() == [""] + ["yes" if ok else "no" for ok in drops_ok]

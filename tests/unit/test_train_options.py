@@ -212,6 +212,8 @@ def test_the_makefile_training_lines_parse(monkeypatch):
     assert robust_regressor.out == paths.checkpoint_dir(paths.ATOM_REGRESSOR)
     assert robust_regressor.latent_noise == 0.3  # the shipped regressor's, chosen by the robustness table
     assert robust_regressor.pink_weight == 2.5  # as the last encoder stage drew them
+    # the page reads all eight orientations of a stack, so the shipped regressor saw the other seven
+    assert robust_regressor.turned_copies == 3 and robust_regressor.max_minutes == 13
     # The SEI models learn finished SEIs only, all three from the same dataset and budget.
     for model in sei:
         assert model.runs == "passivated" and model.kl_warmup_epochs == 12 and model.threads == 1
