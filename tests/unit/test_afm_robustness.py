@@ -75,8 +75,9 @@ def test_distorted_rows_lose_quality_and_are_warned_about(table):
     # Noise the robust encoder learnt to read as the clean stack: within issue 16's SSIM bar, not warned.
     assert noisy["ssim_drop"] < 0.05 and noisy["ood_detection_rate"] == 0.0
     # Noise beyond what it saw (SNR 2-30) costs the descriptors more than noise within it, and the
-    # composition too (measured on these examples, four-stage encoder: SSIM drop 0.013 at SNR 3, 0.044
-    # at SNR 1; composition R² 0.64 -> 0.50 / 0.56: on ten views R² swings by ~0.1 with the noise drawn,
+    # composition too (measured on these examples, four-stage encoder, session 14's regressor read
+    # once: SSIM drop 0.013 at SNR 3, 0.044 at SNR 1; composition R² 0.64 -> 0.50 / 0.56: on ten
+    # views R² swings by ~0.1 with the noise drawn,
     # so only the SSIM order is asserted). The latent score mostly misses it, since the encoder maps it
     # onto ordinary latents (1 of 10 called unusual at SNR 1, 9 at 0.7, all at 0.5, 9 warned outright
     # at 0.3); the stack's own noise estimate flags every view.
