@@ -154,8 +154,8 @@ ANIONS = ("N", "O", "F", "S", "Cl", "Se", "Br", "Te", "I")
 def anion_confusion(true: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
     """Which anion the regressor reads as a view's main one (most atoms among :data:`ANIONS`), per true main anion.
 
-    The overall R² hides a chemist's first question, oxide or fluoride: both are small light anions
-    that look alike to the tip. One row per true main anion with any view: views, % read right, and
+    The overall R² hides a chemist's first question, oxide or fluoride (or sulfide or selenide).
+    One row per true main anion with any view: views, % read right, and
     % read as each anion; views without any of these anions are left out.
     """
     from battgen.data.composition import element_symbols
